@@ -1,0 +1,67 @@
+/**
+ * Evaluate: measure one version on a list of suites (held-out loss and perplexity for text suites, greedy
+ * exact match for probe suites) and record every result. A stored result is reused only when it was
+ * measured on exactly the same records (same data digest), so superseded probes never leave a stale number.
+ */
+import { Context } from '@temporalio/activity';
+import { initBackend } from '../model/backend.ts';
+import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
+import { LanguageModel } from '../model/transformer.ts';
+import { loadModel } from '../model/weights.ts';
+import type { Metrics } from '../workflows/gate.ts';
+import type { ActivityDeps } from './deps.ts';
+import { resolveSuites } from './suites.ts';
+import type { SuiteRef } from './types.ts';
+
+export function evaluationActivities(deps: ActivityDeps) {
+  return {
+    /** Evaluates `line@version` on `suites`, records each result, returns suite -> metrics. Idempotent. */
+    async evaluateVersion(input: { line: string; version: number; suites: SuiteRef[]; fresh?: boolean }): Promise<Record<string, Metrics>> {
+      const ctx = Context.current();
+      const data = await resolveSuites(input.suites, deps.drops);
+      const stored = input.fresh ? [] : await deps.registry.getEvaluations(input.line, input.version);
+      const out: Record<string, Metrics> = {};
+      const todo: SuiteRef[] = [];
+      for (const suite of input.suites) {
+        const prior = stored.find((e) => e.suite === suite.name && e.dataDigest === data.get(suite.name)!.dataDigest);
+        if (prior) out[suite.name] = prior.metrics as Metrics;
+        else todo.push(suite);
+      }
+      if (todo.length === 0) return out;
+
+      const backend = await initBackend();
+      const version = await deps.registry.getVersion(input.line, input.version);
+      const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+      const model = LanguageModel.create(config, weights);
+      try {
+        for (const suite of todo) {
+          const d = data.get(suite.name)!;
+          const started = performance.now();
+          let metrics: Metrics;
+          if (d.kind === 'text') {
+            const r = await evaluateLoss(model, d.texts);
+            metrics = { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
+          } else {
+            const r = await exactMatch(model, d.probes);
+            metrics = { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
+          }
+          metrics.evalMs = Math.round(performance.now() - started);
+          await deps.registry.recordEvaluation({
+            line: input.line,
+            version: input.version,
+            suite: suite.name,
+            suiteLine: suite.line,
+            metrics,
+            dataDigest: d.dataDigest,
+            backend,
+          });
+          out[suite.name] = metrics;
+          ctx.heartbeat({ suite: suite.name });
+        }
+      } finally {
+        model.dispose();
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,21 @@
+/** The activity factory: every activity of the release loop, built from injected dependencies. */
+import type { ActivityDeps } from './deps.ts';
+import { evaluationActivities } from './evaluate.ts';
+import { ingestActivities } from './ingest.ts';
+import { releaseActivities } from './release.ts';
+import { trainingActivities } from './train.ts';
+
+export type { ActivityDeps } from './deps.ts';
+
+/** Builds the activities; the workflow worker registers the light ones, the training worker the heavy ones. */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...releaseActivities(deps),
+    ...ingestActivities(deps),
+    ...trainingActivities(deps),
+    ...evaluationActivities(deps),
+  };
+}
+
+/** Activities that run on the training task queue (CPU/GPU bound). */
+export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersion'] as const;

@@ -1,0 +1,141 @@
+/**
+ * Adapt: train a candidate from its parent's weights on the new drop mixed with the replay buffer.
+ * Checkpoints go to the artifact store and their digests into the heartbeat, so a retry on another
+ * worker resumes from the last one and ends with the same weights as an uninterrupted run.
+ */
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { initBackend } from '../model/backend.ts';
+import { initWeights } from '../model/transformer.ts';
+import { trainModel } from '../model/train.ts';
+import { loadModel, saveModel, type Weights } from '../model/weights.ts';
+import { ErrorType } from '../workflows/options.ts';
+import { progressSignal } from '../workflows/messages.ts';
+import type { ActivityDeps } from './deps.ts';
+import type { TrainInput, TrainingOutcome } from './types.ts';
+
+/** What the training activity heartbeats; a retry reads it back to resume. */
+export interface TrainingHeartbeat {
+  step: number;
+  checkpoint?: string;
+  loss?: number;
+}
+
+const PROGRESS_SIGNAL_MS = 2000;
+
+/**
+ * Replay must not rehearse what the new drop changes: a replayed record that states a new probe's prompt
+ * with another answer (the old load limit, say) is left out, so the update does not fight itself.
+ */
+export function withoutSuperseded(docs: string[], probes: { prompt: string; completion: string }[]): string[] {
+  if (!probes.length) return docs;
+  return docs.filter((doc) => !probes.some((p) => doc.includes(p.prompt) && !doc.includes(p.prompt + p.completion)));
+}
+
+export function trainingActivities(deps: ActivityDeps) {
+  /** Training texts of the new drop and of the replay buffer (newest drops first, within the budget). */
+  async function trainingSources(input: TrainInput) {
+    const drop = await deps.drops.get(input.dropDigest);
+    const replayDocs: string[] = [];
+    for (const digest of input.replay) {
+      if (replayDocs.length >= input.recipe.replayBudget) break;
+      const earlier = await deps.drops.get(digest);
+      replayDocs.push(...earlier.train.slice(0, input.recipe.replayBudget - replayDocs.length));
+    }
+    if (drop.train.length === 0) {
+      throw ApplicationFailure.nonRetryable(
+        `drop ${input.dropDigest.slice(0, 12)} has no training records (only held-out text or probes)`,
+        ErrorType.InvalidData,
+      );
+    }
+    const replay = withoutSuperseded(replayDocs, drop.probes);
+    const ratio = replay.length ? input.recipe.replayRatio : 0;
+    return [{ name: 'drop', weight: 1 - ratio, docs: drop.train }, ...(ratio > 0 ? [{ name: 'replay', weight: ratio, docs: replay }] : [])];
+  }
+
+  async function initialWeights(input: TrainInput): Promise<{ init: Weights; reference?: Weights }> {
+    if (!input.init) return { init: initWeights(input.modelConfig, input.recipe.seed) };
+    const version = await deps.registry.getVersion(input.init.line, input.init.version);
+    const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+    if (JSON.stringify(config) !== JSON.stringify(input.modelConfig)) {
+      throw ApplicationFailure.nonRetryable(
+        `${input.init.line}@${input.init.version} has model shape ${JSON.stringify(config)}, but ${input.line} trains ${JSON.stringify(input.modelConfig)}; a different shape needs a capability transfer, not an update`,
+        ErrorType.InvalidRequest,
+      );
+    }
+    return { init: weights, reference: input.recipe.l2Pull > 0 ? weights : undefined };
+  }
+
+  return {
+    /** Trains a candidate; heartbeats {step, checkpoint}; resumes from the last checkpoint on retry. Writes only to the content-addressed store. */
+    async trainCandidate(input: TrainInput): Promise<TrainingOutcome> {
+      const ctx = Context.current();
+      const backend = await initBackend();
+      const previous = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
+      await deps.registry.startTrainingRun({
+        line: input.line,
+        key: input.key,
+        parentVersion: input.init?.line === input.line ? input.init.version : null,
+        recipe: input.recipe,
+        seed: input.recipe.seed,
+        drops: [input.dropDigest],
+      });
+      const { init, reference } = await initialWeights(input);
+      const sources = await trainingSources(input);
+      const resume = previous?.checkpoint ? await deps.store.get(previous.checkpoint) : undefined;
+
+      let lastCheckpoint = previous?.checkpoint;
+      let lastLoss = previous?.loss;
+      let lastSignal = 0;
+      const result = await trainModel({
+        config: input.modelConfig,
+        init,
+        reference,
+        sources,
+        recipe: { ...input.recipe, minLearningRate: input.recipe.minLearningRate, rewarm: input.recipe.rewarm && input.init !== null },
+        checkpointEvery: input.recipe.checkpointEvery,
+        resume,
+        onCheckpoint: async (bytes, step) => {
+          lastCheckpoint = await deps.store.put(bytes);
+          ctx.heartbeat({ step, checkpoint: lastCheckpoint, loss: lastLoss } satisfies TrainingHeartbeat);
+        },
+        onProgress: async (p) => {
+          lastLoss = p.loss;
+          ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, loss: p.loss } satisfies TrainingHeartbeat);
+          const now = Date.now();
+          if (input.progressTo && (now - lastSignal >= PROGRESS_SIGNAL_MS || p.step === p.steps)) {
+            lastSignal = now;
+            // Progress is for the live view only; a line workflow between runs may miss one.
+            await deps.client.workflow
+              .getHandle(input.progressTo)
+              .signal(progressSignal, {
+                cycleId: ctx.info.workflowExecution?.workflowId ?? input.key,
+                step: p.step,
+                steps: p.steps,
+                loss: p.loss,
+                tokensPerSecond: p.tokensPerSecond,
+              })
+              .catch(() => undefined);
+          }
+        },
+        shouldStop: () => ctx.cancellationSignal.aborted,
+      });
+      if (result.stopped)
+        throw new CancelledFailure(`training of ${input.key} was cancelled at step ${result.steps}; last checkpoint ${lastCheckpoint ?? 'none'}`);
+
+      const weightsDigest = await deps.store.put(saveModel(input.modelConfig, result.weights, { line: input.line, trainingRun: input.key }));
+      const outcome: TrainingOutcome = {
+        weightsDigest,
+        steps: result.steps,
+        tokens: result.tokens,
+        flops: result.flops,
+        wallMs: Math.round(result.wallMs),
+        backend: backend,
+        finalLoss: result.finalLoss,
+        resumedFromStep: previous?.step ?? 0,
+        lossCurve: result.lossCurve.slice(-50),
+      };
+      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs) });
+      return outcome;
+    },
+  };
+}

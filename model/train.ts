@@ -1,0 +1,351 @@
+/**
+ * The training loop: AdamW with warmup + cosine decay, global-norm clipping, an optional L2 pull
+ * toward reference weights, deterministic mixture batches, and exact resume from checkpoints.
+ */
+import { createHash } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import { backendName, initBackend } from './backend.ts';
+import { type ModelConfig, flopsPerToken, validateConfig } from './config.ts';
+import { BatchSampler, type Source } from './data.ts';
+import { AdamW } from './optimizer.ts';
+import { LanguageModel } from './transformer.ts';
+import { type Weights, checkWeights, decodeSafetensors, encodeSafetensors, weightsDigest } from './weights.ts';
+
+export type { Source } from './data.ts';
+
+/** How to train: everything that, with the data and initial weights, determines the result. */
+export interface Recipe {
+  steps: number;
+  batchSize: number;
+  /** Peak learning rate, reached at the end of warmup. */
+  learningRate: number;
+  /** Floor of the cosine decay (default learningRate / 10). */
+  minLearningRate?: number;
+  warmupSteps: number;
+  /**
+   * Continuing from an earlier version whose schedule ended at minLearningRate: warm up from
+   * minLearningRate rather than from 0 (re-warming), so the first steps neither stall nor jump.
+   */
+  rewarm?: boolean;
+  /** Decoupled weight decay, applied to weight matrices and embeddings. */
+  weightDecay: number;
+  /** Global gradient-norm clip; 0 disables. */
+  gradClip: number;
+  /** Strength of the L2 pull toward `reference` (the parent version); 0 disables. */
+  l2Pull: number;
+  seed: number;
+}
+
+/** Progress report, sent at every loss-curve point and at the last step. */
+export interface TrainProgress {
+  step: number;
+  steps: number;
+  /** Mean loss since the previous report. */
+  loss: number;
+  learningRate: number;
+  tokensPerSecond: number;
+}
+
+/** Input of trainModel. */
+export interface TrainOptions {
+  config: ModelConfig;
+  /** Initial weights: the parent version, or initWeights(config, seed) for a fresh model. */
+  init: Weights;
+  /** Reference weights for the L2 pull (usually the parent). */
+  reference?: Weights;
+  sources: Source[];
+  recipe: Recipe;
+  /** Emit a checkpoint every this many steps (and never if absent or 0). */
+  checkpointEvery?: number;
+  /** A checkpoint from an earlier, interrupted run of the same job: training continues after it. */
+  resume?: Uint8Array;
+  /** Receives each checkpoint; training waits for it (store it, then heartbeat {step, digest}). */
+  onCheckpoint?: (checkpoint: Uint8Array, step: number) => Promise<void>;
+  onProgress?: (p: TrainProgress) => void | Promise<void>;
+  /** Polled before every step; when it returns true training stops and returns stopped: true. */
+  shouldStop?: () => boolean;
+  /** Steps per loss-curve point (default: steps / 100, at least 1). */
+  lossEvery?: number;
+}
+
+/** Output of trainModel. Totals (steps, tokens, flops, lossCurve) include steps done before a resume. */
+export interface TrainResult {
+  weights: Weights;
+  /** Steps completed (equals recipe.steps unless stopped). */
+  steps: number;
+  stopped: boolean;
+  /** Mean loss over the last loss-curve interval. */
+  finalLoss: number;
+  /** Mean training loss per `lossEvery` steps. */
+  lossCurve: number[];
+  lossEvery: number;
+  /** Token positions trained on: steps · batchSize · context. */
+  tokens: number;
+  /** Training FLOPs: tokens · flopsPerToken(config). */
+  flops: number;
+  /** Wall time of this call (not of steps done before a resume). */
+  wallMs: number;
+  /** The tfjs backend that ran: 'tensorflow', 'wasm' or 'cpu'. */
+  backend: string;
+}
+
+/** Thrown when a resume checkpoint was made by a different job (recipe, config, data or weights). */
+export class CheckpointMismatchError extends Error {
+  override name = 'CheckpointMismatchError';
+}
+
+/** Value of `format` in a checkpoint's metadata. */
+export const CHECKPOINT_FORMAT = 'perennial-checkpoint/1';
+const MOMENT1 = 'optimizer.m.';
+const MOMENT2 = 'optimizer.v.';
+
+/**
+ * Learning rate for step `step` (1-based): linear warmup over warmupSteps (from 0, or from
+ * minLearningRate when re-warming), then cosine decay to minLearningRate at recipe.steps.
+ */
+export function learningRateAt(step: number, recipe: Recipe): number {
+  const peak = recipe.learningRate;
+  const floor = recipe.minLearningRate ?? peak / 10;
+  if (step <= recipe.warmupSteps) {
+    const start = recipe.rewarm ? floor : 0;
+    return start + ((peak - start) * step) / recipe.warmupSteps;
+  }
+  const progress = Math.min(1, (step - recipe.warmupSteps) / Math.max(1, recipe.steps - recipe.warmupSteps));
+  return floor + 0.5 * (peak - floor) * (1 + Math.cos(Math.PI * progress));
+}
+
+function sha256(parts: (string | Uint8Array)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) {
+    // Length-prefix every part so that ("ab", "c") and ("a", "bc") hash differently.
+    const bytes = typeof p === 'string' ? new TextEncoder().encode(p) : p;
+    h.update(`${bytes.length}:`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
+}
+
+/** JSON with sorted keys, so equal objects hash equally whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
+  );
+}
+
+/** Hashes of everything a checkpoint must agree with to be resumed. */
+function fingerprint(opts: TrainOptions): Record<string, string> {
+  return {
+    configHash: sha256([canonicalJson(opts.config)]),
+    recipeHash: sha256([canonicalJson(opts.recipe)]),
+    dataHash: sha256(opts.sources.flatMap((s) => [s.name, String(s.weight), String(s.docs.length), ...s.docs])),
+    initDigest: weightsDigest(opts.init),
+    referenceDigest: opts.reference ? weightsDigest(opts.reference) : 'none',
+  };
+}
+
+const FINGERPRINT_LABELS: Record<string, string> = {
+  configHash: 'model config',
+  recipeHash: 'recipe',
+  dataHash: 'training data',
+  initDigest: 'initial weights',
+  referenceDigest: 'reference weights',
+};
+
+function validateRecipe(r: Recipe): void {
+  const positiveInt = (k: 'steps' | 'batchSize') => {
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new Error(`recipe: ${k} must be a positive integer, got ${r[k]}`);
+  };
+  positiveInt('steps');
+  positiveInt('batchSize');
+  if (!Number.isInteger(r.warmupSteps) || r.warmupSteps < 0) {
+    throw new Error(`recipe: warmupSteps must be a non-negative integer, got ${r.warmupSteps}`);
+  }
+  for (const k of ['learningRate', 'weightDecay', 'gradClip', 'l2Pull'] as const) {
+    if (!Number.isFinite(r[k]) || r[k] < 0) throw new Error(`recipe: ${k} must be a non-negative number, got ${r[k]}`);
+  }
+  if (r.minLearningRate !== undefined && !(r.minLearningRate >= 0 && r.minLearningRate <= r.learningRate)) {
+    throw new Error(`recipe: minLearningRate must be between 0 and learningRate, got ${r.minLearningRate}`);
+  }
+  if (!Number.isInteger(r.seed)) throw new Error(`recipe: seed must be an integer, got ${r.seed}`);
+}
+
+/** Loss-curve bookkeeping, saved in checkpoints so a resumed run reports the same curve. */
+interface LossLog {
+  curve: number[];
+  sum: number;
+  count: number;
+}
+
+/** A decoded checkpoint: the step it was taken after, the weights then, the AdamW moments, metadata. */
+export interface Checkpoint {
+  step: number;
+  config: ModelConfig;
+  weights: Weights;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+  metadata: Record<string, string>;
+}
+
+/** Decodes a checkpoint written by trainModel (e.g. to keep the weights of a cancelled run); throws if it is not one. */
+export function readCheckpoint(bytes: Uint8Array): Checkpoint {
+  const { tensors, metadata } = decodeSafetensors(bytes);
+  if (metadata.format !== CHECKPOINT_FORMAT) {
+    throw new CheckpointMismatchError(`checkpoint format ${JSON.stringify(metadata.format)} is not ${CHECKPOINT_FORMAT}`);
+  }
+  const step = Number(metadata.step);
+  if (!Number.isInteger(step) || step < 0) throw new CheckpointMismatchError(`checkpoint step ${metadata.step} is invalid`);
+  const config = validateConfig(JSON.parse(metadata.config ?? 'null'));
+  const weights: Weights = new Map();
+  const m = new Map<string, Float32Array>();
+  const v = new Map<string, Float32Array>();
+  for (const [name, t] of tensors) {
+    if (name.startsWith(MOMENT1)) m.set(name.slice(MOMENT1.length), t.data);
+    else if (name.startsWith(MOMENT2)) v.set(name.slice(MOMENT2.length), t.data);
+    else weights.set(name, t);
+  }
+  checkWeights(config, weights);
+  for (const [name, t] of weights) {
+    for (const [prefix, moments] of [
+      [MOMENT1, m],
+      [MOMENT2, v],
+    ] as const) {
+      if (moments.get(name)?.length !== t.data.length) {
+        throw new CheckpointMismatchError(`checkpoint lacks ${prefix}${name} or it has the wrong size`);
+      }
+    }
+  }
+  return { step, config, weights, m, v, metadata };
+}
+
+/** Decodes a resume checkpoint and checks that it belongs to this job (same fingerprint). */
+function resumeFrom(bytes: Uint8Array, expected: Record<string, string>, steps: number): Checkpoint & { log: LossLog } {
+  const checkpoint = readCheckpoint(bytes);
+  const differs = Object.keys(expected).filter((k) => checkpoint.metadata[k] !== expected[k]);
+  if (differs.length > 0) {
+    const what = differs.map((k) => FINGERPRINT_LABELS[k] ?? k).join(', ');
+    const verb = differs.length === 1 ? 'differs' : 'differ';
+    throw new CheckpointMismatchError(`checkpoint belongs to a different training job: ${what} ${verb}`);
+  }
+  if (checkpoint.step > steps) throw new CheckpointMismatchError(`checkpoint step ${checkpoint.step} is past ${steps}`);
+  const log = JSON.parse(checkpoint.metadata.lossLog ?? '{"curve":[],"sum":0,"count":0}') as LossLog;
+  return { ...checkpoint, log };
+}
+
+function writeCheckpoint(step: number, optimizer: AdamW, meta: Record<string, string>, log: LossLog): Uint8Array {
+  const tensors: Weights = new Map();
+  for (const [name, p] of optimizer.params) {
+    tensors.set(name, p);
+    tensors.set(MOMENT1 + name, { shape: p.shape, data: optimizer.m.get(name)! });
+    tensors.set(MOMENT2 + name, { shape: p.shape, data: optimizer.v.get(name)! });
+  }
+  return encodeSafetensors(tensors, {
+    ...meta,
+    format: CHECKPOINT_FORMAT,
+    step: String(step),
+    lossLog: JSON.stringify(log),
+  });
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Trains a model and returns its final weights. Deterministic for a given backend: the same options
+ * give the same weights, and a run resumed from one of its checkpoints ends with exactly the weights
+ * of an uninterrupted run. Checkpoints are emitted through onCheckpoint; nothing is written to disk.
+ */
+export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
+  const started = performance.now();
+  await initBackend();
+  const config = validateConfig(opts.config);
+  const { recipe } = opts;
+  validateRecipe(recipe);
+  checkWeights(config, opts.init);
+  if (opts.reference) checkWeights(config, opts.reference);
+
+  const expected = fingerprint(opts);
+  // config, recipe and seed are stored readably as well as hashed, for whoever inspects a checkpoint.
+  const meta = { ...expected, config: JSON.stringify(config), recipe: canonicalJson(recipe), seed: String(recipe.seed) };
+  const resumed = opts.resume ? resumeFrom(opts.resume, expected, recipe.steps) : undefined;
+  const start = resumed?.weights ?? opts.init;
+
+  const params = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, t] of start) params.set(name, { shape: [...t.shape], data: t.data.slice() });
+  const { weightDecay, gradClip, l2Pull } = recipe;
+  const optimizer = new AdamW(params, { weightDecay, gradClip, l2Pull }, opts.reference);
+  if (resumed) {
+    for (const name of params.keys()) {
+      optimizer.m.get(name)!.set(resumed.m.get(name)!);
+      optimizer.v.get(name)!.set(resumed.v.get(name)!);
+    }
+  }
+
+  const sampler = new BatchSampler(opts.sources, config.context, recipe.seed);
+  // A resumed run keeps the checkpoint's interval, so its curve continues the same series.
+  const lossEvery = Number(resumed?.metadata.lossEvery ?? opts.lossEvery ?? Math.max(1, Math.floor(recipe.steps / 100)));
+  const log: LossLog = resumed?.log ?? { curve: [], sum: 0, count: 0 };
+  const model = LanguageModel.create(config, params);
+  const variables = [...model.variables.values()];
+  const names = [...model.variables.keys()];
+  const tokensPerStep = recipe.batchSize * config.context;
+
+  let step = resumed?.step ?? 0;
+  let stopped = false;
+  let lastReport = { time: performance.now(), step };
+  try {
+    while (step < recipe.steps) {
+      if (opts.shouldStop?.()) {
+        stopped = true;
+        break;
+      }
+      const t = step + 1;
+      const { ids, targets } = sampler.batch(t, recipe.batchSize);
+      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets, recipe.batchSize), variables);
+      const loss = value.dataSync()[0]!;
+      const gradArrays = new Map<string, Float32Array>();
+      names.forEach((name, i) => gradArrays.set(name, grads[variables[i]!.name]!.dataSync() as Float32Array));
+      tf.dispose([value, ...Object.values(grads)]);
+      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${t}`);
+
+      const lr = learningRateAt(t, recipe);
+      optimizer.step(gradArrays, lr, t);
+      model.loadWeights(params);
+      step = t;
+
+      log.sum += loss;
+      log.count += 1;
+      if (log.count === lossEvery || step === recipe.steps) {
+        const mean = log.sum / log.count;
+        log.curve.push(mean);
+        log.sum = 0;
+        log.count = 0;
+        const now = performance.now();
+        const tokensPerSecond = ((step - lastReport.step) * tokensPerStep * 1000) / Math.max(1e-9, now - lastReport.time);
+        lastReport = { time: now, step };
+        await opts.onProgress?.({ step, steps: recipe.steps, loss: mean, learningRate: lr, tokensPerSecond });
+      }
+      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && opts.onCheckpoint) {
+        await opts.onCheckpoint(writeCheckpoint(step, optimizer, { ...meta, lossEvery: String(lossEvery) }, log), step);
+      }
+      // Let timers and I/O run (heartbeats, cancellation): the step itself is synchronous.
+      await yieldToEventLoop();
+    }
+  } finally {
+    model.dispose();
+  }
+
+  const tokens = step * tokensPerStep;
+  const weights: Weights = new Map();
+  for (const [name, p] of params) weights.set(name, { shape: p.shape, data: p.data });
+  return {
+    weights,
+    steps: step,
+    stopped,
+    finalLoss: log.curve.at(-1) ?? (log.count > 0 ? log.sum / log.count : Number.NaN),
+    lossCurve: log.curve,
+    lossEvery,
+    tokens,
+    flops: tokens * flopsPerToken(config),
+    wallMs: performance.now() - started,
+    backend: backendName(),
+  };
+}

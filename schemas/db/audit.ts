@@ -1,0 +1,34 @@
+/** The audit log: append-only (triggers in migration 0001), hash-chained, Merkle roots signed outside the database. */
+import { sql } from 'drizzle-orm';
+import { bigint, check, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { digestCheck, instant, notBlank } from './columns.ts';
+
+/** The `prevHash` of the first entry. */
+export const AUDIT_GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * One row per audited write. `seq` is assigned under a transaction-scoped advisory lock (not a sequence,
+ * which leaves gaps on rollback), so the chain is dense and never forks.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    seq: bigint({ mode: 'number' }).primaryKey(),
+    at: instant().notNull(),
+    actor: text().notNull(),
+    action: text().notNull(),
+    subject: text().notNull(),
+    details: jsonb().$type<Record<string, unknown>>().notNull(),
+    prevHash: text().notNull(),
+    hash: text().notNull(),
+  },
+  (t) => [
+    uniqueIndex('audit_log_hash_key').on(t.hash),
+    check('audit_log_seq_positive', sql`${t.seq} >= 1`),
+    check('audit_log_genesis', sql`(${t.seq} = 1) = (${t.prevHash} = '0000000000000000000000000000000000000000000000000000000000000000')`),
+    check('audit_log_action_format', sql`${t.action} ~ '^[a-z][a-z_]*(\\.[a-z][a-z_]*)*$'`),
+    digestCheck('audit_log_prev_hash_format', t.prevHash),
+    digestCheck('audit_log_hash_format', t.hash),
+    notBlank('audit_log_actor_not_blank', t.actor),
+  ],
+);

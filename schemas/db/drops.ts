@@ -1,0 +1,46 @@
+/** Data drops: content-addressed batches of training records received for a line. */
+import { sql } from 'drizzle-orm';
+import { check, integer, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { createdAt, digestCheck, id, nonNegative, ref } from './columns.ts';
+import { lines } from './lines.ts';
+
+/** What ingest decided about a drop; bad drops are kept (quarantined or rejected), never silently lost. */
+export const DROP_STATUSES = ['accepted', 'quarantined', 'rejected'] as const;
+export type DropStatus = (typeof DROP_STATUSES)[number];
+
+/** One row per (line, drop digest). */
+export const dataDrops = pgTable(
+  'data_drops',
+  {
+    id: id(),
+    lineId: ref()
+      .notNull()
+      .references(() => lines.id),
+    digest: text().notNull(),
+    source: text().notNull(),
+    receivedAt: createdAt(),
+    status: text({ enum: DROP_STATUSES }).notNull(),
+    records: integer().notNull(),
+    trainRecords: integer().notNull(),
+    heldOutRecords: integer().notNull(),
+    rejectedRecords: integer().notNull().default(0),
+    probeRecords: integer().notNull().default(0),
+    /** The ingest activity's key, so a retry of the same ingest recognises its own record. */
+    ingestKey: text(),
+    reason: text(),
+    storedPath: text().notNull(),
+  },
+  (t) => [
+    uniqueIndex('data_drops_line_digest_key').on(t.lineId, t.digest),
+    digestCheck('data_drops_digest_format', t.digest),
+    check('data_drops_status_known', sql`${t.status} in ('accepted', 'quarantined', 'rejected')`),
+    // A drop that was not accepted must say why: an operator reads this years later.
+    check('data_drops_reason_when_not_accepted', sql`${t.status} = 'accepted' or ${t.reason} is not null`),
+    nonNegative('data_drops_records_non_negative', t.records),
+    nonNegative('data_drops_train_non_negative', t.trainRecords),
+    nonNegative('data_drops_held_out_non_negative', t.heldOutRecords),
+    nonNegative('data_drops_rejected_non_negative', t.rejectedRecords),
+    nonNegative('data_drops_probes_non_negative', t.probeRecords),
+    check('data_drops_split_within_records', sql`${t.trainRecords} + ${t.heldOutRecords} + ${t.probeRecords} <= ${t.records}`),
+  ],
+);

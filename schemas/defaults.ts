@@ -1,0 +1,37 @@
+/** The embedded defaults: model presets, the default recipe, gate rules and promotion policy. Pure data. */
+import { PRESETS } from '../model/config.ts';
+import type { GateRules, PromotionPolicy, Recipe } from './io.ts';
+
+/** Model shapes by name: the kernels' presets (tiny: tests, small: the benchmark and demo model). */
+export const MODEL_PRESETS = PRESETS;
+export type ModelPreset = keyof typeof MODEL_PRESETS;
+
+/** Replay + L2 pull toward the parent + learning-rate re-warming: the product's default update recipe. */
+export const DEFAULT_RECIPE: Recipe = {
+  steps: 200,
+  batchSize: 16,
+  learningRate: 3e-3,
+  minLearningRate: 3e-4,
+  warmupSteps: 20,
+  rewarm: true,
+  weightDecay: 0.01,
+  gradClip: 1,
+  l2Pull: 1e-3,
+  replayRatio: 0.3,
+  replayBudget: 5000,
+  seed: 1,
+  checkpointEvery: 50,
+};
+
+export const DEFAULT_GATE_RULES: GateRules = {
+  floors: { loss: 6, exactMatch: 0 },
+  maxRegression: { loss: 0.05, exactMatch: 0.1 },
+  minImprovement: { loss: 0.02, exactMatch: 0 },
+  suites: {},
+};
+
+export const DEFAULT_PROMOTION: PromotionPolicy = {
+  canaryWindow: '0s',
+  requireApproval: false,
+  approvalTimeout: '7d',
+};

@@ -1,0 +1,182 @@
+/**
+ * Training and evaluation throughput on this machine: `npm run bench:train [-- --steps 1000]`.
+ * Trains the `small` preset (d64, 2 layers, ctx 64) at batch 16 and prints early and late tokens/s
+ * (a leak or slowdown shows as a late/early ratio below 1), achieved GFLOP/s against a plain 2-D
+ * matmul on the same backend and against numpy's sgemm when python3 has numpy, peak RSS, and the
+ * time to evaluate a 1,000-record suite (loss + exact match).
+ */
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { initBackendInfo } from '../model/backend.ts';
+import { flopsPerToken, parameterCount, preset } from '../model/config.ts';
+import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
+import { Rng } from '../model/random.ts';
+import { trainModel } from '../model/train.ts';
+import { LanguageModel, initWeights } from '../model/transformer.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '300' },
+    batch: { type: 'string', default: '16' },
+    backend: { type: 'string' },
+    'eval-records': { type: 'string', default: '1000' },
+  },
+});
+const steps = Number(args.steps);
+const batchSize = Number(args.batch);
+const evalRecords = Number(args['eval-records']);
+
+const WORDS = 'the a river stone quiet bright falls under over seven green market north harbour lamp wind old new early late'.split(' ');
+
+/** Deterministic pseudo-English documents, so runs are comparable. */
+function makeDocs(count: number, seed: number): string[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: count }, (_, i) => {
+    const words = Array.from({ length: 8 + rng.int(20) }, () => WORDS[rng.int(WORDS.length)]!);
+    return `${i}: ${words.join(' ')}.`;
+  });
+}
+
+function fmt(n: number, digits = 1): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+/** GFLOP/s of a plain n×n×n matmul on the current backend, best of a few timed rounds. */
+function matmulGflops(n: number): number {
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 1) as tf.Tensor2D;
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 2) as tf.Tensor2D;
+  const once = () => tf.tidy(() => tf.matMul(a, b)).dataSync().length;
+  once();
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const reps = 4;
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) {
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      c.dispose();
+    }
+    best = Math.min(best, (performance.now() - t0) / reps);
+  }
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / (best * 1e6);
+}
+
+/** numpy's float32 matmul GFLOP/s, or why it could not be measured. */
+function numpyGflops(n: number): { gflops?: number; why?: string } {
+  const script = [
+    'import time, numpy as np',
+    `n=${n}; a=np.random.rand(n,n).astype(np.float32); b=np.random.rand(n,n).astype(np.float32); a@b`,
+    'best=min((lambda t: (a@b, time.perf_counter()-t)[1])(time.perf_counter()) for _ in range(5))',
+    'print(2*n**3/best/1e9)',
+  ].join('\n');
+  const run = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 60_000 });
+  if (run.error) return { why: `python3 could not be run (${run.error.message})` };
+  if (run.status !== 0) {
+    const last = run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}`;
+    return { why: `python3 -c 'import numpy' failed: ${last}` };
+  }
+  return { gflops: Number(run.stdout.trim()) };
+}
+
+const info = await initBackendInfo(args.backend ? { force: args.backend } : {});
+const config = preset('small');
+const perToken = flopsPerToken(config);
+console.log(`backend: ${info.name}${info.skipped.length ? ` (skipped ${info.skipped.join('; ')})` : ''}`);
+console.log(
+  `model: small preset d${config.dModel} ${config.nLayers} layers ${config.nHeads} heads ctx ${config.context}, ` +
+    `${fmt(parameterCount(config), 0)} parameters, ${fmt(perToken / 1e3)} kFLOP per training token; batch ${batchSize}`,
+);
+
+// --- training throughput, early vs late -----------------------------------------------------------
+const reportEvery = Math.max(1, Math.floor(steps / 20));
+// Per interval: wall-clock tokens/s, and tokens per CPU-second of this process, which other work on
+// a shared machine disturbs much less (a real slowdown shows in both; contention in the first only).
+const intervals: { step: number; tokensPerSecond: number; tokensPerCpuSecond: number; rss: number }[] = [];
+let lastCpu = process.cpuUsage();
+let lastStep = 0;
+const tensorsBefore = tf.memory().numTensors;
+const trainStart = performance.now();
+const result = await trainModel({
+  config,
+  init: initWeights(config, 1),
+  sources: [{ name: 'bench', weight: 1, docs: makeDocs(4000, 1) }],
+  recipe: { steps, batchSize, learningRate: 2e-3, warmupSteps: Math.min(100, steps), weightDecay: 0.1, gradClip: 1, l2Pull: 0, seed: 1 },
+  lossEvery: reportEvery,
+  onProgress: (p) => {
+    const cpu = process.cpuUsage(lastCpu);
+    const tokens = (p.step - lastStep) * batchSize * config.context;
+    intervals.push({
+      step: p.step,
+      tokensPerSecond: p.tokensPerSecond,
+      tokensPerCpuSecond: tokens / ((cpu.user + cpu.system) / 1e6),
+      rss: process.memoryUsage().rss,
+    });
+    lastCpu = process.cpuUsage();
+    lastStep = p.step;
+  },
+});
+const trainMs = performance.now() - trainStart;
+// Throughput per twentieth of the run. The first includes JIT warm-up and first-use costs, so
+// "early" is the median of the next four and "late" the median of the last four: medians, because
+// the machine is shared and a single interval can catch someone else's burst.
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const tps = intervals.map((x) => x.tokensPerSecond);
+const early = median(tps.slice(1, 5));
+const late = median(tps.slice(-4));
+const steady = tps.length > 1 ? tps.slice(1) : tps;
+// Equal-sized intervals: tokens over time is the harmonic mean of their rates.
+const meanTps = steady.length / steady.reduce((s, x) => s + 1 / x, 0);
+console.log(
+  `train: ${steps} steps in ${fmt(trainMs / 1000)} s, loss ${fmt(result.lossCurve[0]!, 2)} -> ${fmt(result.finalLoss, 2)}; ` +
+    `tensors before/after ${tensorsBefore}/${tf.memory().numTensors}`,
+);
+console.log(
+  `  tokens/s: early ${fmt(early, 0)} (steps ${intervals[0]!.step + 1}-${intervals[Math.min(4, intervals.length - 1)]!.step}), ` +
+    `late ${fmt(late, 0)} (last ${Math.min(4, intervals.length)} x ${reportEvery} steps), late/early ${fmt((100 * late) / early, 0)}%, ` +
+    `mean ${fmt(meanTps, 0)} (target >= 4,000)`,
+);
+console.log(`  per ${reportEvery} steps (k tokens/s): ${tps.map((x) => fmt(x / 1000, 1)).join(' ')}`);
+const cpuTps = intervals.map((x) => x.tokensPerCpuSecond);
+const [cpuEarly, cpuLate] = [median(cpuTps.slice(1, 5)), median(cpuTps.slice(-4))];
+console.log(
+  `  tokens per CPU-second: early ${fmt(cpuEarly, 0)}, late ${fmt(cpuLate, 0)}, late/early ${fmt((100 * cpuLate) / cpuEarly, 0)}%; ` +
+    `RSS at step ${intervals[Math.min(4, intervals.length - 1)]!.step} ${fmt(intervals[Math.min(4, intervals.length - 1)]!.rss / 2 ** 20, 0)} MiB, ` +
+    `at the end ${fmt(intervals.at(-1)!.rss / 2 ** 20, 0)} MiB`,
+);
+const modelGflops = (meanTps * perToken) / 1e9;
+console.log(`  achieved: ${fmt(modelGflops, 2)} GFLOP/s`);
+
+// --- reference matmuls ----------------------------------------------------------------------------
+const mm = matmulGflops(1024);
+console.log(`matmul 1024^3 on ${info.name}: ${fmt(mm, 1)} GFLOP/s; model/matmul ${fmt((100 * modelGflops) / mm, 0)}%`);
+const np = numpyGflops(1024);
+if (np.gflops !== undefined) {
+  console.log(
+    `numpy sgemm 1024^3: ${fmt(np.gflops, 1)} GFLOP/s; ${info.name} matmul/numpy ${fmt((100 * mm) / np.gflops, 0)}%, ` +
+      `model/numpy ${fmt((100 * modelGflops) / np.gflops, 1)}%`,
+  );
+} else {
+  console.log(`numpy sgemm: not measured: ${np.why}`);
+}
+
+// --- evaluation of a 1,000-record suite -----------------------------------------------------------
+const heldOut = makeDocs(evalRecords, 2);
+const probes = heldOut.map((d) => {
+  const cut = Math.max(1, d.length - 12);
+  return { prompt: d.slice(0, cut), completion: d.slice(cut) };
+});
+const model = LanguageModel.create(config, result.weights);
+const evalStart = performance.now();
+const loss = evaluateLoss(model, heldOut);
+const lossMs = performance.now() - evalStart;
+const em = exactMatch(model, probes);
+const evalMs = performance.now() - evalStart;
+model.dispose();
+console.log(
+  `eval: ${evalRecords} records in ${fmt(evalMs / 1000, 2)} s (loss ${fmt(lossMs / 1000, 2)} s over ${fmt(loss.tokens, 0)} tokens: ` +
+    `mean ${fmt(loss.meanLoss, 3)}, ppl ${fmt(loss.perplexity, 2)}; exact match ${fmt((evalMs - lossMs) / 1000, 2)} s: ` +
+    `${em.correct}/${em.total})`,
+);
+console.log(`peak RSS: ${fmt(process.resourceUsage().maxRSS / 1024, 0)} MiB`);

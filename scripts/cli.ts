@@ -1,0 +1,55 @@
+/**
+ * The `perennial` CLI (commander). Each command lives in scripts/commands/ and registers itself here.
+ * Errors a user can act on print one message and exit 1; bad arguments exit 2.
+ */
+import { Command, CommanderError } from 'commander';
+import { ZodError } from 'zod';
+import { explain } from '../schemas/io.ts';
+import { UserError } from './commands/context.ts';
+import * as app from './commands/app.ts';
+import * as audit from './commands/audit.ts';
+import * as drop from './commands/drop.ts';
+import * as line from './commands/line.ts';
+import * as lineage from './commands/lineage.ts';
+import * as release from './commands/release.ts';
+import * as report from './commands/report.ts';
+import * as sample from './commands/sample.ts';
+import * as schedule from './commands/schedule.ts';
+import * as status from './commands/status.ts';
+import * as verify from './commands/verify.ts';
+import * as versions from './commands/versions.ts';
+import * as watch from './commands/watch.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('perennial')
+    .description('Keep language models learning in production: drops in, gated releases out, every step recorded.')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const command of [line, drop, watch, status, versions, release, schedule, app, report, sample, lineage, verify, audit]) command.register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UserError) {
+      console.error(`perennial: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof ZodError) {
+      console.error(`perennial: ${explain(err)}`);
+      return 2;
+    }
+    const e = err as { message?: string; cause?: { message?: string } };
+    console.error(`perennial: ${e.cause?.message ?? e.message ?? String(err)}`);
+    if (process.env.PERENNIAL_DEBUG) console.error(err);
+    return 1;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bin/perennial.mjs') || process.argv[1]?.endsWith('scripts/cli.ts')) {
+  process.exit(await main(process.argv));
+}

@@ -1,0 +1,49 @@
+/** `perennial app bind|list`: applications bound to line@channel with an upgrade policy. */
+import type { Command } from 'commander';
+import { Actor, AppName, ChannelName, LineName } from '../../schemas/io.ts';
+import { openRegistry, output, UserError } from './context.ts';
+
+export function register(program: Command) {
+  const app = program.command('app').description('bind applications to release channels');
+  app
+    .command('bind <app> <target>')
+    .description("bind an application to <line>@<channel>; follow moves with the channel, hold stays on today's version")
+    .option('--policy <policy>', 'follow or hold', 'follow')
+    .option('--actor <name>', 'who binds it', process.env.USER ?? 'operator')
+    .option('--json', 'print JSON')
+    .action(async (name: string, target: string, o) => {
+      const [line, channel, ...rest] = target.split('@');
+      if (rest.length || !line || !channel) throw new UserError(`expected <line>@<channel>, got "${target}"`, 2);
+      if (o.policy !== 'follow' && o.policy !== 'hold') throw new UserError('--policy is follow or hold', 2);
+      const { registry, close } = openRegistry();
+      try {
+        const bound = await registry.bindApplication({
+          app: AppName.parse(name),
+          line: LineName.parse(line),
+          channel: ChannelName.parse(channel),
+          policy: o.policy,
+          actor: Actor.parse(o.actor),
+        });
+        output(o.json, bound, () => console.log(`${name} -> ${line}@${channel} (${o.policy})`));
+      } finally {
+        await close();
+      }
+    });
+  app
+    .command('list')
+    .description('list applications and the version each resolves to now')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const { registry, close } = openRegistry();
+      try {
+        const apps = await registry.listApplications();
+        output(o.json, apps, () => {
+          if (!apps.length) console.log('no applications bound: perennial app bind <app> <line>@<channel>');
+          for (const a of apps)
+            console.log(`${a.app.padEnd(20)} ${`${a.line}@${a.channel}`.padEnd(24)} ${a.policy.padEnd(7)} -> ${a.resolvedVersion ?? 'none'}`);
+        });
+      } finally {
+        await close();
+      }
+    });
+}

@@ -1,0 +1,49 @@
+/** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
+import type { Command } from 'commander';
+import { RecipeOverride } from '../../schemas/io.ts';
+import { sendDrop, waitForCycle } from '../ops.ts';
+import { openClient, openRegistry, output, UserError } from './context.ts';
+
+export function register(program: Command) {
+  program
+    .command('drop <line> <file>')
+    .description('send a JSONL ({"text": ...} or {"prompt": ..., "completion": ...}) or plain-text file to a line')
+    .option('--source <name>', 'source name of the drop (default: the file name)')
+    .option('--recipe <json>', 'recipe fields to override for this drop, e.g. {"steps":400}')
+    .option('--wait', 'wait until the cycle for this drop has finished and print its verdict')
+    .option('--json', 'print JSON')
+    .action(async (line: string, file: string, o) => {
+      const reg = openRegistry();
+      try {
+        await reg.registry.getLine(line).catch(() => {
+          throw new UserError(`line ${line} does not exist; create it first: perennial line create ${line} --kind foundation (or --foundation <line>)`);
+        });
+      } finally {
+        await reg.close();
+      }
+      let recipe;
+      if (o.recipe) {
+        try {
+          recipe = RecipeOverride.parse(JSON.parse(o.recipe));
+        } catch (err) {
+          throw new UserError(`--recipe: ${(err as Error).message}`, 2);
+        }
+      }
+      const { client, target, close } = await openClient();
+      try {
+        const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source: o.source, recipe, requestedBy: process.env.USER });
+        const result = o.wait ? await waitForCycle(client, line, sent.request.digest) : undefined;
+        output(o.json, { ...sent, result }, () => {
+          console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
+          if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
+          else
+            console.log(
+              `follow it with: perennial status ${line} --watch${target.uiUrl ? `, or in the UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(sent.workflowId)}` : ''}`,
+            );
+        });
+        if (result && !['promoted'].includes(result.verdict)) process.exitCode = 3;
+      } finally {
+        await close();
+      }
+    });
+}

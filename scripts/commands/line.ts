@@ -1,0 +1,77 @@
+/** `perennial line create|list`: model lines and their recipes, gate rules and promotion policy (data, not code). */
+import type { Command } from 'commander';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
+import { GateRules, LineSpec, RecipeOverride } from '../../schemas/io.ts';
+import { openRegistry, output, UserError } from './context.ts';
+
+function json(value: string | undefined, what: string): unknown {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new UserError(`${what} is not valid JSON: ${(err as Error).message}`, 2);
+  }
+}
+
+export function register(program: Command) {
+  const line = program.command('line').description('create and list model lines');
+  line
+    .command('create <name>')
+    .description('create a foundation line, or an application line built on one (idempotent)')
+    .option('--kind <kind>', 'foundation or application', 'application')
+    .option('--foundation <line>', 'the foundation line an application line builds on')
+    .option('--preset <name>', `model shape: ${Object.keys(MODEL_PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
+    .option('--steps <n>', 'training steps per cycle', (v) => Number(v))
+    .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}')
+    .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
+    .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
+    .option('--require-approval', 'a human approves every release to stable')
+    .option('--actor <name>', 'who creates it', process.env.USER ?? 'operator')
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, o) => {
+      const { registry, close } = openRegistry();
+      try {
+        let modelConfig = MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS] as LineSpec['modelConfig'] | undefined;
+        if (!modelConfig) throw new UserError(`unknown preset ${o.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`, 2);
+        if (o.kind === 'application') {
+          if (!o.foundation) throw new UserError('an application line needs --foundation <line>', 2);
+          modelConfig = (await registry.getLine(o.foundation)).modelConfig as LineSpec['modelConfig'];
+        }
+        const recipe = { ...DEFAULT_RECIPE, ...RecipeOverride.parse(json(o.recipe, '--recipe') ?? {}), ...(o.steps ? { steps: o.steps } : {}) };
+        const gateRules = GateRules.parse({ ...DEFAULT_GATE_RULES, ...(json(o.gate, '--gate') as object | undefined) });
+        const spec = LineSpec.parse({
+          name,
+          kind: o.kind,
+          ...(o.foundation ? { foundation: o.foundation } : {}),
+          modelConfig,
+          recipe,
+          gateRules,
+          promotion: { ...DEFAULT_PROMOTION, canaryWindow: o.canaryWindow, requireApproval: Boolean(o.requireApproval) },
+        });
+        const created = await registry.ensureLine({ ...spec, foundationLine: spec.foundation, actor: o.actor });
+        output(o.json, created, () => console.log(`line ${name} (${spec.kind}${spec.foundation ? ` on ${spec.foundation}` : ''}) is ready`));
+      } finally {
+        await close();
+      }
+    });
+  line
+    .command('list')
+    .description('list model lines with their channels')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const { registry, close } = openRegistry();
+      try {
+        const lines = await registry.listLines();
+        const withChannels = await Promise.all(lines.map(async (l) => ({ ...l, channels: await registry.getChannels(l.name) })));
+        output(o.json, withChannels, () => {
+          if (!lines.length) console.log('no lines yet: perennial line create <name> --kind foundation');
+          for (const l of withChannels) {
+            const ch = l.channels.map((c) => `${c.channel}=${c.version}`).join(' ') || 'no releases';
+            console.log(`${l.name.padEnd(20)} ${l.kind.padEnd(12)} ${(l.foundationLine ?? '').padEnd(12)} ${ch}`);
+          }
+        });
+      } finally {
+        await close();
+      }
+    });
+}

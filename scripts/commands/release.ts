@@ -1,0 +1,75 @@
+/** Human actions on releases: rollback, approve / reject (with --override for a failed gate), regression reports. */
+import type { Command } from 'commander';
+import { Actor, Reason, VersionNumber } from '../../schemas/io.ts';
+import { overrideGate, reportRegression, review, rollback } from '../ops.ts';
+import { openClient, output, UserError } from './context.ts';
+
+const defaultActor = process.env.USER ?? 'operator';
+
+export function register(program: Command) {
+  program
+    .command('rollback <line>')
+    .description("move a line's stable channel (or --channel) back to an earlier version; recorded with its reason")
+    .requiredOption('--to <version>', 'the version to serve again')
+    .requiredOption('--reason <text>', 'why (kept in the release history and the audit log)')
+    .option('--channel <name>', 'the channel to move', 'stable')
+    .option('--actor <name>', 'who rolls back', defaultActor)
+    .option('--json', 'print JSON')
+    .action(async (line: string, o) => {
+      const req = { to: VersionNumber.parse(o.to), reason: Reason.parse(o.reason), actor: Actor.parse(o.actor), channel: o.channel };
+      const { client, target, close } = await openClient();
+      try {
+        const move = await rollback({ client, taskQueue: target.taskQueue }, line, req);
+        output(o.json, move, () =>
+          console.log(`${line}@${move.channel}: ${move.from ?? 'none'} -> ${move.to} (epoch ${move.epoch}, release ${move.releaseId})`),
+        );
+      } finally {
+        await close();
+      }
+    });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    program
+      .command(`${decision} <line> <version>`)
+      .description(
+        decision === 'approve' ? 'approve the version a cycle waits on for stable (or --override a failed gate)' : 'reject the version a cycle waits on',
+      )
+      .option('--actor <name>', 'who decides', defaultActor)
+      .option('--reason <text>', 'why')
+      .option('--override', decision === 'approve' ? 'promote a version whose gate failed (needs --reason; audited)' : 'not used by reject')
+      .option('--json', 'print JSON')
+      .action(async (line: string, version: string, o) => {
+        const req = { version: VersionNumber.parse(version), actor: Actor.parse(o.actor), reason: o.reason as string | undefined };
+        const { client, target, close } = await openClient();
+        try {
+          if (o.override) {
+            if (decision !== 'approve') throw new UserError('--override goes with approve', 2);
+            if (!o.reason) throw new UserError('overriding a failed gate needs --reason', 2);
+            const move = await overrideGate({ client, taskQueue: target.taskQueue }, line, { ...req, reason: Reason.parse(o.reason) });
+            return output(o.json, move, () => console.log(`override recorded; ${line}@stable: ${move.from ?? 'none'} -> ${move.to} by ${req.actor}`));
+          }
+          const result = await review(client, line, decision, req);
+          output(o.json, result, () => console.log(`${decision === 'approve' ? 'approved' : 'rejected'} ${line}@${req.version} as ${req.actor}`));
+        } finally {
+          await close();
+        }
+      });
+  }
+
+  program
+    .command('report-regression <line>')
+    .description("report a regression of the line's canary; the loop re-evaluates and rolls back when confirmed")
+    .requiredOption('--reason <text>', 'what was seen')
+    .option('--evidence <file>', 'a drop file (text or probes) that shows the regression')
+    .option('--actor <name>', 'who reports', defaultActor)
+    .option('--json', 'print JSON')
+    .action(async (line: string, o) => {
+      const { client, close } = await openClient();
+      try {
+        const ack = await reportRegression(client, line, { reason: Reason.parse(o.reason), actor: Actor.parse(o.actor), evidence: o.evidence });
+        output(o.json, ack, () => console.log(`report accepted by ${ack.cycleId} for ${line}@${ack.version}; it re-evaluates now`));
+      } finally {
+        await close();
+      }
+    });
+}

@@ -1,0 +1,42 @@
+/** `perennial sample <line>@<version> "prompt"`: generate text from a version, for inspection. */
+import type { Command } from 'commander';
+import { initBackend } from '../../model/backend.ts';
+import { sample } from '../../model/evaluate.ts';
+import { LanguageModel } from '../../model/transformer.ts';
+import { loadModel } from '../../model/weights.ts';
+import { VersionRef } from '../../schemas/io.ts';
+import { openRegistry, UserError } from './context.ts';
+
+export function register(program: Command) {
+  program
+    .command('sample <ref> <prompt>')
+    .description('generate a continuation of <prompt> from <line>@<version> (or <line>@<channel>)')
+    .option('--temperature <t>', '0 = greedy', (v) => Number(v), 0.8)
+    .option('--max-tokens <n>', 'bytes to generate', (v) => Number(v), 80)
+    .option('--seed <n>', 'sampling seed', (v) => Number(v), 1)
+    .action(async (ref: string, prompt: string, o) => {
+      const target = VersionRef.parse(ref);
+      const { registry, store, close } = openRegistry();
+      try {
+        let version = 'version' in target ? target.version : undefined;
+        if (version === undefined) {
+          const channel = (await registry.getChannels(target.line)).find((c) => c.channel === (target as { channel: string }).channel);
+          if (!channel?.version) throw new UserError(`${ref} points at no version`);
+          version = channel.version;
+        }
+        const v = await registry.getVersion(target.line, version);
+        const backend = await initBackend();
+        const { config, weights } = loadModel(await store.get(v.weightsDigest));
+        const model = LanguageModel.create(config, weights);
+        try {
+          const text = await sample(model, prompt, { temperature: o.temperature, maxTokens: o.maxTokens, seed: o.seed });
+          console.log(prompt + text);
+          console.error(`(${target.line}@${version}, ${backend}, temperature ${o.temperature})`);
+        } finally {
+          model.dispose();
+        }
+      } finally {
+        await close();
+      }
+    });
+}

@@ -1,0 +1,90 @@
+/**
+ * `perennial status [line] [--watch]`: lines, channels, running cycles and applications. The live view is
+ * fed by the line workflow's `state` query (never by logs): phase, training step and loss as they happen.
+ */
+import type { Command } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { lineState } from '../ops.ts';
+import type { LineState } from '../../workflows/messages.ts';
+import { openClient, openRegistry, output } from './context.ts';
+
+function describe(state: LineState | null): string {
+  if (!state) return 'workflow not started (no drop yet)';
+  const c = state.current;
+  const queue = state.queue.length ? `, ${state.queue.length} queued` : '';
+  if (!c) return `idle${queue}`;
+  const progress = c.phase === 'adapt' && c.steps ? ` step ${c.step ?? 0}/${c.steps} loss ${c.loss?.toFixed(3) ?? '-'}` : '';
+  return `${c.cycleId} ${c.phase}${c.version ? ` v${c.version}` : ''}${progress}${queue}`;
+}
+
+export function register(program: Command) {
+  program
+    .command('status [line]')
+    .description('show lines, channels, running cycles and applications; --watch follows a line live')
+    .option('--watch', 'follow the line with a progress bar until Ctrl-C')
+    .option('--json', 'print JSON')
+    .action(async (line: string | undefined, o) => {
+      const { client, target, close } = await openClient();
+      const { registry, close: closeRegistry } = openRegistry(target);
+      try {
+        if (line && o.watch) return await watch(line);
+        const lines = line ? [await registry.getLine(line)] : await registry.listLines();
+        const rows = await Promise.all(
+          lines.map(async (l) => ({
+            line: l.name,
+            kind: l.kind,
+            foundation: l.foundationLine ?? null,
+            channels: Object.fromEntries((await registry.getChannels(l.name)).map((c) => [c.channel, c.version])),
+            workflow: await lineState(client, l.name),
+          })),
+        );
+        const apps = await registry.listApplications();
+        output(o.json, { uiUrl: target.uiUrl ?? null, lines: rows, applications: apps }, () => {
+          if (target.uiUrl) console.log(`Temporal Web UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows`);
+          if (!rows.length) console.log('no lines yet: perennial line create <name> --kind foundation');
+          for (const r of rows) {
+            const ch =
+              Object.entries(r.channels)
+                .map(([c, v]) => `${c}=${v}`)
+                .join(' ') || 'no releases';
+            console.log(`${r.line.padEnd(16)} ${ch.padEnd(36)} ${describe(r.workflow)}`);
+            if (line)
+              for (const c of r.workflow?.recent ?? [])
+                console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
+          }
+          if (apps.length) console.log('applications:');
+          for (const a of apps)
+            console.log(`  ${a.app.padEnd(18)} ${`${a.line}@${a.channel}`.padEnd(22)} ${a.policy.padEnd(7)} -> version ${a.resolvedVersion ?? 'none'}`);
+        });
+      } finally {
+        await closeRegistry();
+        await close();
+      }
+
+      async function watch(name: string) {
+        const bar = new SingleBar(
+          { format: `${name} {phase} |{bar}| {value}/{total} steps  loss {loss}  {cycle}`, hideCursor: true, clearOnComplete: false },
+          Presets.shades_classic,
+        );
+        let started = false;
+        let stop = false;
+        process.once('SIGINT', () => (stop = true));
+        while (!stop) {
+          const state = await lineState(client, name).catch(() => null);
+          const c = state?.current;
+          const payload = {
+            phase: (c?.phase ?? (state ? 'idle' : 'not started')).padEnd(17),
+            loss: c?.loss?.toFixed(3) ?? '-',
+            cycle: c ? `${c.cycleId}${state!.queue.length ? ` (+${state!.queue.length} queued)` : ''}` : '',
+          };
+          const total = c?.steps ?? 1;
+          const value =
+            c?.phase === 'adapt' ? (c.step ?? 0) : c && ['evaluate', 'gate', 'canary', 'awaiting-approval', 'promote', 'done'].includes(c.phase) ? total : 0;
+          if (!started) (bar.start(total, value, payload), (started = true));
+          else (bar.setTotal(total), bar.update(value, payload));
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        bar.stop();
+      }
+    });
+}

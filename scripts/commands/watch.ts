@@ -1,0 +1,36 @@
+/** `perennial watch <dir>`: send each new file in a drop folder to its line exactly once (across restarts too). */
+import type { Command } from 'commander';
+import { LineName } from '../../schemas/io.ts';
+import { sendDrop } from '../ops.ts';
+import { DropWatcher, ledgerFor } from '../watcher.ts';
+import { openClient } from './context.ts';
+
+export function register(program: Command) {
+  program
+    .command('watch <dir>')
+    .description('watch a drop folder: <dir>/<line>/<file>, or every file in <dir> with --line')
+    .option('--line <line>', 'send every file in <dir> to this line')
+    .option('--settle <ms>', 'how long a file must stay unchanged before it is sent', (v) => Number(v), 1000)
+    .option('--once', 'scan once and exit (for cron jobs and tests)')
+    .action(async (dir: string, o) => {
+      const { client, target, close } = await openClient();
+      const watcher = new DropWatcher({
+        dir,
+        line: o.line ? LineName.parse(o.line) : undefined,
+        ledgerPath: ledgerFor(target.dataDir, dir),
+        settleMs: o.once ? 0 : o.settle,
+        send: async (line, path) => (await sendDrop({ client, taskQueue: target.taskQueue }, line, path, { requestedBy: 'watch' })).request,
+        log: (line) => console.log(line),
+      });
+      try {
+        if (o.once) return void (await watcher.scanOnce());
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        console.log(`watching ${dir}${o.line ? ` for ${o.line}` : ' (one subfolder per line)'}; Ctrl-C to stop`);
+        await watcher.run(stop.signal);
+      } finally {
+        await close();
+      }
+    });
+}

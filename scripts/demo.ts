@@ -1,0 +1,136 @@
+/**
+ * The main job's scenario: a foundation line trained from scratch on generated text, then an application
+ * line fed a stream of drops (new products, a malformed drop, a poisoned drop, FAQ answers, a regulation
+ * change), with an application bound to it, a human approval, a gate rejection and a canary rollback.
+ */
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { Registry } from '../activities/registry/registry.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
+import type { LineSpec } from '../schemas/io.ts';
+import type { CycleSummary } from '../workflows/messages.ts';
+import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from './ops.ts';
+import { writeScenario } from './scenario.ts';
+
+export interface DemoOptions {
+  client: Client;
+  registry: Registry;
+  taskQueue: string;
+  dataDir: string;
+  log: (line: string) => void;
+  /** Names of the lines (tests use their own). */
+  lines?: { foundation: string; application: string; app: string };
+  /** Scale training steps (tests use fewer). */
+  steps?: { foundation: number; application: number };
+}
+
+export interface DemoRow {
+  line: string;
+  version: number | null;
+  parent: number | null;
+  drop: string;
+  verdict: string;
+  suites: Record<string, number>;
+  reason: string;
+}
+
+const ACTOR = 'demo-reviewer';
+
+export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
+  const names = opts.lines ?? { foundation: 'base', application: 'support', app: 'helpdesk' };
+  const steps = opts.steps ?? { foundation: 300, application: 150 };
+  const t: LoopTarget = { client: opts.client, taskQueue: opts.taskQueue };
+  const files = writeScenario(join(opts.dataDir, 'demo-drops'));
+  const config = MODEL_PRESETS.small;
+
+  const foundation: LineSpec = {
+    name: names.foundation,
+    kind: 'foundation',
+    modelConfig: config,
+    recipe: { ...DEFAULT_RECIPE, steps: steps.foundation, warmupSteps: 30, learningRate: 4e-3, l2Pull: 0, replayRatio: 0 },
+    gateRules: DEFAULT_GATE_RULES,
+    promotion: DEFAULT_PROMOTION,
+  };
+  const application: LineSpec = {
+    name: names.application,
+    kind: 'application',
+    foundation: names.foundation,
+    modelConfig: config,
+    // Half of each batch rehearses earlier data (the line's and the foundation's): tiny models forget fast.
+    recipe: { ...DEFAULT_RECIPE, steps: steps.application, learningRate: 2e-3, replayRatio: 0.5 },
+    gateRules: DEFAULT_GATE_RULES,
+    // Every release to stable waits for a reviewer; a canary window lets monitoring report regressions.
+    promotion: { canaryWindow: '5s', requireApproval: true, approvalTimeout: '1h' },
+  };
+  await opts.registry.ensureLine({ ...foundation, foundationLine: undefined, actor: 'demo' });
+  await opts.registry.ensureLine({ ...application, foundationLine: names.foundation, actor: 'demo' });
+
+  const rows: DemoRow[] = [];
+  const run = async (line: string, file: string, during?: (digest: string) => Promise<void>) => {
+    const { request } = await sendDrop(t, line, file, { requestedBy: 'demo' });
+    opts.log(`drop ${request.source} -> ${line} (${request.digest.slice(0, 12)})`);
+    if (during) await during(request.digest);
+    const summary = await waitForCycle(opts.client, line, request.digest);
+    opts.log(`  ${summary.verdict}${summary.version ? ` ${line}@${summary.version}` : ''}: ${summary.reason}`);
+    rows.push(await row(opts.registry, line, request.source, summary));
+    return summary;
+  };
+  /** Approves the candidate when its cycle asks for approval; a candidate the gate rejects never asks. */
+  const approveIfAsked = (line: string, note: string) => async (digest: string) => {
+    const state = await waitForPhase(opts.client, line, digest, 'awaiting-approval');
+    if (!state) return;
+    await review(opts.client, line, 'approve', { version: state.current!.version!, actor: ACTOR, reason: note });
+    opts.log(`  approved ${line}@${state.current!.version} as ${ACTOR}`);
+  };
+
+  await run(names.foundation, files.foundation);
+  await opts.registry.bindApplication({ app: names.app, line: names.application, channel: 'stable', policy: 'follow', actor: 'demo' });
+  await run(names.application, files.catalogueA, approveIfAsked(names.application, 'first catalogue checked'));
+  await run(names.application, files.catalogueB, approveIfAsked(names.application, 'new products checked'));
+  await run(names.application, files.malformed);
+  await run(names.application, files.poisoned, approveIfAsked(names.application, 'should not be asked'));
+  await run(names.application, files.faq, approveIfAsked(names.application, 'FAQ format checked'));
+  await run(names.application, files.regulation, async (digest) => {
+    // Monitoring in a region still on the old load rules reports the canary; the loop re-evaluates and rolls back.
+    const state = await waitForPhase(opts.client, names.application, digest, 'canary');
+    if (!state?.current) return;
+    await reportRegression(opts.client, names.application, {
+      reason: 'region north still uses the old load limits',
+      actor: 'monitor-north',
+      evidence: files.regulationEvidence,
+    });
+    opts.log(`  regression reported on ${names.application}@${state.current.version} by monitor-north`);
+  });
+  return rows;
+}
+
+async function row(registry: Registry, line: string, drop: string, summary: CycleSummary): Promise<DemoRow> {
+  const suites: Record<string, number> = {};
+  let parent: number | null = null;
+  if (summary.version) {
+    const version = await registry.getVersion(line, summary.version);
+    parent = version.parentVersion ?? null;
+    for (const e of await registry.getEvaluations(line, summary.version)) {
+      const m = e.metrics as { loss?: number; exactMatch?: number };
+      suites[e.suite] = m.exactMatch ?? m.loss ?? NaN;
+    }
+  }
+  return { line, version: summary.version ?? null, parent, drop, verdict: summary.verdict, suites, reason: summary.reason };
+}
+
+/** The demo's table: one row per drop, suites as "name=value" (loss for text, exact match for probes). */
+export function formatTable(rows: DemoRow[]): string {
+  const header = ['version', 'parent', 'drop', 'verdict', 'suites (loss; exact match for -probes)'];
+  const body = rows.map((r) => [
+    r.version ? `${r.line}@${r.version}` : r.line,
+    r.parent ? String(r.parent) : '-',
+    r.drop,
+    r.verdict,
+    Object.entries(r.suites)
+      .map(([k, v]) => `${k}=${v.toFixed(3)}`)
+      .join(' '),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => Math.min(b[i]!.length, i === 4 ? 200 : 60))));
+  const fmt = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...body.map(fmt)].join('\n');
+}

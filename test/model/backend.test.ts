@@ -1,0 +1,103 @@
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BACKEND_ENV, type Importer, backendName, initBackend, initBackendInfo } from '../../model/backend.ts';
+
+const notFound = (pkg: string) =>
+  Object.assign(new Error(`Cannot find package '${pkg}' imported from /work/main/model/backend.ts`), {
+    code: 'ERR_MODULE_NOT_FOUND',
+  });
+
+/** Simulates which optional packages exist: 'absent', 'broken' (import throws), or 'present'. */
+function importer(state: Record<string, 'absent' | 'broken' | 'present'>, calls: string[] = []): Importer {
+  return async (pkg) => {
+    calls.push(pkg);
+    const s = state[pkg] ?? 'absent';
+    if (s === 'absent') throw notFound(pkg);
+    if (s === 'broken') throw new Error('libtensorflow.so.2: cannot open shared object file');
+    if (pkg === '@tensorflow/tfjs-backend-wasm') return import(pkg);
+    // A present native package registers the 'tensorflow' backend on import; stand in with a cpu backend.
+    tf.registerBackend('tensorflow', () => new tf.MathBackendCPU(), 3);
+    return {};
+  };
+}
+
+const GPU = '@tensorflow/tfjs-node-gpu';
+const NODE = '@tensorflow/tfjs-node';
+const WASM = '@tensorflow/tfjs-backend-wasm';
+
+afterEach(async () => {
+  delete process.env[BACKEND_ENV];
+  if (tf.findBackendFactory('tensorflow')) {
+    await initBackend({ force: 'cpu' });
+    tf.removeBackend('tensorflow');
+  }
+});
+
+describe('backend chooser', () => {
+  it('falls back to wasm when the native packages are absent, in order gpu, node, wasm', async () => {
+    const calls: string[] = [];
+    const info = await initBackendInfo({ importer: importer({ [WASM]: 'present' }, calls) });
+    expect(info.name).toBe('wasm');
+    expect(info.choice).toBe('wasm');
+    expect(calls).toEqual([GPU, NODE, WASM]);
+    expect(info.skipped[0]).toMatch(/^gpu: Cannot find package/);
+    expect(backendName()).toBe('wasm');
+  });
+
+  it('falls back past a package whose import throws', async () => {
+    const info = await initBackendInfo({ importer: importer({ [GPU]: 'broken', [NODE]: 'absent', [WASM]: 'present' }) });
+    expect(info.name).toBe('wasm');
+    expect(info.skipped[0]).toMatch(/gpu: libtensorflow/);
+  });
+
+  it('uses the native backend when a package is present', async () => {
+    const calls: string[] = [];
+    const info = await initBackendInfo({ importer: importer({ [NODE]: 'present', [WASM]: 'present' }, calls) });
+    expect(info).toMatchObject({ name: 'tensorflow', choice: 'node' });
+    expect(calls).toEqual([GPU, NODE]);
+  });
+
+  it('falls back to cpu when wasm fails too', async () => {
+    const info = await initBackendInfo({ importer: importer({ [WASM]: 'broken' }) });
+    expect(info).toMatchObject({ name: 'cpu', choice: 'cpu' });
+    expect(info.skipped).toHaveLength(3);
+  });
+
+  it('obeys force and the environment variable, and fails loudly when the forced one is missing', async () => {
+    expect(await initBackend({ force: 'cpu', importer: importer({ [WASM]: 'present' }) })).toBe('cpu');
+    process.env[BACKEND_ENV] = 'wasm';
+    expect(await initBackend({ importer: importer({ [WASM]: 'present' }) })).toBe('wasm');
+    process.env[BACKEND_ENV] = 'gpu';
+    await expect(initBackend({ importer: importer({}) })).rejects.toThrow(/PERENNIAL_TF_BACKEND=gpu requested.*Cannot find package/);
+    process.env[BACKEND_ENV] = 'tpu';
+    await expect(initBackend()).rejects.toThrow(/not one of gpu, node, wasm, cpu/);
+  });
+
+  it('is idempotent: later calls reuse the first choice without importing again', async () => {
+    const calls: string[] = [];
+    await initBackend({ importer: importer({ [WASM]: 'present' }, calls) });
+    expect(await initBackend()).toBe('wasm');
+    expect(await initBackend({ force: 'wasm' })).toBe('wasm');
+    expect(calls).toEqual([GPU, NODE, WASM]);
+  });
+
+  it('in the real environment falls back to wasm when the native packages are not installed', async () => {
+    const installed = [GPU, NODE].filter((pkg) => {
+      try {
+        createRequire(import.meta.url).resolve(pkg);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const info = await initBackendInfo({ importer: (pkg) => import(pkg) });
+    if (installed.length > 0) {
+      expect(info.name).toBe('tensorflow'); // a machine with tfjs-node: the chooser must take it
+      return;
+    }
+    expect(info.name).toBe('wasm');
+    expect(info.skipped.map((s) => s.split(':')[0])).toEqual(['gpu', 'node']);
+    expect(tf.sum(tf.tensor1d([1, 2, 3])).dataSync()[0]).toBe(6);
+  });
+});

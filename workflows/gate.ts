@@ -1,0 +1,138 @@
+/**
+ * The release gate: a pure function from rules and measurements to a verdict with a reason per suite.
+ * It runs in workflow code, so the decision is replayed, not recomputed, and shows in the history.
+ *
+ * Semantics (also in the README):
+ * - Each suite is judged on one metric: `loss` (mean token loss on held-out text, lower is better) for
+ *   text suites, `exactMatch` (share of probes answered exactly, higher is better) for probe suites.
+ * - A suite with no candidate result fails. Never passes silently.
+ * - Floors are absolute: loss at most `floors.loss`, exact match at least `floors.exactMatch`.
+ * - With a champion, a suite from an earlier drop may regress by at most `maxRegression` (loss: a fraction
+ *   of the champion's loss; exact match: points), and a suite of the new drop must improve by at least
+ *   `minImprovement` (same units; exact match need not exceed 1). A champion without a result on a suite
+ *   makes that suite fail, because the comparison cannot be made.
+ * - A line with no champion yet passes on the floors alone.
+ */
+import type { GateRules } from '../schemas/io.ts';
+
+export type SuiteKind = 'text' | 'probe';
+export type MetricName = 'loss' | 'exactMatch';
+
+export interface Metrics {
+  loss?: number;
+  perplexity?: number;
+  exactMatch?: number;
+  [name: string]: number | undefined;
+}
+
+export interface GateSuite {
+  name: string;
+  kind: SuiteKind;
+  /** True for the suites that came with the drop this candidate was trained on. */
+  isNew: boolean;
+}
+
+export interface GateInput {
+  rules: GateRules;
+  suites: GateSuite[];
+  candidate: Record<string, Metrics>;
+  /** Null when the line has no champion yet. */
+  champion: Record<string, Metrics> | null;
+}
+
+export interface SuiteVerdict {
+  suite: string;
+  metric: MetricName;
+  candidate: number | null;
+  champion: number | null;
+  /** The bound the candidate had to meet, when one applied. */
+  bound: number | null;
+  pass: boolean;
+  reason: string;
+}
+
+export interface GateDecision {
+  verdict: 'pass' | 'fail';
+  suites: SuiteVerdict[];
+  /** One line: the failing suites, or why it passed. */
+  summary: string;
+}
+
+export const metricFor = (kind: SuiteKind): MetricName => (kind === 'text' ? 'loss' : 'exactMatch');
+
+const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(4));
+
+/** Judges a candidate against its champion under `rules`. Pure and deterministic. */
+export function evaluateGate(input: GateInput): GateDecision {
+  const suites = input.suites.map((s) => judgeSuite(s, input));
+  const failed = suites.filter((s) => !s.pass);
+  if (input.suites.length === 0) {
+    return { verdict: 'fail', suites, summary: 'the line has no evaluation suites, so nothing shows the candidate is fit' };
+  }
+  return {
+    verdict: failed.length ? 'fail' : 'pass',
+    suites,
+    summary: failed.length
+      ? `failed on ${failed.map((s) => s.suite).join(', ')}`
+      : input.champion
+        ? `passed all ${suites.length} suites against the champion`
+        : `passed the floors of all ${suites.length} suites (no champion yet)`,
+  };
+}
+
+function judgeSuite(suite: GateSuite, input: GateInput): SuiteVerdict {
+  const metric = metricFor(suite.kind);
+  const lowerIsBetter = metric === 'loss';
+  const override = input.rules.suites?.[suite.name];
+  const floor = override?.floors?.[metric] ?? input.rules.floors[metric];
+  const maxRegression = override?.maxRegression?.[metric] ?? input.rules.maxRegression[metric];
+  const minImprovement = input.rules.minImprovement[metric];
+  const cand = input.candidate[suite.name]?.[metric];
+  const champ = input.champion?.[suite.name]?.[metric];
+  const base = { suite: suite.name, metric, candidate: finite(cand), champion: finite(champ) };
+
+  if (base.candidate === null) return { ...base, bound: null, pass: false, reason: `no ${metric} result for the candidate` };
+  const c = base.candidate;
+  if (floor !== undefined && (lowerIsBetter ? c > floor : c < floor)) {
+    return { ...base, bound: floor, pass: false, reason: `${metric} ${fmt(c)} is ${lowerIsBetter ? 'above' : 'below'} the floor ${fmt(floor)}` };
+  }
+  if (!input.champion) {
+    return {
+      ...base,
+      bound: floor ?? null,
+      pass: true,
+      reason: floor === undefined ? 'no champion and no floor' : `within the floor ${fmt(floor)} (no champion yet)`,
+    };
+  }
+  if (base.champion === null) return { ...base, bound: null, pass: false, reason: `no ${metric} result for the champion, so no comparison` };
+  const h = base.champion;
+
+  if (suite.isNew) {
+    const gain = minImprovement ?? 0;
+    const bound = lowerIsBetter ? h * (1 - gain) : Math.min(1, h + gain);
+    const pass = lowerIsBetter ? c <= bound : c >= bound;
+    return {
+      ...base,
+      bound,
+      pass,
+      reason: pass
+        ? `improved on the new data: ${fmt(h)} -> ${fmt(c)} (needed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`
+        : `did not improve enough on the new data: ${fmt(h)} -> ${fmt(c)} (needed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`,
+    };
+  }
+  if (maxRegression === undefined) return { ...base, bound: null, pass: true, reason: 'no regression bound set' };
+  const bound = lowerIsBetter ? h * (1 + maxRegression) : h - maxRegression;
+  const pass = lowerIsBetter ? c <= bound : c >= bound;
+  return {
+    ...base,
+    bound,
+    pass,
+    reason: pass
+      ? `within the regression bound: ${fmt(h)} -> ${fmt(c)} (allowed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`
+      : `regressed: ${fmt(h)} -> ${fmt(c)} (allowed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`,
+  };
+}
+
+function finite(x: number | undefined): number | null {
+  return typeof x === 'number' && Number.isFinite(x) ? x : null;
+}

@@ -1,0 +1,5 @@
+/** Every workflow type the worker registers. Only deterministic code is reachable from here. */
+export { lineWorkflow } from './line-workflow.ts';
+export { cycleWorkflow } from './cycle-workflow.ts';
+export { reevaluateWorkflow } from './reevaluate-workflow.ts';
+export { scheduleTickWorkflow } from './schedule-tick-workflow.ts';

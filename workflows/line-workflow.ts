@@ -1,0 +1,238 @@
+/**
+ * One long-lived workflow per model line (`line:<name>`). It queues data drops (one content digest is taken
+ * once), runs one release cycle at a time as a child workflow, serves rollbacks, overrides and regression
+ * reports as updates, and continues as new after each cycle so its history stays small over years.
+ */
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  currentUpdateInfo,
+  executeChild,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { DropRequest } from '../schemas/io.ts';
+import type { Activities } from '../activities/types.ts';
+import {
+  dataDropSignal,
+  overrideUpdate,
+  phaseSignal,
+  progressSignal,
+  regressionSignal,
+  reportRegressionUpdate,
+  rollbackUpdate,
+  stateQuery,
+  tickSignal,
+  triggerSignal,
+  type CycleResult,
+  type LineState,
+} from './messages.ts';
+import { cycleWorkflow } from './cycle-workflow.ts';
+import { reevaluateWorkflow } from './reevaluate-workflow.ts';
+import { ErrorType, registry } from './options.ts';
+import { LINE, PHASE } from './search-attributes.ts';
+
+const SEEN_LIMIT = 10_000;
+const RECENT_LIMIT = 20;
+
+export interface LineWorkflowInput {
+  line: string;
+  state?: LineState;
+}
+
+export const lineWorkflowId = (line: string) => `line:${line}`;
+export const cycleWorkflowId = (line: string, n: number) => `cycle:${line}:${n}`;
+
+/** Runs the release loop of one line forever. Side effects only through activities and child workflows. */
+export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
+  const { line } = input;
+  const acts = proxyActivities<Activities>(registry);
+  // Handlers first: a signal-with-start delivers its drop before the first await, and queries may come at once.
+  const state: LineState = input.state ?? emptyState(line);
+
+  setHandler(stateQuery, () => state);
+
+  setHandler(dataDropSignal, (drop: DropRequest) => {
+    const known = state.seen.includes(drop.digest) || state.queue.some((d) => d.digest === drop.digest) || state.current?.digest === drop.digest;
+    if (known) {
+      state.duplicatesIgnored++;
+      return;
+    }
+    state.queue.push(drop);
+    state.seen.push(drop.digest);
+    if (state.seen.length > SEEN_LIMIT) state.seen.splice(0, state.seen.length - SEEN_LIMIT);
+  });
+
+  setHandler(tickSignal, (tick) => {
+    if (tick.kind === 'reevaluate') state.reevaluations++;
+    else state.released = state.queue.length; // a tick runs every drop that is pending now
+  });
+
+  setHandler(triggerSignal, ({ scheduled }) => {
+    state.scheduled = scheduled;
+  });
+
+  setHandler(progressSignal, (p) => {
+    if (state.current?.cycleId !== p.cycleId) return;
+    Object.assign(state.current, { step: p.step, steps: p.steps, loss: p.loss });
+  });
+
+  setHandler(phaseSignal, (p) => {
+    if (state.current?.cycleId !== p.cycleId) return;
+    state.current.phase = p.phase;
+    if (p.version !== undefined) state.current.version = p.version;
+    upsertSearchAttributes([{ key: PHASE, value: p.phase }]);
+  });
+
+  setHandler(
+    rollbackUpdate,
+    async (req) => {
+      const channel = req.channel ?? 'stable';
+      const move = await acts.moveChannel({
+        line,
+        channel,
+        to: req.to,
+        actor: req.actor,
+        reason: `rollback: ${req.reason}`,
+        requestKey: `rollback:${line}:${currentUpdateInfo()!.id}`,
+      });
+      state.channels[channel] = move.to;
+      return move;
+    },
+    {
+      validator: (req) => {
+        if (!Number.isInteger(req.to) || req.to < 1)
+          throw ApplicationFailure.nonRetryable(`--to must be a version number, got ${req.to}`, ErrorType.InvalidRequest);
+        if (!req.reason?.trim()) throw ApplicationFailure.nonRetryable('a rollback needs --reason', ErrorType.InvalidRequest);
+        if (!req.actor?.trim()) throw ApplicationFailure.nonRetryable('a rollback needs an actor', ErrorType.InvalidRequest);
+      },
+    },
+  );
+
+  setHandler(
+    overrideUpdate,
+    async (req) => {
+      const move = await acts.overrideGate({
+        line,
+        version: req.version,
+        actor: req.actor,
+        reason: req.reason,
+        requestKey: `override:${line}:${currentUpdateInfo()!.id}`,
+      });
+      state.channels[move.channel] = move.to;
+      return move;
+    },
+    {
+      validator: (req) => {
+        if (!Number.isInteger(req.version) || req.version < 1)
+          throw ApplicationFailure.nonRetryable(`not a version number: ${req.version}`, ErrorType.InvalidRequest);
+        if (!req.reason?.trim()) throw ApplicationFailure.nonRetryable('overriding a failed gate needs --reason', ErrorType.InvalidRequest);
+        if (!req.actor?.trim()) throw ApplicationFailure.nonRetryable('overriding a failed gate needs --actor', ErrorType.InvalidRequest);
+      },
+    },
+  );
+
+  setHandler(
+    reportRegressionUpdate,
+    async (report) => {
+      const current = state.current!;
+      await getExternalWorkflowHandle(current.cycleId).signal(regressionSignal, report);
+      return { cycleId: current.cycleId, version: current.version! };
+    },
+    {
+      validator: (report) => {
+        if (state.current?.phase !== 'canary' || state.current.version === undefined) {
+          throw ApplicationFailure.nonRetryable(
+            `line ${line} has no version in its canary window now (phase: ${state.current?.phase ?? 'idle'})`,
+            ErrorType.InvalidRequest,
+          );
+        }
+        if (!report.reason?.trim() || !report.actor?.trim())
+          throw ApplicationFailure.nonRetryable('a regression report needs a reason and an actor', ErrorType.InvalidRequest);
+      },
+    },
+  );
+
+  upsertSearchAttributes([
+    { key: LINE, value: line },
+    { key: PHASE, value: 'idle' },
+  ]);
+  if (!input.state) {
+    // A fresh start (first drop, or after a terminate): numbering and channels continue from the registry.
+    const snapshot = await acts.lineSnapshot({ line });
+    state.cyclesStarted = snapshot.cycleCount;
+    state.channels = Object.fromEntries(Object.entries(snapshot.channels).map(([name, c]) => [name, c.version]));
+    state.scheduled = snapshot.scheduled;
+  }
+
+  for (;;) {
+    await condition(() => state.reevaluations > 0 || (state.queue.length > 0 && (!state.scheduled || state.released > 0)));
+
+    if (state.reevaluations > 0) {
+      state.reevaluations = 0;
+      await executeChild(reevaluateWorkflow, {
+        workflowId: `reevaluate:${line}:${workflowInfo().runId}:${state.cyclesStarted}`,
+        args: [{ line }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      });
+      continue;
+    }
+
+    const drop = state.queue.shift()!;
+    state.released = Math.max(0, state.released - 1);
+    const n = ++state.cyclesStarted;
+    const cycleId = cycleWorkflowId(line, n);
+    state.current = { cycleId, digest: drop.digest, source: drop.source, phase: 'ingest', startedAt: new Date().toISOString() };
+    let result: CycleResult;
+    try {
+      result = await executeChild(cycleWorkflow, {
+        workflowId: cycleId,
+        args: [{ line, drop, parentId: workflowInfo().workflowId }],
+        // A cycle that outlives a terminated line workflow still finishes its release steps.
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      });
+    } catch (err) {
+      // A cycle that failed outright (not a business verdict) is recorded; the line keeps serving.
+      result = { cycleId, verdict: 'rejected', reason: `the cycle failed: ${(err as Error).message}`, channels: state.channels };
+    }
+    Object.assign(state.channels, result.channels);
+    state.recent.push({
+      cycleId,
+      digest: drop.digest,
+      source: drop.source,
+      verdict: result.verdict,
+      version: result.version,
+      reason: result.reason,
+      finishedAt: new Date().toISOString(),
+    });
+    if (state.recent.length > RECENT_LIMIT) state.recent.shift();
+    state.current = null;
+    upsertSearchAttributes([{ key: PHASE, value: 'idle' }]);
+
+    // Carry the queue and counters into a fresh history once every handler has finished its work.
+    await condition(allHandlersFinished);
+    await continueAsNew<typeof lineWorkflow>({ line, state });
+  }
+}
+
+function emptyState(line: string): LineState {
+  return {
+    line,
+    queue: [],
+    seen: [],
+    cyclesStarted: 0,
+    current: null,
+    channels: {},
+    recent: [],
+    scheduled: false,
+    released: 0,
+    reevaluations: 0,
+    duplicatesIgnored: 0,
+  };
+}

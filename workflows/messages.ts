@@ -1,0 +1,146 @@
+/** Signals, queries and updates of the line and cycle workflows, and the shapes they carry. */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { DropRequest } from '../schemas/io.ts';
+import type { GateDecision } from './gate.ts';
+
+export type CyclePhase = 'queued' | 'ingest' | 'adapt' | 'evaluate' | 'gate' | 'canary' | 'awaiting-approval' | 'promote' | 'rollback' | 'done';
+
+export type CycleVerdict = 'promoted' | 'rejected' | 'quarantined' | 'duplicate' | 'rolled-back' | 'rejected-by-reviewer' | 'approval-expired' | 'conflict';
+
+export interface TrainingProgress {
+  cycleId: string;
+  step: number;
+  steps: number;
+  loss: number;
+  tokensPerSecond?: number;
+}
+
+export interface CurrentCycle {
+  cycleId: string;
+  digest: string;
+  source: string;
+  phase: CyclePhase;
+  version?: number;
+  step?: number;
+  steps?: number;
+  loss?: number;
+  startedAt: string;
+}
+
+export interface CycleSummary {
+  cycleId: string;
+  digest: string;
+  source: string;
+  verdict: CycleVerdict;
+  version?: number;
+  reason: string;
+  finishedAt: string;
+}
+
+/** What the line workflow carries across continue-as-new, and what its `state` query returns. */
+export interface LineState {
+  line: string;
+  queue: DropRequest[];
+  /** Digests seen by this line workflow (queued, running or done), newest last; bounded. */
+  seen: string[];
+  cyclesStarted: number;
+  current: CurrentCycle | null;
+  /** Channel -> version, as last reported by a cycle or a rollback. */
+  channels: Record<string, number>;
+  recent: CycleSummary[];
+  /** Drops wait for a schedule tick instead of starting a cycle at once. */
+  scheduled: boolean;
+  /** Queued drops a schedule tick has released to run (scheduled lines only). */
+  released: number;
+  reevaluations: number;
+  duplicatesIgnored: number;
+}
+
+export interface RollbackRequest {
+  to: number;
+  reason: string;
+  actor: string;
+  channel?: string;
+}
+
+export interface ChannelMove {
+  line: string;
+  channel: string;
+  from: number | null;
+  to: number;
+  epoch: number;
+  releaseId: number;
+}
+
+export interface RegressionReport {
+  reason: string;
+  actor: string;
+  /** Absolute path of a drop file (text or probes) that shows the regression; evaluated on canary and stable. */
+  evidence?: string;
+  evidenceDigest?: string;
+}
+
+export interface RegressionAck {
+  cycleId: string;
+  version: number;
+}
+
+export interface ReviewRequest {
+  version: number;
+  actor: string;
+  reason?: string;
+}
+
+export interface OverrideRequest {
+  version: number;
+  actor: string;
+  reason: string;
+}
+
+export interface TickRequest {
+  kind: 'cycle' | 'reevaluate';
+  scheduleId?: string;
+}
+
+export interface CycleInput {
+  line: string;
+  drop: DropRequest;
+  /** The line workflow's id, for phase and progress reports. */
+  parentId: string;
+}
+
+export interface CycleResult {
+  cycleId: string;
+  verdict: CycleVerdict;
+  version?: number;
+  reason: string;
+  decision?: GateDecision;
+  channels: Record<string, number>;
+}
+
+export interface CycleState {
+  cycleId: string;
+  line: string;
+  phase: CyclePhase;
+  version?: number;
+  champion?: number;
+  decision?: GateDecision;
+  awaitingApproval: boolean;
+}
+
+// The line workflow (`line:<name>`).
+export const dataDropSignal = defineSignal<[DropRequest]>('dataDrop');
+export const tickSignal = defineSignal<[TickRequest]>('tick');
+export const progressSignal = defineSignal<[TrainingProgress]>('trainingProgress');
+export const triggerSignal = defineSignal<[{ scheduled: boolean }]>('trigger');
+export const phaseSignal = defineSignal<[{ cycleId: string; phase: CyclePhase; version?: number }]>('cyclePhase');
+export const stateQuery = defineQuery<LineState>('state');
+export const rollbackUpdate = defineUpdate<ChannelMove, [RollbackRequest]>('rollback');
+export const reportRegressionUpdate = defineUpdate<RegressionAck, [RegressionReport]>('reportRegression');
+export const overrideUpdate = defineUpdate<ChannelMove, [OverrideRequest]>('overrideGate');
+
+// The cycle workflow (`cycle:<line>:<n>`).
+export const approveUpdate = defineUpdate<{ version: number; approved: true }, [ReviewRequest]>('approve');
+export const rejectUpdate = defineUpdate<{ version: number; approved: false }, [ReviewRequest]>('reject');
+export const regressionSignal = defineSignal<[RegressionReport]>('regression');
+export const cycleStateQuery = defineQuery<CycleState>('cycleState');

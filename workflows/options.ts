@@ -1,0 +1,51 @@
+/** Activity option presets. Each timeout and retry choice carries its reason. */
+import type { ActivityOptions } from '@temporalio/workflow';
+
+/**
+ * Error types that no retry can fix. Activities throw them as ApplicationFailures or as the error classes of
+ * schemas/errors.ts, whose `name` Temporal reports as the failure type.
+ */
+export const ErrorType = {
+  InvalidData: 'InvalidDataError',
+  NotFound: 'NotFoundError',
+  ChannelConflict: 'ChannelConflictError',
+  InvalidRequest: 'InvalidRequestError',
+  InvalidInput: 'InvalidInputError',
+  RegistryConflict: 'RegistryConflictError',
+  GateRefused: 'GateRefusedError',
+  InvalidDigest: 'InvalidDigestError',
+  ArtifactIntegrity: 'ArtifactIntegrityError',
+} as const;
+const nonRetryableErrorTypes = Object.values(ErrorType);
+
+/** Training and evaluation run on their own queue, so hosts with accelerators can serve it alone. */
+export const trainingQueueFor = (workflowQueue: string) => `${workflowQueue}.training`;
+
+// Registry writes and reads are short; a database restart is retried through, for up to ~10 minutes.
+export const registry: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 40, nonRetryableErrorTypes },
+};
+
+// Ingest reads one file and writes it to the store; large drops take seconds, not minutes.
+export const ingest: ActivityOptions = {
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', maximumAttempts: 10, nonRetryableErrorTypes },
+};
+
+// Training is long and CPU-bound: a short heartbeat notices a dead worker fast; a retry resumes from the checkpoint.
+export const training = (taskQueue: string): ActivityOptions => ({
+  taskQueue,
+  startToCloseTimeout: '6 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20, nonRetryableErrorTypes },
+  cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+});
+
+// Evaluation of every suite is minutes at most on the tiny models; it heartbeats per suite.
+export const evaluation = (taskQueue: string): ActivityOptions => ({
+  taskQueue,
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20, nonRetryableErrorTypes },
+});

@@ -1,0 +1,18 @@
+/**
+ * What a Temporal Schedule starts (`tick:<line>:<kind>-...`): it hands the tick to the line workflow,
+ * starting that one if needed, so schedules and data drops meet in one queue.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities/types.ts';
+import type { TickRequest } from './messages.ts';
+import { registry } from './options.ts';
+
+export type ScheduleKind = 'cycle' | 'reevaluate';
+/** `schedule:<line>:cycle` runs pending drops; `schedule:<line>:reevaluate` re-measures stable. */
+export const scheduleId = (line: string, kind: ScheduleKind) => `schedule:${line}:${kind}`;
+
+/** Signals `tick` to the line workflow (signal-with-start through an activity). */
+export async function scheduleTickWorkflow(input: { line: string; tick: TickRequest }): Promise<void> {
+  const { signalLine } = proxyActivities<Activities>(registry);
+  await signalLine({ line: input.line, tick: input.tick });
+}
