@@ -38,7 +38,9 @@ export function evaluationActivities(deps: ActivityDeps) {
           const d = data.get(suite.name)!;
           const started = performance.now();
           let metrics: Metrics;
-          if (d.kind === 'text') {
+          if (d.kind === 'probe' && d.probes.length === 0) {
+            metrics = { retired: 1, total: 0, superseded: d.superseded };
+          } else if (d.kind === 'text') {
             const r = await evaluateLoss(model, d.texts);
             metrics = { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
           } else {
@@ -46,6 +48,7 @@ export function evaluationActivities(deps: ActivityDeps) {
             metrics = { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
           }
           metrics.evalMs = Math.round(performance.now() - started);
+          if (suite.evidence) metrics.evidence = 1;
           await deps.registry.recordEvaluation({
             line: input.line,
             version: input.version,

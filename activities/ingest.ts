@@ -123,10 +123,13 @@ export function ingestActivities(deps: ActivityDeps) {
       await deps.store.put(bytes);
       // Evidence is evaluated whole: its text is all held out, it trains nothing.
       const all = { ...parsed, heldOut: [...parsed.heldOut, ...parsed.train], train: [] };
-      return suitesOfDrop(input.line, `evidence-${basename(input.path).replace(/[^A-Za-z0-9._-]/g, '_')}`, input.digest, all).map((s) => ({
+      const suites = suitesOfDrop(input.line, `evidence-${basename(input.path).replace(/[^A-Za-z0-9._-]/g, '_')}`, input.digest, all).map((s) => ({
         ...s,
         evidence: true,
       }));
+      // Registered so results can be recorded; with no drop behind them they never join the line's gate.
+      for (const s of suites) await deps.registry.ensureSuite({ line: input.line, name: s.name, kind: s.kind, dataDigest: input.digest });
+      return suites;
     },
   };
 

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
-import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DropRequest, type RecipeOverride } from '../schemas/io.ts';
 import { sha256Hex } from '../activities/drops.ts';
 import { lineWorkflow, lineWorkflowId } from '../workflows/line-workflow.ts';
@@ -21,6 +21,21 @@ import {
   type CycleSummary,
   type LineState,
 } from '../workflows/messages.ts';
+
+/** An update's validator or handler failure, with the message that explains it rather than "Workflow Update failed". */
+async function update<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      let cause: unknown = err.cause;
+      while (cause instanceof Error && cause.cause instanceof Error && (cause.name === 'ActivityFailure' || cause.message === 'Activity task failed'))
+        cause = cause.cause;
+      throw new Error(cause instanceof Error ? cause.message : err.message, { cause: err });
+    }
+    throw err;
+  }
+}
 
 export interface LoopTarget {
   client: Client;
@@ -121,7 +136,7 @@ export async function review(client: Client, line: string, decision: 'approve' |
   const handle = client.workflow.getHandle(cycleId);
   const state = await handle.query(cycleStateQuery);
   if (!state.awaitingApproval) throw new Error(`${cycleId} is not waiting for approval (phase: ${state.phase})`);
-  return decision === 'approve' ? handle.executeUpdate(approveUpdate, { args: [req] }) : handle.executeUpdate(rejectUpdate, { args: [req] });
+  return decision === 'approve' ? update(handle.executeUpdate(approveUpdate, { args: [req] })) : update(handle.executeUpdate(rejectUpdate, { args: [req] }));
 }
 
 export async function reportRegression(client: Client, line: string, report: { reason: string; actor: string; evidence?: string }) {
@@ -130,9 +145,11 @@ export async function reportRegression(client: Client, line: string, report: { r
     const path = resolve(report.evidence);
     evidence = { evidence: path, evidenceDigest: sha256Hex(await readFile(path)) };
   }
-  return client.workflow
-    .getHandle(lineWorkflowId(line))
-    .executeUpdate(reportRegressionUpdate, { args: [{ reason: report.reason, actor: report.actor, ...evidence }] });
+  return update(
+    client.workflow
+      .getHandle(lineWorkflowId(line))
+      .executeUpdate(reportRegressionUpdate, { args: [{ reason: report.reason, actor: report.actor, ...evidence }] }),
+  );
 }
 
 function withStart(t: LoopTarget, line: string) {
@@ -146,10 +163,10 @@ function withStart(t: LoopTarget, line: string) {
 
 /** Moves `stable` (or another channel) back to an earlier version, starting the line workflow if needed. */
 export async function rollback(t: LoopTarget, line: string, req: { to: number; reason: string; actor: string; channel?: string }) {
-  return t.client.workflow.executeUpdateWithStart(rollbackUpdate, { args: [req], startWorkflowOperation: withStart(t, line) });
+  return update(t.client.workflow.executeUpdateWithStart(rollbackUpdate, { args: [req], startWorkflowOperation: withStart(t, line) }));
 }
 
 /** Promotes a version whose gate failed; audited with the actor and reason. */
 export async function overrideGate(t: LoopTarget, line: string, req: { version: number; actor: string; reason: string }) {
-  return t.client.workflow.executeUpdateWithStart(overrideUpdate, { args: [req], startWorkflowOperation: withStart(t, line) });
+  return update(t.client.workflow.executeUpdateWithStart(overrideUpdate, { args: [req], startWorkflowOperation: withStart(t, line) }));
 }

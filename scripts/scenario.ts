@@ -187,3 +187,66 @@ export function writeScenario(dir: string, seed = 7, sizes = { paragraphs: 240, 
     regulationEvidence: write('evidence-old-load-rules.jsonl', jsonl(reg.old.map((p) => ({ prompt: loadPrompt(p), completion: `${p.load} kg.` })))),
   };
 }
+
+/** Shape of a generated benchmark stream (see streamScenario). */
+export interface StreamScenarioOptions {
+  /** Number of drops K after the base. */
+  drops: number;
+  /** Products per catalogue drop. */
+  productsPerDrop: number;
+  /** General-text paragraphs of the base (the foundation's corpus). */
+  paragraphs: number;
+  /** Which catalogue drops also state load limits: only the first (as the demo's catalogue A), all, or none. */
+  withLoad?: 'first' | 'all' | 'none';
+  /** 1-based position of the regulation change (new load limits for half of drop 1's products); 0: none. Default round(0.7·K) when K >= 4. */
+  regulationAt?: number;
+  /** 1-based position of the FAQ drop; 0: none. Default round(0.5·K) when K >= 5. */
+  faqAt?: number;
+}
+
+/** One generated drop file: its name (zero-padded, so name order is stream order) and content. */
+export interface GeneratedDrop {
+  name: string;
+  content: string;
+}
+
+/**
+ * A seeded stream for the learning-quality benchmark: a base of general text (the foundation's corpus), then
+ * K drops: product catalogues (new products each time), a regulation change that gives some of the first
+ * catalogue's products new load limits, and an FAQ drop. No malformed or poisoned drop: the release gate
+ * keeps those out of a line, so a learning benchmark does not train on them. Same seed, same bytes.
+ */
+export function streamScenario(seed: number, opts: StreamScenarioOptions): { base: GeneratedDrop; drops: GeneratedDrop[] } {
+  const k = opts.drops;
+  const r = rng(seed);
+  const taken = new Set<string>();
+  const regulationAt = opts.regulationAt ?? (k >= 4 ? Math.round(0.7 * k) : 0);
+  const faqAt = opts.faqAt ?? (k >= 5 ? Math.round(0.5 * k) : 0);
+  const withLoad = opts.withLoad ?? 'first';
+  const pad = (i: number) => String(i).padStart(2, '0');
+  const base = {
+    name: '00-general.txt',
+    content:
+      generalText(r, opts.paragraphs)
+        .map((x) => ('text' in x ? x.text : ''))
+        .join('\n\n') + '\n',
+  };
+  const drops: GeneratedDrop[] = [];
+  let first: Product[] | undefined;
+  let catalogues = 0;
+  for (let i = 1; i <= k; i++) {
+    if (i === regulationAt && first) {
+      const reg = regulationChange(first.slice(0, Math.max(1, Math.floor(first.length / 2))), r);
+      drops.push({ name: `${pad(i)}-load-rules.jsonl`, content: jsonl(reg.records) });
+    } else if (i === faqAt) {
+      drops.push({ name: `${pad(i)}-faq.jsonl`, content: jsonl(faq(r)) });
+    } else {
+      const items = products(r, opts.productsPerDrop, taken);
+      const load = withLoad === 'all' || (withLoad === 'first' && !first);
+      first ??= load ? items : undefined;
+      catalogues += 1;
+      drops.push({ name: `${pad(i)}-catalogue-${catalogues}.jsonl`, content: jsonl(catalogue(items, load, r)) });
+    }
+  }
+  return { base, drops };
+}

@@ -19,6 +19,8 @@ export type SuiteKind = 'text' | 'probe';
 export type MetricName = 'loss' | 'exactMatch';
 
 export interface Metrics {
+  /** 1 when nothing is left to measure: a later drop superseded every probe of the suite. */
+  retired?: number;
   loss?: number;
   perplexity?: number;
   exactMatch?: number;
@@ -91,6 +93,9 @@ function judgeSuite(suite: GateSuite, input: GateInput): SuiteVerdict {
   const champ = input.champion?.[suite.name]?.[metric];
   const base = { suite: suite.name, metric, candidate: finite(cand), champion: finite(champ) };
 
+  if (input.candidate[suite.name]?.retired) {
+    return { ...base, bound: null, pass: true, reason: 'every record was superseded by newer data; the suite is retired' };
+  }
   if (base.candidate === null) return { ...base, bound: null, pass: false, reason: `no ${metric} result for the candidate` };
   const c = base.candidate;
   if (floor !== undefined && (lowerIsBetter ? c > floor : c < floor)) {
