@@ -10,61 +10,73 @@ import { LanguageModel } from '../model/transformer.ts';
 import { loadModel } from '../model/weights.ts';
 import type { Metrics } from '../workflows/gate.ts';
 import type { ActivityDeps } from './deps.ts';
-import { resolveSuites } from './suites.ts';
+import { resolveSuites, type SuiteData } from './suites.ts';
 import type { SuiteRef } from './types.ts';
 
 export function evaluationActivities(deps: ActivityDeps) {
   return {
-    /** Evaluates `line@version` on `suites`, records each result, returns suite -> metrics. Idempotent. */
-    async evaluateVersion(input: { line: string; version: number; suites: SuiteRef[]; fresh?: boolean }): Promise<Record<string, Metrics>> {
-      const ctx = Context.current();
+    /**
+     * Evaluates each of `line@versions` on `suites` (candidate and champion in one call, on the same data, code
+     * and backend), records every result, returns version -> suite -> metrics. Idempotent.
+     */
+    async evaluateVersions(input: { line: string; versions: number[]; suites: SuiteRef[]; fresh?: boolean }): Promise<Record<number, Record<string, Metrics>>> {
       const data = await resolveSuites(input.suites, deps.drops);
-      const stored = input.fresh ? [] : await deps.registry.getEvaluations(input.line, input.version);
-      const out: Record<string, Metrics> = {};
-      const todo: SuiteRef[] = [];
-      for (const suite of input.suites) {
-        const prior = stored.find((e) => e.suite === suite.name && e.dataDigest === data.get(suite.name)!.dataDigest);
-        if (prior) out[suite.name] = prior.metrics as Metrics;
-        else todo.push(suite);
-      }
-      if (todo.length === 0) return out;
-
-      const backend = await initBackend();
-      const version = await deps.registry.getVersion(input.line, input.version);
-      const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
-      const model = LanguageModel.create(config, weights);
-      try {
-        for (const suite of todo) {
-          const d = data.get(suite.name)!;
-          const started = performance.now();
-          let metrics: Metrics;
-          if (d.kind === 'probe' && d.probes.length === 0) {
-            metrics = { retired: 1, total: 0, superseded: d.superseded };
-          } else if (d.kind === 'text') {
-            const r = await evaluateLoss(model, d.texts);
-            metrics = { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
-          } else {
-            const r = await exactMatch(model, d.probes);
-            metrics = { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
-          }
-          metrics.evalMs = Math.round(performance.now() - started);
-          if (suite.evidence) metrics.evidence = 1;
-          await deps.registry.recordEvaluation({
-            line: input.line,
-            version: input.version,
-            suite: suite.name,
-            suiteLine: suite.line,
-            metrics,
-            dataDigest: d.dataDigest,
-            backend,
-          });
-          out[suite.name] = metrics;
-          ctx.heartbeat({ suite: suite.name });
-        }
-      } finally {
-        model.dispose();
-      }
+      const out: Record<number, Record<string, Metrics>> = {};
+      for (const version of input.versions) out[version] = await evaluateOne({ ...input, version }, data);
       return out;
     },
   };
+
+  async function evaluateOne(
+    input: { line: string; version: number; suites: SuiteRef[]; fresh?: boolean },
+    data: Map<string, SuiteData>,
+  ): Promise<Record<string, Metrics>> {
+    const ctx = Context.current();
+    const stored = input.fresh ? [] : await deps.registry.getEvaluations(input.line, input.version);
+    const out: Record<string, Metrics> = {};
+    const todo: SuiteRef[] = [];
+    for (const suite of input.suites) {
+      const prior = stored.find((e) => e.suite === suite.name && e.dataDigest === data.get(suite.name)!.dataDigest);
+      if (prior) out[suite.name] = prior.metrics as Metrics;
+      else todo.push(suite);
+    }
+    if (todo.length === 0) return out;
+
+    const backend = await initBackend();
+    const version = await deps.registry.getVersion(input.line, input.version);
+    const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+    const model = LanguageModel.create(config, weights);
+    try {
+      for (const suite of todo) {
+        const d = data.get(suite.name)!;
+        const started = performance.now();
+        let metrics: Metrics;
+        if (d.kind === 'probe' && d.probes.length === 0) {
+          metrics = { retired: 1, total: 0, superseded: d.superseded };
+        } else if (d.kind === 'text') {
+          const r = await evaluateLoss(model, d.texts);
+          metrics = { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
+        } else {
+          const r = await exactMatch(model, d.probes);
+          metrics = { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
+        }
+        metrics.evalMs = Math.round(performance.now() - started);
+        if (suite.evidence) metrics.evidence = 1;
+        await deps.registry.recordEvaluation({
+          line: input.line,
+          version: input.version,
+          suite: suite.name,
+          suiteLine: suite.line,
+          metrics,
+          dataDigest: d.dataDigest,
+          backend,
+        });
+        out[suite.name] = metrics;
+        ctx.heartbeat({ suite: suite.name });
+      }
+    } finally {
+      model.dispose();
+    }
+    return out;
+  }
 }

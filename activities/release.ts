@@ -14,6 +14,18 @@ import { tickSignal } from '../workflows/messages.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { LineSnapshot, SuiteRef, TrainingOutcome, VersionRef } from './types.ts';
 
+export interface MoveRequest {
+  line: string;
+  channel: string;
+  to: number;
+  /** The epoch the caller saw; omitted = the channel's epoch now (an explicit operator action). */
+  expectedEpoch?: number;
+  actor: string;
+  reason: string;
+  gateDecisionId?: number;
+  requestKey: string;
+}
+
 export function releaseActivities(deps: ActivityDeps) {
   const { registry } = deps;
 
@@ -62,7 +74,9 @@ export function releaseActivities(deps: ActivityDeps) {
       init: VersionRef | null;
       drops: string[];
       recipe: unknown;
-    }): Promise<{ version: number }> {
+      /** Why the `candidate` channel moves to the new version (it always does). */
+      candidateReason: string;
+    }): Promise<{ version: number; candidateMove: ChannelMove }> {
       let foundationVersion: VersionRef | undefined;
       if (input.parentVersion !== null) {
         const parent = await registry.getVersion(input.line, input.parentVersion);
@@ -84,10 +98,18 @@ export function releaseActivities(deps: ActivityDeps) {
         backend: t.backend,
         compute: { tokens: t.tokens, flops: t.flops, wallMs: t.wallMs, steps: t.steps },
       });
-      return { version };
+      const candidateMove = await moveTo({
+        line: input.line,
+        channel: 'candidate',
+        to: version,
+        actor: 'perennial',
+        reason: input.candidateReason,
+        requestKey: `${input.key}:candidate`,
+      });
+      return { version, candidateMove };
     },
 
-    /** Records the gate's decision with every suite's numbers and reason. Idempotent by the cycle key. */
+    /** Records the gate's decision with every suite's numbers and reason; a failed gate rejects the drop. Idempotent by the cycle key. */
     async recordGate(input: {
       line: string;
       key: string;
@@ -105,36 +127,12 @@ export function releaseActivities(deps: ActivityDeps) {
         suites: input.decision.suites,
         summary: input.decision.summary,
       });
+      if (input.decision.verdict === 'fail') await registry.setDropStatus(input.line, input.dropDigest, 'rejected', `gate: ${input.decision.summary}`);
       return { id };
     },
 
-    /** Moves a channel (compare-and-swap on its epoch), with its release record and audit entry. */
-    async moveChannel(input: {
-      line: string;
-      channel: string;
-      to: number;
-      /** The epoch the caller saw; omitted = the channel's epoch now (an explicit operator action). */
-      expectedEpoch?: number;
-      actor: string;
-      reason: string;
-      gateDecisionId?: number;
-      requestKey: string;
-    }): Promise<ChannelMove> {
-      await registry.getVersion(input.line, input.to);
-      const current = (await registry.getChannels(input.line)).find((c) => c.channel === input.channel);
-      const expectedEpoch = input.expectedEpoch ?? current?.epoch ?? 0;
-      const moved = await registry.moveChannel({
-        line: input.line,
-        channel: input.channel,
-        to: input.to,
-        expectedEpoch,
-        actor: input.actor,
-        reason: input.reason,
-        gateDecisionId: input.gateDecisionId,
-        requestKey: input.requestKey,
-      });
-      return { line: input.line, channel: input.channel, from: current?.version ?? null, to: input.to, epoch: moved.epoch, releaseId: moved.releaseId };
-    },
+    /** Moves a channel (compare-and-swap on its epoch), with its release record and audit entry. Idempotent by requestKey. */
+    moveChannel: (input: MoveRequest) => moveTo(input),
 
     /** Promotes a version whose gate failed, recording who overrode it and why (audited). */
     async overrideGate(input: { line: string; version: number; actor: string; reason: string; requestKey: string }): Promise<ChannelMove> {
@@ -179,6 +177,13 @@ export function releaseActivities(deps: ActivityDeps) {
       });
     },
   };
+
+  async function moveTo(input: MoveRequest): Promise<ChannelMove> {
+    await registry.getVersion(input.line, input.to);
+    const expectedEpoch = input.expectedEpoch ?? (await registry.getChannels(input.line)).find((c) => c.channel === input.channel)?.epoch ?? 0;
+    const moved = await registry.moveChannel({ ...input, expectedEpoch });
+    return { line: input.line, channel: input.channel, from: moved.from, to: moved.to, epoch: moved.epoch, releaseId: moved.releaseId };
+  }
 
   /** A line whose cycle schedule exists and is not paused waits for ticks; Temporal holds that truth. */
   async function lineIsScheduled(line: string): Promise<boolean> {

@@ -17,7 +17,10 @@ export const SourceName = z
   .max(200)
   .regex(/^[^\u0000-\u001f/\\]+$/, 'a source name may not contain control characters or slashes');
 export const Digest = z.string().regex(/^[0-9a-f]{64}$/, 'a digest is 64 lowercase hex characters (sha256)');
-export const VersionNumber = z.coerce.number().int().positive('a version number is a positive integer');
+export const VersionNumber = z
+  .union([z.number(), z.string().regex(/^\d+$/, 'a version number is a positive integer such as 3')])
+  .transform(Number)
+  .pipe(z.number().int().positive('a version number is a positive integer such as 3'));
 export const Actor = z.string().trim().min(1, 'an actor is required (who does this)').max(200);
 export const Reason = z.string().trim().min(1, 'a reason is required').max(2000);
 

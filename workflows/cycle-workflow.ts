@@ -9,6 +9,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -30,10 +31,11 @@ import {
   type RegressionReport,
   type ReviewRequest,
 } from './messages.ts';
-import { ErrorType, evaluation, ingest, registry, training, trainingQueueFor } from './options.ts';
+import { ErrorType, evaluation, ingest, registryLocal, training, trainingQueueFor } from './options.ts';
 import { LINE, PHASE, VERDICT, VERSION } from './search-attributes.ts';
 
 const SYSTEM_ACTOR = 'perennial';
+const REPORTED_PHASES = new Set<CyclePhase>(['adapt', 'evaluate', 'canary', 'awaiting-approval', 'rollback']);
 
 /** Runs one drop through the release loop. Idempotent per cycle id: every write is keyed by it. */
 export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
@@ -43,7 +45,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // Keys for idempotent registry writes: unique per cycle and drop, stable across activity retries.
   const key = `${cycleId}:${drop.digest.slice(0, 16)}`;
   const trainingQueue = trainingQueueFor(info.taskQueue);
-  const light = proxyActivities<Activities>(registry);
+  const light = proxyLocalActivities<Activities>(registryLocal);
   const ingestActs = proxyActivities<Activities>(ingest);
   const heavy = proxyActivities<Activities>(training(trainingQueue));
   const evals = proxyActivities<Activities>(evaluation(trainingQueue));
@@ -68,24 +70,26 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   });
 
   const parent = getExternalWorkflowHandle(input.parentId);
-  const enter = async (phase: CyclePhase) => {
+  let phaseSeq = 0;
+  const enter = (phase: CyclePhase) => {
     state.phase = phase;
     upsertSearchAttributes([{ key: PHASE, value: phase }]);
-    // Best effort: the line workflow may be between runs; the cycle's own state is the record.
-    await parent.signal(phaseSignal, { cycleId, phase, version: state.version }).catch(() => undefined);
+    // The line workflow's live view needs the long phases only; each signal costs it a workflow task.
+    // Not awaited (it goes out with the next command) and best effort (the line may be between runs);
+    // the cycle's own state and search attributes are the record.
+    if (REPORTED_PHASES.has(phase)) void parent.signal(phaseSignal, { cycleId, phase, version: state.version, seq: ++phaseSeq }).catch(() => undefined);
   };
-  const finish = async (verdict: CycleVerdict, reason: string, decision?: GateDecision): Promise<CycleResult> => {
+  /** Channel -> version as this cycle leaves it: the snapshot's, then every move made here. */
+  const channels: Record<string, number> = {};
+  const move = async (req: Parameters<Activities['moveChannel']>[0]) => {
+    const moved = await light.moveChannel(req);
+    channels[moved.channel] = moved.to;
+    return moved;
+  };
+  const finish = (verdict: CycleVerdict, reason: string, decision?: GateDecision): CycleResult => {
     upsertSearchAttributes([{ key: VERDICT, value: verdict }]);
-    await enter('done');
-    const snapshot = await light.lineSnapshot({ line });
-    return {
-      cycleId,
-      verdict,
-      version: state.version,
-      reason,
-      decision,
-      channels: Object.fromEntries(Object.entries(snapshot.channels).map(([c, v]) => [c, v.version])),
-    };
+    enter('done');
+    return { cycleId, verdict, version: state.version, reason, decision, channels: { ...channels } };
   };
 
   upsertSearchAttributes([
@@ -93,11 +97,12 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     { key: PHASE, value: 'ingest' },
   ]);
   const snapshot = await light.lineSnapshot({ line });
+  for (const [c, v] of Object.entries(snapshot.channels)) channels[c] = v.version;
   const champion = snapshot.channels.stable?.version ?? null;
   state.champion = champion ?? undefined;
 
   // Ingest: validate, store, record. Bad input is quarantined by the activity and ends the cycle here.
-  await enter('ingest');
+  enter('ingest');
   let ingested;
   try {
     ingested = await ingestActs.ingestDrop({ line, request: drop, key });
@@ -110,7 +115,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     return finish('duplicate', `drop ${drop.digest.slice(0, 12)} was already ingested for ${line} (${ingested.previousStatus})`);
 
   // Adapt: train the candidate from the champion (or the foundation's stable version, or from scratch).
-  await enter('adapt');
+  enter('adapt');
   const recipe = { ...snapshot.spec.recipe, ...drop.recipe };
   const init = champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
   const trained = await heavy.trainCandidate({
@@ -123,7 +128,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     modelConfig: snapshot.spec.modelConfig,
     progressTo: input.parentId,
   });
-  const { version } = await light.registerCandidate({
+  const { version, candidateMove } = await light.registerCandidate({
     line,
     key,
     training: trained,
@@ -131,42 +136,36 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     init,
     drops: [drop.digest],
     recipe,
+    candidateReason: `new candidate from drop ${drop.source}`,
   });
+  channels.candidate = candidateMove.to;
   state.version = version;
   upsertSearchAttributes([{ key: VERSION, value: version }]);
-  await light.moveChannel({
-    line,
-    channel: 'candidate',
-    to: version,
-    actor: SYSTEM_ACTOR,
-    reason: `new candidate from drop ${drop.source}`,
-    requestKey: `${key}:candidate`,
-  });
 
   // Evaluate candidate and champion on every suite the line has promised, plus the new drop's suites.
-  await enter('evaluate');
+  enter('evaluate');
   const suites: SuiteRef[] = [...snapshot.suites, ...ingested.suites];
   const newSuites = new Set(ingested.suites.map((s) => s.name));
-  const candidateMetrics = await evals.evaluateVersion({ line, version, suites });
-  const championMetrics = champion !== null ? await evals.evaluateVersion({ line, version: champion, suites }) : null;
+  // One activity measures both, so the champion's numbers come from the same code, data and backend.
+  const measured = await evals.evaluateVersions({ line, versions: champion !== null ? [version, champion] : [version], suites });
+  const candidateMetrics = measured[version]!;
+  const championMetrics = champion !== null ? measured[champion]! : null;
 
-  await enter('gate');
+  enter('gate');
   const decision = evaluateGate({
     rules: snapshot.spec.gateRules,
     suites: suites.map((s) => ({ name: s.name, kind: s.kind, isNew: newSuites.has(s.name) })),
     candidate: candidateMetrics,
     champion: championMetrics,
   });
+  // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
   const gate = await light.recordGate({ line, key, candidate: version, champion, decision, dropDigest: drop.digest });
-  if (decision.verdict === 'fail') {
-    await light.setDropStatus({ line, digest: drop.digest, status: 'rejected', reason: `gate: ${decision.summary}` });
-    return finish('rejected', decision.summary, decision);
-  }
+  if (decision.verdict === 'fail') return finish('rejected', decision.summary, decision);
 
   // Canary: serve the candidate on `canary` and watch for regression reports during the window.
-  await enter('canary');
+  enter('canary');
   const previousCanary = snapshot.channels.canary?.version ?? null;
-  await light.moveChannel({
+  await move({
     line,
     channel: 'canary',
     to: version,
@@ -190,10 +189,10 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       payload: { reason: report.reason, evidence: report.evidenceDigest ?? null, confirmed: finding.confirmed, detail: finding.detail },
     });
     if (finding.confirmed) {
-      await enter('rollback');
+      enter('rollback');
       const back = previousCanary ?? champion;
       if (back !== null) {
-        await light.moveChannel({
+        await move({
           line,
           channel: 'canary',
           to: back,
@@ -210,7 +209,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // Approval, when the line requires a human before `stable`.
   if (snapshot.spec.promotion.requireApproval) {
     state.awaitingApproval = true;
-    await enter('awaiting-approval');
+    enter('awaiting-approval');
     const answered = await condition(() => review !== undefined, snapshot.spec.promotion.approvalTimeout as Duration);
     state.awaitingApproval = false;
     if (!answered || !review!.approved) {
@@ -219,7 +218,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
         : `no approval within ${snapshot.spec.promotion.approvalTimeout}`;
       const back = previousCanary ?? champion;
       if (back !== null)
-        await light.moveChannel({
+        await move({
           line,
           channel: 'canary',
           to: back,
@@ -234,10 +233,10 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   }
 
   // Promote: compare-and-swap on the epoch the cycle started from, so an operator's rollback in the meantime wins.
-  await enter('promote');
+  enter('promote');
   const approvedBy = review?.approved ? review.request.actor : SYSTEM_ACTOR;
   try {
-    await light.moveChannel({
+    await move({
       line,
       channel: 'stable',
       to: version,
@@ -256,11 +255,13 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   /** Re-evaluates canary and champion on the reported evidence (or on every suite) and compares. */
   async function checkRegression(report: RegressionReport): Promise<{ confirmed: boolean; detail: string }> {
-    const evidence = report.evidence && report.evidenceDigest ? await light.ingestEvidence({ line, path: report.evidence, digest: report.evidenceDigest }) : [];
+    const evidence =
+      report.evidence && report.evidenceDigest ? await ingestActs.ingestEvidence({ line, path: report.evidence, digest: report.evidenceDigest }) : [];
     const against = previousCanary ?? champion;
     const scope = evidence.length ? evidence : suites;
-    const now = await evals.evaluateVersion({ line, version, suites: scope });
-    const before = against !== null ? await evals.evaluateVersion({ line, version: against, suites: scope }) : null;
+    const measured = await evals.evaluateVersions({ line, versions: against !== null ? [version, against] : [version], suites: scope });
+    const now = measured[version]!;
+    const before = against !== null ? measured[against]! : null;
     const recheck = evaluateGate({
       rules: snapshot.spec.gateRules,
       suites: scope.map((s) => ({ name: s.name, kind: s.kind, isNew: false })),

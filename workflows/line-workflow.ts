@@ -84,7 +84,8 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
   });
 
   setHandler(phaseSignal, (p) => {
-    if (state.current?.cycleId !== p.cycleId) return;
+    if (state.current?.cycleId !== p.cycleId || p.seq <= (state.current.phaseSeq ?? 0)) return;
+    state.current.phaseSeq = p.seq;
     state.current.phase = p.phase;
     if (p.version !== undefined) state.current.version = p.version;
     upsertSearchAttributes([{ key: PHASE, value: p.phase }]);

@@ -25,6 +25,8 @@ export interface CurrentCycle {
   steps?: number;
   loss?: number;
   startedAt: string;
+  /** The last phase report taken (reports can arrive out of order). */
+  phaseSeq?: number;
 }
 
 export interface CycleSummary {
@@ -133,7 +135,8 @@ export const dataDropSignal = defineSignal<[DropRequest]>('dataDrop');
 export const tickSignal = defineSignal<[TickRequest]>('tick');
 export const progressSignal = defineSignal<[TrainingProgress]>('trainingProgress');
 export const triggerSignal = defineSignal<[{ scheduled: boolean }]>('trigger');
-export const phaseSignal = defineSignal<[{ cycleId: string; phase: CyclePhase; version?: number }]>('cyclePhase');
+/** `seq` orders the reports: signals sent in one workflow task may arrive in any order. */
+export const phaseSignal = defineSignal<[{ cycleId: string; phase: CyclePhase; version?: number; seq: number }]>('cyclePhase');
 export const stateQuery = defineQuery<LineState>('state');
 export const rollbackUpdate = defineUpdate<ChannelMove, [RollbackRequest]>('rollback');
 export const reportRegressionUpdate = defineUpdate<RegressionAck, [RegressionReport]>('reportRegression');

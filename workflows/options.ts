@@ -1,5 +1,5 @@
 /** Activity option presets. Each timeout and retry choice carries its reason. */
-import type { ActivityOptions } from '@temporalio/workflow';
+import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
 
 /**
  * Error types that no retry can fix. Activities throw them as ApplicationFailures or as the error classes of
@@ -25,6 +25,15 @@ export const trainingQueueFor = (workflowQueue: string) => `${workflowQueue}.tra
 export const registry: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 40, nonRetryableErrorTypes },
+};
+
+// The cycle's registry steps are short database calls: as local activities they run inside the workflow
+// task (no round trip through the server each), which keeps a cycle's orchestration overhead low. They are
+// idempotent by key, as local activities must be; a database outage is retried through, as above.
+export const registryLocal: LocalActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  localRetryThreshold: '10 seconds',
+  retry: registry.retry,
 };
 
 // Ingest reads one file and writes it to the store; large drops take seconds, not minutes.

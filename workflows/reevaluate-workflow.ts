@@ -26,6 +26,7 @@ export async function reevaluateWorkflow(input: { line: string }): Promise<Reeva
   const stable = snapshot.channels.stable?.version ?? null;
   if (stable === null) return { line: input.line, version: null, metrics: {} };
   upsertSearchAttributes([{ key: VERSION, value: stable }]);
-  const metrics = await evals.evaluateVersion({ line: input.line, version: stable, suites: snapshot.suites, fresh: true });
+  const measured = await evals.evaluateVersions({ line: input.line, versions: [stable], suites: snapshot.suites, fresh: true });
+  const metrics = measured[stable]!;
   return { line: input.line, version: stable, metrics };
 }

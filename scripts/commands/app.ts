@@ -17,7 +17,15 @@ export function register(program: Command) {
       if (o.policy !== 'follow' && o.policy !== 'hold') throw new UserError('--policy is follow or hold', 2);
       const { registry, close } = openRegistry();
       try {
+        // `hold` pins the version the channel serves now; `follow` moves with the channel.
+        let pinnedVersion: number | undefined;
+        if (o.policy === 'hold') {
+          const current = (await registry.getChannels(line)).find((c) => c.channel === channel)?.version;
+          if (!current) throw new UserError(`${line}@${channel} serves no version yet, so there is nothing to hold; bind with --policy follow`);
+          pinnedVersion = current;
+        }
         const bound = await registry.bindApplication({
+          pinnedVersion,
           app: AppName.parse(name),
           line: LineName.parse(line),
           channel: ChannelName.parse(channel),

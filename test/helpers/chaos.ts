@@ -505,3 +505,29 @@ export async function findDuplicates(s: ChaosStack, lines?: string[]): Promise<D
     await sql.end({ timeout: 5 });
   }
 }
+
+/** What each line and its running cycle are doing now: for the message of a scenario that timed out. */
+export async function diagnose(s: ChaosStack, lines: string[]): Promise<string> {
+  const out: string[] = [];
+  for (const line of lines) {
+    const st = await stateOf(s, line);
+    out.push(
+      `${line}: ${st ? `current ${st.current ? `${st.current.cycleId} ${st.current.phase} step ${st.current.step ?? '-'}` : 'none'}, queue ${st.queue.length}, recent ${st.recent.map((r) => r.verdict).join(',')}` : 'no answer'}`,
+    );
+    if (st?.current) {
+      const d = await s.client.workflow
+        .getHandle(st.current.cycleId)
+        .describe()
+        .catch(() => undefined);
+      for (const a of d?.raw.pendingActivities ?? [])
+        out.push(`  ${a.activityType?.name} attempt ${a.attempt} state ${a.state} last failure: ${a.lastFailure?.message ?? '-'}`);
+    }
+  }
+  out.push(
+    `workers alive: ${s
+      .live()
+      .map((w) => `${w.kind}:${w.child.pid}`)
+      .join(' ')}`,
+  );
+  return out.join('\n');
+}

@@ -1,0 +1,120 @@
+/**
+ * The `perennial` CLI against a real installation: line create, drop --wait, status, versions, rollback,
+ * app bind, lineage, report, sample, and the clear message when no stack is running.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../scripts/cli.ts';
+import { generalText, rng } from '../../scripts/scenario.ts';
+import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+
+let loop: TestLoop;
+const line = `cli-${Date.now().toString(36).slice(-5)}`;
+const saved = { ...process.env };
+
+/** Runs the CLI in-process; returns its exit code and what it printed. */
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  process.exitCode = undefined;
+  try {
+    const code = await main(['node', 'perennial', ...args]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
+beforeAll(async () => {
+  loop = await startTestLoop('cli');
+  await loop.startWorkers();
+  Object.assign(process.env, {
+    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
+    DATABASE_URL: loop.databaseUrl,
+    PERENNIAL_DATA_DIR: loop.dataDir,
+    PERENNIAL_TASK_QUEUE: loop.taskQueue,
+  });
+});
+afterAll(async () => {
+  process.env = saved;
+  await loop?.close();
+});
+
+describe('the perennial CLI', () => {
+  it('says clearly when no stack is running', async () => {
+    const env = { ...process.env };
+    delete process.env.TEMPORAL_ADDRESS;
+    delete process.env.DATABASE_URL;
+    process.env.PERENNIAL_DATA_DIR = join(loop.dataDir, 'nowhere');
+    try {
+      const r = await cli('status');
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/no perennial stack is running .*npm start/s);
+    } finally {
+      process.env = env;
+    }
+  });
+
+  it('rejects bad arguments with a message the user can act on', async () => {
+    expect((await cli('line', 'create', 'Bad_Name', '--kind', 'foundation')).err).toMatch(/lowercase letters, digits and dashes/);
+    const rb = await cli('rollback', line, '--to', 'two', '--reason', 'x');
+    expect(rb.code).toBe(2);
+    expect(rb.err).toMatch(/version number/);
+    expect((await cli('drop', 'no-such-line', '/tmp/x.jsonl')).err).toMatch(/line no-such-line does not exist; create it first/);
+  });
+
+  it('creates a line, sends drops, shows versions and status, rolls back, binds an app, traces lineage', async () => {
+    expect(
+      (await cli('line', 'create', line, '--kind', 'foundation', '--preset', 'tiny', '--steps', '60', '--recipe', '{"batchSize":8,"checkpointEvery":20}')).code,
+    ).toBe(0);
+    for (const seed of [1, 2]) {
+      const file = join(loop.dataDir, `cli-${seed}.jsonl`);
+      writeFileSync(
+        file,
+        generalText(rng(seed), 40)
+          .map((r) => JSON.stringify(r))
+          .join('\n'),
+      );
+      const sent = await cli('drop', line, file, '--wait', '--json');
+      expect(sent.code).toBe(0);
+      expect(JSON.parse(sent.out).result).toMatchObject({ verdict: 'promoted', version: seed });
+    }
+    const versions = JSON.parse((await cli('versions', line, '--json')).out);
+    expect(versions.map((v: { version: number; parent: number | null }) => [v.version, v.parent])).toEqual([
+      [1, null],
+      [2, 1],
+    ]);
+    const status = JSON.parse((await cli('status', line, '--json')).out);
+    expect(status.lines[0]).toMatchObject({ line, channels: { stable: 2 } });
+
+    const rb = await cli('rollback', line, '--to', '1', '--reason', 'bad answers in v2', '--actor', 'ops', '--json');
+    expect(rb.code).toBe(0);
+    expect(JSON.parse(rb.out)).toMatchObject({ channel: 'stable', from: 2, to: 1 });
+
+    expect((await cli('app', 'bind', 'kiosk', `${line}@stable`, '--policy', 'hold')).code).toBe(0);
+    expect((await cli('app', 'bind', 'helpdesk', `${line}@stable`)).code).toBe(0);
+    const apps = JSON.parse((await cli('app', 'list', '--json')).out) as { app: string; resolvedVersion: number }[];
+    expect(apps.find((a) => a.app === 'kiosk')?.resolvedVersion).toBe(1);
+
+    const lineage = JSON.parse((await cli('lineage', `${line}@2`, '--json')).out);
+    expect(lineage.parents.map((p: { version: { version: number } }) => p.version.version)).toEqual([1]);
+    expect(lineage.releases.some((r: { reason: string }) => r.reason.includes('bad answers in v2'))).toBe(true);
+
+    expect((await cli('verify', line)).code).toBe(0);
+    expect((await cli('audit', 'verify')).code).toBe(0);
+
+    const out = join(loop.dataDir, 'report.html');
+    expect((await cli('report', '--out', out)).code).toBe(0);
+    expect(existsSync(out) && readFileSync(out, 'utf8')).toContain('class="heatmap"');
+
+    const sample = await cli('sample', `${line}@stable`, 'The river', '--max-tokens', '12', '--temperature', '0');
+    expect(sample.code).toBe(0);
+    expect(sample.out.startsWith('The river')).toBe(true);
+    expect(sample.out.length).toBeGreaterThan('The river'.length);
+  });
+});
