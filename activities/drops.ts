@@ -4,7 +4,8 @@
  * the benchmarks all read a drop the same way.
  */
 import { createHash } from 'node:crypto';
-import { ProbeRecord, TextRecord, explain } from '../schemas/io.ts';
+import type { z } from 'zod';
+import { ProbeRecord, TextRecord } from '../schemas/io.ts';
 
 export const MAX_DROP_BYTES = 256 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
@@ -75,20 +76,19 @@ export function parseDrop(bytes: Uint8Array, file: string): ParsedDrop {
       try {
         value = JSON.parse(raw);
       } catch (err) {
-        const why = err instanceof RangeError ? 'nesting too deep' : (err as Error).message;
-        throw new DropFormatError(file, i + 1, `not valid JSON (${why})`);
+        throw new DropFormatError(file, i + 1, `not valid JSON (${jsonProblem(err)})`);
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         throw new DropFormatError(file, i + 1, 'expected a JSON object like {"text": "..."} or {"prompt": "...", "completion": "..."}');
       }
       if ('prompt' in value || 'completion' in value) {
         const probe = ProbeRecord.safeParse(value);
-        if (!probe.success) throw new DropFormatError(file, i + 1, explain(probe.error));
+        if (!probe.success) throw new DropFormatError(file, i + 1, recordProblem(probe.error));
         drop.probes.push(probe.data);
         return;
       }
       const record = TextRecord.safeParse(value);
-      if (!record.success) throw new DropFormatError(file, i + 1, explain(record.error));
+      if (!record.success) throw new DropFormatError(file, i + 1, recordProblem(record.error));
       const split = record.data.split ?? (isHeldOut(record.data.text) ? 'heldout' : 'train');
       (split === 'heldout' ? drop.heldOut : drop.train).push(record.data.text);
     });
@@ -101,6 +101,36 @@ export function parseDrop(bytes: Uint8Array, file: string): ParsedDrop {
     drop.heldOut.push(pick);
   }
   return drop;
+}
+
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
+
+/**
+ * What is wrong with a line that JSON.parse refused, without the line's content: V8 quotes the start of the
+ * input in some messages, and these messages travel in workflow histories and audit entries, where training
+ * data must never go.
+ */
+export function jsonProblem(err: unknown): string {
+  if (err instanceof RangeError) return 'nesting too deep';
+  const message = String((err as Error | undefined)?.message ?? err);
+  const at = /^(.*?) in JSON at position (\d+)/s.exec(message);
+  if (at) return `${lowerFirst(at[1]!)} at column ${Number(at[2]) + 1}`;
+  if (/^Unexpected token\b/.test(message)) return 'unexpected character';
+  if (/^Unexpected end of JSON input/.test(message)) return 'the record ends early';
+  return lowerFirst(message.replace(/(["'`]).*?\1/gs, '…').slice(0, 200));
+}
+
+/** A record's schema problems, one line, naming fields but quoting no values (long field names are cut). */
+function recordProblem(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      if (i.code === 'unrecognized_keys') {
+        const keys = i.keys.slice(0, 5).map((k) => JSON.stringify(k.length > 40 ? `${k.slice(0, 40)}…` : k));
+        return `unexpected field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}${i.keys.length > 5 ? ', …' : ''} (a record is {"text", "split"?} or {"prompt", "completion"})`;
+      }
+      return i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message;
+    })
+    .join('; ');
 }
 
 function detectFormat(file: string, content: string): 'jsonl' | 'text' {

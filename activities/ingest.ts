@@ -2,13 +2,19 @@
  * Ingest: read a drop file, check it is the content that was signalled, validate every record, store it
  * content-addressed, record it, and register its suites. Bad input is kept in quarantine with its reason
  * and recorded, then reported as a non-retryable InvalidDataError naming the file and the line.
+ *
+ * The request is validated here (zod) because a `dataDrop` signal can come from any Temporal client, not only
+ * the CLI; the file is opened without blocking and must be a regular file of at most MAX_DROP_BYTES outside
+ * the installation's own folders (keys, store, database), so no request can make a worker hang, exhaust its
+ * memory, write outside quarantine/, or train on (or copy) the signing key.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import type { DropRequest } from '../schemas/io.ts';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { basename, join, resolve, sep } from 'node:path';
+import { DropRequest, SourceName, explain } from '../schemas/io.ts';
 import { ErrorType } from '../workflows/options.ts';
-import { DropFormatError, parseDrop, sha256Hex } from './drops.ts';
+import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from './drops.ts';
 import type { ActivityDeps } from './deps.ts';
 import { suitesOfDrop } from './suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
@@ -21,11 +27,99 @@ export interface QuarantineRecord {
   at: string;
 }
 
+/** The most a reason may be: it is recorded in the registry (4000 characters) and shown in the UI. */
+const MAX_REASON = 3000;
+const DIGEST = /^[0-9a-f]{64}$/;
+
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+/**
+ * The installation's own folders under `dataDir` (and the keys folder where PERENNIAL_KEYS_DIR moves it):
+ * a drop is never read from them.
+ */
+export function protectedFolders(dataDir: string, env: NodeJS.ProcessEnv = process.env): { name: string; path: string }[] {
+  const root = resolve(dataDir);
+  return [
+    { name: 'keys', path: resolve(env.PERENNIAL_KEYS_DIR ?? join(root, 'keys')) },
+    ...['artifacts', 'quarantine', 'audit', 'postgres', 'temporal', 'run', 'logs'].map((name) => ({ name, path: join(root, name) })),
+  ];
+}
+
+/** The bytes of a drop file, or why they cannot be read; never blocks on a pipe or reads past MAX_DROP_BYTES. */
+export async function readDropFile(path: string, dataDir: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (err) {
+    return { problem: fileProblem(err) };
+  }
+  for (const folder of protectedFolders(dataDir)) {
+    const inside = (p: string) => p === folder.path || p.startsWith(folder.path + sep);
+    const resolved = await realpath(folder.path).catch(() => folder.path);
+    if (inside(real) || inside(resolve(path)) || real === resolved || real.startsWith(resolved + sep))
+      return { problem: `the path is inside the installation's ${folder.name} folder; drops are read from elsewhere` };
+  }
+  let handle;
+  try {
+    // O_NONBLOCK: opening a named pipe must not wait for a writer; regular files are unaffected.
+    handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return { problem: fileProblem(err) };
+  }
+  try {
+    const st = await handle.stat();
+    // A hard link to the signing key has a path of its own; it is the same file all the same.
+    if (await isKeyFile(st, dataDir)) return { problem: "the file is the installation's signing key; drops are read from elsewhere" };
+    if (st.isDirectory()) return { problem: 'the path is a folder, not a file' };
+    if (!st.isFile()) return { problem: 'the path is not a regular file (a device, pipe or socket)' };
+    if (st.size > MAX_DROP_BYTES) return { problem: `the file is ${st.size} bytes, over the ${MAX_DROP_BYTES}-byte limit` };
+    // Read what is there now, up to one byte past the limit (a file that grows while it is read is caught).
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const want = Math.min(1 << 20, MAX_DROP_BYTES + 1 - total);
+      if (want <= 0) break;
+      const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(want), 0, want, null);
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    if (total > MAX_DROP_BYTES) return { problem: `the file grew past the ${MAX_DROP_BYTES}-byte limit while it was read` };
+    return { bytes: Buffer.concat(chunks, total) };
+  } catch (err) {
+    return { problem: fileProblem(err) };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function isKeyFile(st: { dev: number; ino: number }, dataDir: string): Promise<boolean> {
+  const keys = protectedFolders(dataDir)[0]!.path;
+  const names = await readdir(keys).catch(() => [] as string[]);
+  for (const name of names) {
+    const k = await lstat(join(keys, name)).catch(() => undefined);
+    if (k?.isFile() && k.dev === st.dev && k.ino === st.ino) return true;
+  }
+  return false;
+}
+
+function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'the file does not exist';
+  if (code === 'EISDIR') return 'the path is a folder, not a file';
+  if (code === 'ENOTDIR') return 'a part of the path is not a folder';
+  if (code === 'ELOOP') return 'the path is a loop of symbolic links';
+  if (code === 'EACCES' || code === 'EPERM') return `the file cannot be read (${code}: permission denied)`;
+  return `the file cannot be read (${code ?? (err as Error).message})`;
+}
+
 export function ingestActivities(deps: ActivityDeps) {
   const quarantineRoot = join(deps.dataDir, 'quarantine');
 
   /** Keeps the bytes (when there are any) and the reason under quarantine/<digest>/. Idempotent. */
   async function quarantine(record: QuarantineRecord, bytes: Uint8Array | undefined): Promise<string> {
+    // The digest is checked (or computed) before it gets here; this is the last guard before it names a folder.
+    if (!DIGEST.test(record.digest)) throw new Error(`refusing to quarantine under ${JSON.stringify(record.digest.slice(0, 80))}`);
     const dir = join(quarantineRoot, record.digest);
     await mkdir(dir, { recursive: true });
     if (bytes) await atomicWrite(join(dir, 'content'), bytes);
@@ -33,7 +127,8 @@ export function ingestActivities(deps: ActivityDeps) {
     return dir;
   }
 
-  async function reject(line: string, req: DropRequest, digest: string, bytes: Uint8Array | undefined, reason: string): Promise<never> {
+  async function reject(line: string, req: DropRequest, digest: string, bytes: Uint8Array | undefined, why: string): Promise<never> {
+    const reason = clip(why, MAX_REASON);
     const dir = await quarantine({ line, digest, file: req.path, reason, at: new Date().toISOString() }, bytes);
     await deps.registry.recordDrop({
       line,
@@ -50,25 +145,18 @@ export function ingestActivities(deps: ActivityDeps) {
   return {
     /** Ingests one drop for `line`: validate, store, record, register suites. Idempotent by (line, digest). */
     async ingestDrop(input: { line: string; request: DropRequest; key: string }): Promise<IngestResult> {
-      const { line, request } = input;
+      const { line } = input;
+      const checked = DropRequest.safeParse(input.request);
+      if (!checked.success) return rejectRequest(line, input.request, explain(checked.error));
+      const request = checked.data;
       const previous = await deps.registry.getDrop(line, request.digest);
       if (previous) {
         if (previous.status === 'accepted' && previous.ingestKey === input.key) return accepted(line, request, previous);
         return { status: 'duplicate', digest: request.digest, previousStatus: previous.status };
       }
-      let bytes: Uint8Array;
-      try {
-        bytes = await readFile(request.path);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        const why =
-          code === 'ENOENT'
-            ? 'the file does not exist'
-            : code === 'EISDIR'
-              ? 'the path is a folder, not a file'
-              : `the file cannot be read (${code ?? (err as Error).message})`;
-        return reject(line, request, request.digest, undefined, `${request.path}: ${why}`);
-      }
+      const read = await readDropFile(request.path, deps.dataDir);
+      if ('problem' in read) return reject(line, request, request.digest, undefined, `${request.path}: ${read.problem}`);
+      const { bytes } = read;
       const digest = sha256Hex(bytes);
       if (digest !== request.digest) {
         return reject(
@@ -86,6 +174,16 @@ export function ingestActivities(deps: ActivityDeps) {
         if (err instanceof DropFormatError) return reject(line, request, digest, bytes, err.message);
         throw err;
       }
+      // A cycle trains on the drop: one with nothing to train on (only held-out text or probes) is refused here,
+      // with the reason, rather than accepted and then failing its cycle at the adapt step.
+      if (parsed.train.length === 0)
+        return reject(
+          line,
+          request,
+          digest,
+          bytes,
+          `${request.path}: the file holds no training records (${parsed.heldOut.length} held out, ${parsed.probes.length} probes); add text records ({"text": ...}) to train on`,
+        );
       const stored = await deps.store.put(bytes);
       const suites = suitesOfDrop(line, request.source, digest, parsed);
       await deps.registry.recordDrop({
@@ -108,9 +206,9 @@ export function ingestActivities(deps: ActivityDeps) {
 
     /** Stores a regression report's evidence file and returns the suites it defines (not added to the line). */
     async ingestEvidence(input: { line: string; path: string; digest: string }): Promise<SuiteRef[]> {
-      const bytes = await readFile(input.path).catch((err: NodeJS.ErrnoException) => {
-        throw ApplicationFailure.nonRetryable(`${input.path}: evidence cannot be read (${err.code})`, ErrorType.InvalidData);
-      });
+      const read = await readDropFile(input.path, deps.dataDir);
+      if ('problem' in read) throw ApplicationFailure.nonRetryable(`${input.path}: evidence cannot be read (${read.problem})`, ErrorType.InvalidData);
+      const { bytes } = read;
       if (sha256Hex(bytes) !== input.digest)
         throw ApplicationFailure.nonRetryable(`${input.path}: the evidence changed after it was sent`, ErrorType.InvalidData);
       let parsed;
@@ -123,7 +221,14 @@ export function ingestActivities(deps: ActivityDeps) {
       await deps.store.put(bytes);
       // Evidence is evaluated whole: its text is all held out, it trains nothing.
       const all = { ...parsed, heldOut: [...parsed.heldOut, ...parsed.train], train: [] };
-      const suites = suitesOfDrop(input.line, `evidence-${basename(input.path).replace(/[^A-Za-z0-9._-]/g, '_')}`, input.digest, all).map((s) => ({
+      const suites = suitesOfDrop(
+        input.line,
+        `report-${basename(input.path)
+          .replace(/\.[^.]*$/, '')
+          .replace(/[^A-Za-z0-9._-]+/g, '-')}`,
+        input.digest,
+        all,
+      ).map((s) => ({
         ...s,
         evidence: true,
       }));
@@ -133,6 +238,19 @@ export function ingestActivities(deps: ActivityDeps) {
     },
   };
 
+  /**
+   * A request that fails validation (a client other than the CLI signalled it): quarantined with the reason
+   * under its own digest when it carries a valid one, else under the digest of the request itself; the file
+   * it names is not read.
+   */
+  function rejectRequest(line: string, raw: unknown, problem: string): Promise<never> {
+    const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+    const digest = typeof r.digest === 'string' && DIGEST.test(r.digest) ? r.digest : sha256Hex(safeJson(raw));
+    const path = typeof r.path === 'string' ? clip(r.path, 500) : '(no path)';
+    const source = SourceName.safeParse(r.source).success ? (r.source as string) : 'invalid-request';
+    return reject(line, { path, digest, source }, digest, undefined, `drop request for ${path} is invalid: ${problem}`);
+  }
+
   function accepted(line: string, request: DropRequest, row: { counts: { train: number; heldOut: number; probes: number } }): Promise<IngestResult> {
     return deps.drops.get(request.digest).then((parsed) => ({
       status: 'accepted' as const,
@@ -140,6 +258,14 @@ export function ingestActivities(deps: ActivityDeps) {
       counts: { train: row.counts.train, heldOut: row.counts.heldOut, probes: row.counts.probes },
       suites: suitesOfDrop(line, request.source, request.digest, parsed),
     }));
+  }
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
   }
 }
 

@@ -6,7 +6,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
 import { initWeights } from '../model/transformer.ts';
-import { trainModel } from '../model/train.ts';
+import { readCheckpoint, trainModel } from '../model/train.ts';
 import { loadModel, saveModel, type Weights } from '../model/weights.ts';
 import { ErrorType } from '../workflows/options.ts';
 import { progressSignal } from '../workflows/messages.ts';
@@ -17,6 +17,8 @@ import type { TrainInput, TrainingOutcome } from './types.ts';
 export interface TrainingHeartbeat {
   step: number;
   checkpoint?: string;
+  /** The step `checkpoint` was taken at (where a retry resumes). */
+  checkpointStep?: number;
   loss?: number;
 }
 
@@ -32,24 +34,32 @@ export function withoutSuperseded(docs: string[], probes: { prompt: string; comp
 }
 
 export function trainingActivities(deps: ActivityDeps) {
-  /** Training texts of the new drop and of the replay buffer (newest drops first, within the budget). */
+  /**
+   * Training sources: the new drop, and the replay buffer — earlier accepted drops, newest first, within the
+   * record budget — with the replay share split evenly across those drops, so a small drop of facts is
+   * rehearsed as often as a large drop of general text.
+   */
   async function trainingSources(input: TrainInput) {
     const drop = await deps.drops.get(input.dropDigest);
-    const replayDocs: string[] = [];
-    for (const digest of input.replay) {
-      if (replayDocs.length >= input.recipe.replayBudget) break;
-      const earlier = await deps.drops.get(digest);
-      replayDocs.push(...earlier.train.slice(0, input.recipe.replayBudget - replayDocs.length));
-    }
     if (drop.train.length === 0) {
       throw ApplicationFailure.nonRetryable(
         `drop ${input.dropDigest.slice(0, 12)} has no training records (only held-out text or probes)`,
         ErrorType.InvalidData,
       );
     }
-    const replay = withoutSuperseded(replayDocs, drop.probes);
+    const replay: { digest: string; docs: string[] }[] = [];
+    let budget = input.recipe.replayBudget;
+    for (const digest of input.replay) {
+      if (budget <= 0) break;
+      const docs = withoutSuperseded((await deps.drops.get(digest)).train, drop.probes).slice(0, budget);
+      budget -= docs.length;
+      if (docs.length) replay.push({ digest, docs });
+    }
     const ratio = replay.length ? input.recipe.replayRatio : 0;
-    return [{ name: 'drop', weight: 1 - ratio, docs: drop.train }, ...(ratio > 0 ? [{ name: 'replay', weight: ratio, docs: replay }] : [])];
+    return [
+      { name: 'drop', weight: 1 - ratio, docs: drop.train },
+      ...replay.map((r) => ({ name: `replay:${r.digest.slice(0, 12)}`, weight: ratio / replay.length, docs: r.docs })),
+    ];
   }
 
   async function initialWeights(input: TrainInput): Promise<{ init: Weights; reference?: Weights }> {
@@ -83,7 +93,9 @@ export function trainingActivities(deps: ActivityDeps) {
       const sources = await trainingSources(input);
       const resume = previous?.checkpoint ? await deps.store.get(previous.checkpoint) : undefined;
 
+      const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
       let lastCheckpoint = previous?.checkpoint;
+      let lastCheckpointStep = resume ? resumedFromStep : undefined;
       let lastLoss = previous?.loss;
       let lastSignal = 0;
       const result = await trainModel({
@@ -96,11 +108,12 @@ export function trainingActivities(deps: ActivityDeps) {
         resume,
         onCheckpoint: async (bytes, step) => {
           lastCheckpoint = await deps.store.put(bytes);
-          ctx.heartbeat({ step, checkpoint: lastCheckpoint, loss: lastLoss } satisfies TrainingHeartbeat);
+          lastCheckpointStep = step;
+          ctx.heartbeat({ step, checkpoint: lastCheckpoint, checkpointStep: step, loss: lastLoss } satisfies TrainingHeartbeat);
         },
         onProgress: async (p) => {
           lastLoss = p.loss;
-          ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, loss: p.loss } satisfies TrainingHeartbeat);
+          ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, checkpointStep: lastCheckpointStep, loss: p.loss } satisfies TrainingHeartbeat);
           const now = Date.now();
           if (input.progressTo && (now - lastSignal >= PROGRESS_SIGNAL_MS || p.step === p.steps)) {
             lastSignal = now;
@@ -131,7 +144,7 @@ export function trainingActivities(deps: ActivityDeps) {
         wallMs: Math.round(result.wallMs),
         backend: backend,
         finalLoss: result.finalLoss,
-        resumedFromStep: previous?.step ?? 0,
+        resumedFromStep,
         lossCurve: result.lossCurve.slice(-50),
       };
       await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs) });

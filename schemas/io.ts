@@ -145,3 +145,93 @@ export const ProbeRecord = z.object({ prompt: z.string().min(1, 'prompt is empty
 export function explain(error: z.ZodError): string {
   return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
 }
+
+// ---- CLI arguments ------------------------------------------------------------------------------------------
+// Each command's arguments as the shell hands them over (strings), validated before the command connects to
+// anything, so a typo is answered at once with the argument's name and what it takes, never with a network
+// error or a workflow started for a name that cannot exist.
+
+const wholeNumber = (what: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `${what} is a whole number${min > 0 ? ` from ${min}` : ''}, like ${Math.max(min, 3)}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `${what} is at least ${min}`).max(max, `${what} is at most ${max}`));
+
+/** A version number as typed: `3`, not `v3`, `3.0` or `-1`. */
+export const CliVersion = wholeNumber('a version number', 1);
+
+/** A JSON object given on the command line (`--recipe '{"steps": 400}'`). */
+export const CliJson = z.string().transform((s, ctx) => {
+  try {
+    return JSON.parse(s) as unknown;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `not valid JSON: ${s.length > 60 ? `${s.slice(0, 60)}…` : s} (quote it in the shell: '{"steps": 400}')` });
+    return z.NEVER;
+  }
+});
+
+/** `<line>@<channel>` as `app bind` takes it. */
+export const CliChannelRef = z.string().transform((s, ctx) => {
+  const [line, channel, ...rest] = s.split('@');
+  const l = LineName.safeParse(line);
+  const c = ChannelName.safeParse(channel);
+  if (rest.length || !l.success || !c.success) {
+    ctx.addIssue({ code: 'custom', message: `expected <line>@<channel>, like support@stable; got "${s}"` });
+    return z.NEVER;
+  }
+  return { line: l.data, channel: c.data };
+});
+
+export const CliArgs = {
+  drop: z.object({
+    line: LineName,
+    file: z.string().min(1, 'a file is required'),
+    source: SourceName.optional(),
+    recipe: CliJson.pipe(RecipeOverride).optional(),
+  }),
+  lineCreate: z.object({
+    name: LineName,
+    kind: z.enum(['foundation', 'application'], { error: 'the kind is foundation or application' }),
+    foundation: LineName.optional(),
+    steps: wholeNumber('--steps', 1, 1_000_000).optional(),
+    recipe: CliJson.pipe(RecipeOverride).optional(),
+    gate: CliJson.optional(),
+    canaryWindow: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 5m or 2h'),
+    actor: Actor,
+  }),
+  line: z.object({ line: LineName }),
+  rollback: z.object({ line: LineName, to: CliVersion, reason: Reason, actor: Actor, channel: ChannelName }),
+  review: z.object({ line: LineName, version: CliVersion, actor: Actor, reason: Reason.optional() }),
+  reportRegression: z.object({ line: LineName, reason: Reason, actor: Actor, evidence: z.string().min(1).optional() }),
+  appBind: z.object({ app: AppName, target: CliChannelRef, policy: z.enum(['follow', 'hold'], { error: 'the policy is follow or hold' }), actor: Actor }),
+  sample: z.object({
+    ref: VersionRef,
+    prompt: z.string().min(1, 'a prompt is required'),
+    temperature: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'a temperature is a number from 0 (greedy) up, like 0.8')
+      .transform(Number),
+    maxTokens: wholeNumber('--max-tokens', 1, 100_000),
+    seed: wholeNumber('--seed', 0),
+  }),
+  watch: z.object({ dir: z.string().min(1), line: LineName.optional(), settle: wholeNumber('--settle', 0) }),
+};
+
+/**
+ * Validates a command's arguments with `schema`; a problem is reported under the name the user typed
+ * (`names`: field -> `--to` or `<line>`), so `explain` prints `--to: a version number is a whole number ...`.
+ */
+export function parseCliArgs<S extends z.ZodType>(schema: S, values: Record<string, unknown>, names: Record<string, string> = {}): z.output<S> {
+  const r = schema.safeParse(values);
+  if (r.success) return r.data;
+  throw new z.ZodError(
+    r.error.issues.map((i) => {
+      const [first, ...rest] = i.path;
+      const shown =
+        typeof first === 'string' ? (names[first] ?? (first.length > 1 ? `--${first.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : first)) : first;
+      return { ...i, path: shown === undefined ? [] : [shown, ...rest] } as z.core.$ZodIssue;
+    }),
+  );
+}

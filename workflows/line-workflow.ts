@@ -12,6 +12,7 @@ import {
   currentUpdateInfo,
   executeChild,
   getExternalWorkflowHandle,
+  log,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -59,6 +60,14 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
   setHandler(stateQuery, () => state);
 
   setHandler(dataDropSignal, (drop: DropRequest) => {
+    // Everything else about a drop request is checked by the ingest activity, which quarantines what is
+    // wrong with its reason; a payload without a string digest and path cannot even be named, so it is
+    // refused here before workflow code (dedup, ids) touches it.
+    if (typeof drop !== 'object' || drop === null || typeof drop.digest !== 'string' || typeof drop.path !== 'string') {
+      state.malformedSignals = (state.malformedSignals ?? 0) + 1;
+      log.warn('refused a dataDrop signal that is not a drop request', { line, payload: describePayload(drop) });
+      return;
+    }
     const known = state.seen.includes(drop.digest) || state.queue.some((d) => d.digest === drop.digest) || state.current?.digest === drop.digest;
     if (known) {
       state.duplicatesIgnored++;
@@ -216,6 +225,13 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
     state.current = null;
     upsertSearchAttributes([{ key: PHASE, value: 'idle' }]);
 
+    // Anchor what this cycle wrote: the audit root is signed and exported outside the database.
+    try {
+      await acts.sealAuditLog();
+    } catch (err) {
+      log.error('could not seal the audit log; run `perennial audit verify`', { error: (err as Error).message });
+    }
+
     // Carry the queue and counters into a fresh history once every handler has finished its work.
     await condition(allHandlersFinished);
     await continueAsNew<typeof lineWorkflow>({ line, state });
@@ -236,4 +252,13 @@ function emptyState(line: string): LineState {
     reevaluations: 0,
     duplicatesIgnored: 0,
   };
+}
+
+/** A short, data-free description of a refused signal payload for the log (types only, never values). */
+function describePayload(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return value === null ? 'null' : typeof value;
+  return `{ ${Object.entries(value)
+    .slice(0, 8)
+    .map(([k, v]) => `${k.slice(0, 32)}: ${v === null ? 'null' : typeof v}`)
+    .join(', ')} }`;
 }

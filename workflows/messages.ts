@@ -56,6 +56,11 @@ export interface LineState {
   released: number;
   reevaluations: number;
   duplicatesIgnored: number;
+  /**
+   * Signals refused because they were not drop requests at all (no string digest and path): they carry no
+   * data to quarantine, so the line counts them, logs them and goes on serving. Optional for older histories.
+   */
+  malformedSignals?: number;
 }
 
 export interface RollbackRequest {

@@ -1,6 +1,6 @@
 /** `perennial app bind|list`: applications bound to line@channel with an upgrade policy. */
 import type { Command } from 'commander';
-import { Actor, AppName, ChannelName, LineName } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
 export function register(program: Command) {
@@ -11,10 +11,9 @@ export function register(program: Command) {
     .option('--policy <policy>', 'follow or hold', 'follow')
     .option('--actor <name>', 'who binds it', process.env.USER ?? 'operator')
     .option('--json', 'print JSON')
-    .action(async (name: string, target: string, o) => {
-      const [line, channel, ...rest] = target.split('@');
-      if (rest.length || !line || !channel) throw new UserError(`expected <line>@<channel>, got "${target}"`, 2);
-      if (o.policy !== 'follow' && o.policy !== 'hold') throw new UserError('--policy is follow or hold', 2);
+    .action(async (name: string, targetRef: string, o) => {
+      const args = parseCliArgs(CliArgs.appBind, { app: name, target: targetRef, policy: o.policy, actor: o.actor }, { app: '<app>', target: '<target>' });
+      const { line, channel } = args.target;
       const { registry, close } = openRegistry();
       try {
         // `hold` pins the version the channel serves now; `follow` moves with the channel.
@@ -26,11 +25,11 @@ export function register(program: Command) {
         }
         const bound = await registry.bindApplication({
           pinnedVersion,
-          app: AppName.parse(name),
-          line: LineName.parse(line),
-          channel: ChannelName.parse(channel),
-          policy: o.policy,
-          actor: Actor.parse(o.actor),
+          app: args.app,
+          line,
+          channel,
+          policy: args.policy,
+          actor: args.actor,
         });
         output(o.json, bound, () => console.log(`${name} -> ${line}@${channel} (${o.policy})`));
       } finally {

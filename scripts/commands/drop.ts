@@ -1,6 +1,6 @@
 /** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
 import type { Command } from 'commander';
-import { RecipeOverride } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { sendDrop, waitForCycle } from '../ops.ts';
 import { openClient, openRegistry, output, UserError } from './context.ts';
 
@@ -13,6 +13,7 @@ export function register(program: Command) {
     .option('--wait', 'wait until the cycle for this drop has finished and print its verdict')
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
+      const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: o.recipe }, { line: '<line>', file: '<file>' });
       const reg = openRegistry();
       try {
         await reg.registry.getLine(line).catch(() => {
@@ -21,17 +22,9 @@ export function register(program: Command) {
       } finally {
         await reg.close();
       }
-      let recipe;
-      if (o.recipe) {
-        try {
-          recipe = RecipeOverride.parse(JSON.parse(o.recipe));
-        } catch (err) {
-          throw new UserError(`--recipe: ${(err as Error).message}`, 2);
-        }
-      }
       const { client, target, close } = await openClient();
       try {
-        const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source: o.source, recipe, requestedBy: process.env.USER });
+        const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source, recipe, requestedBy: process.env.USER });
         const result = o.wait ? await waitForCycle(client, line, sent.request.digest) : undefined;
         output(o.json, { ...sent, result }, () => {
           console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);

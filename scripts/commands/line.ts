@@ -1,17 +1,8 @@
 /** `perennial line create|list`: model lines and their recipes, gate rules and promotion policy (data, not code). */
 import type { Command } from 'commander';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
-import { GateRules, LineSpec, RecipeOverride } from '../../schemas/io.ts';
+import { CliArgs, GateRules, LineSpec, parseCliArgs } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
-
-function json(value: string | undefined, what: string): unknown {
-  if (value === undefined) return undefined;
-  try {
-    return JSON.parse(value);
-  } catch (err) {
-    throw new UserError(`${what} is not valid JSON: ${(err as Error).message}`, 2);
-  }
-}
 
 export function register(program: Command) {
   const line = program.command('line').description('create and list model lines');
@@ -21,24 +12,41 @@ export function register(program: Command) {
     .option('--kind <kind>', 'foundation or application', 'application')
     .option('--foundation <line>', 'the foundation line an application line builds on')
     .option('--preset <name>', `model shape: ${Object.keys(MODEL_PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
-    .option('--steps <n>', 'training steps per cycle', (v) => Number(v))
+    .option('--steps <n>', 'training steps per cycle')
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}')
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
     .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
     .option('--require-approval', 'a human approves every release to stable')
     .option('--actor <name>', 'who creates it', process.env.USER ?? 'operator')
     .option('--json', 'print the line as JSON')
-    .action(async (name: string, o) => {
+    .action(async (name: string, opts) => {
+      const o = {
+        ...opts,
+        ...parseCliArgs(
+          CliArgs.lineCreate,
+          {
+            name,
+            kind: opts.kind,
+            foundation: opts.foundation,
+            steps: opts.steps,
+            recipe: opts.recipe,
+            gate: opts.gate,
+            canaryWindow: opts.canaryWindow,
+            actor: opts.actor,
+          },
+          { name: '<name>' },
+        ),
+      };
+      if (!(o.preset in MODEL_PRESETS)) throw new UserError(`unknown preset ${o.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`, 2);
+      if (o.kind === 'application' && !o.foundation) throw new UserError('an application line needs --foundation <line>', 2);
       const { registry, close } = openRegistry();
       try {
         let modelConfig = MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS] as LineSpec['modelConfig'] | undefined;
-        if (!modelConfig) throw new UserError(`unknown preset ${o.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`, 2);
-        if (o.kind === 'application') {
-          if (!o.foundation) throw new UserError('an application line needs --foundation <line>', 2);
+        if (o.kind === 'application' && o.foundation) {
           modelConfig = (await registry.getLine(o.foundation)).modelConfig as LineSpec['modelConfig'];
         }
-        const recipe = { ...DEFAULT_RECIPE, ...RecipeOverride.parse(json(o.recipe, '--recipe') ?? {}), ...(o.steps ? { steps: o.steps } : {}) };
-        const gateRules = GateRules.parse({ ...DEFAULT_GATE_RULES, ...(json(o.gate, '--gate') as object | undefined) });
+        const recipe = { ...DEFAULT_RECIPE, ...(o.recipe ?? {}), ...(o.steps ? { steps: o.steps } : {}) };
+        const gateRules = GateRules.parse({ ...DEFAULT_GATE_RULES, ...(o.gate as object | undefined) });
         const spec = LineSpec.parse({
           name,
           kind: o.kind,

@@ -1,6 +1,6 @@
 /** Human actions on releases: rollback, approve / reject (with --override for a failed gate), regression reports. */
 import type { Command } from 'commander';
-import { Actor, Reason, VersionNumber } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { overrideGate, reportRegression, review, rollback } from '../ops.ts';
 import { openClient, output, UserError } from './context.ts';
 
@@ -16,7 +16,7 @@ export function register(program: Command) {
     .option('--actor <name>', 'who rolls back', defaultActor)
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
-      const req = { to: VersionNumber.parse(o.to), reason: Reason.parse(o.reason), actor: Actor.parse(o.actor), channel: o.channel };
+      const { line: _, ...req } = parseCliArgs(CliArgs.rollback, { line, to: o.to, reason: o.reason, actor: o.actor, channel: o.channel }, { line: '<line>' });
       const { client, target, close } = await openClient();
       try {
         const move = await rollback({ client, taskQueue: target.taskQueue }, line, req);
@@ -39,13 +39,13 @@ export function register(program: Command) {
       .option('--override', decision === 'approve' ? 'promote a version whose gate failed (needs --reason; audited)' : 'not used by reject')
       .option('--json', 'print JSON')
       .action(async (line: string, version: string, o) => {
-        const req = { version: VersionNumber.parse(version), actor: Actor.parse(o.actor), reason: o.reason as string | undefined };
+        const { line: _, ...req } = parseCliArgs(CliArgs.review, { line, version, actor: o.actor, reason: o.reason }, { line: '<line>', version: '<version>' });
+        if (o.override && decision !== 'approve') throw new UserError('--override goes with approve', 2);
+        if (o.override && !req.reason) throw new UserError('overriding a failed gate needs --reason', 2);
         const { client, target, close } = await openClient();
         try {
           if (o.override) {
-            if (decision !== 'approve') throw new UserError('--override goes with approve', 2);
-            if (!o.reason) throw new UserError('overriding a failed gate needs --reason', 2);
-            const move = await overrideGate({ client, taskQueue: target.taskQueue }, line, { ...req, reason: Reason.parse(o.reason) });
+            const move = await overrideGate({ client, taskQueue: target.taskQueue }, line, { ...req, reason: req.reason! });
             return output(o.json, move, () => console.log(`override recorded; ${line}@stable: ${move.from ?? 'none'} -> ${move.to} by ${req.actor}`));
           }
           const result = await review(client, line, decision, req);
@@ -64,9 +64,10 @@ export function register(program: Command) {
     .option('--actor <name>', 'who reports', defaultActor)
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
+      const { line: _, ...req } = parseCliArgs(CliArgs.reportRegression, { line, reason: o.reason, actor: o.actor, evidence: o.evidence }, { line: '<line>' });
       const { client, close } = await openClient();
       try {
-        const ack = await reportRegression(client, line, { reason: Reason.parse(o.reason), actor: Actor.parse(o.actor), evidence: o.evidence });
+        const ack = await reportRegression(client, line, req);
         output(o.json, ack, () => console.log(`report accepted by ${ack.cycleId} for ${line}@${ack.version}; it re-evaluates now`));
       } finally {
         await close();

@@ -4,18 +4,23 @@ import { initBackend } from '../../model/backend.ts';
 import { sample } from '../../model/evaluate.ts';
 import { LanguageModel } from '../../model/transformer.ts';
 import { loadModel } from '../../model/weights.ts';
-import { VersionRef } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openRegistry, UserError } from './context.ts';
 
 export function register(program: Command) {
   program
     .command('sample <ref> <prompt>')
     .description('generate a continuation of <prompt> from <line>@<version> (or <line>@<channel>)')
-    .option('--temperature <t>', '0 = greedy', (v) => Number(v), 0.8)
-    .option('--max-tokens <n>', 'bytes to generate', (v) => Number(v), 80)
-    .option('--seed <n>', 'sampling seed', (v) => Number(v), 1)
-    .action(async (ref: string, prompt: string, o) => {
-      const target = VersionRef.parse(ref);
+    .option('--temperature <t>', '0 = greedy', '0.8')
+    .option('--max-tokens <n>', 'bytes to generate', '80')
+    .option('--seed <n>', 'sampling seed', '1')
+    .action(async (ref: string, prompt: string, opts) => {
+      const o = parseCliArgs(
+        CliArgs.sample,
+        { ref, prompt, temperature: opts.temperature, maxTokens: opts.maxTokens, seed: opts.seed },
+        { ref: '<ref>', prompt: '<prompt>' },
+      );
+      const target = o.ref;
       const { registry, store, close } = openRegistry();
       try {
         let version = 'version' in target ? target.version : undefined;

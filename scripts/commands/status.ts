@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { lineState } from '../ops.ts';
 import type { LineState } from '../../workflows/messages.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openClient, openRegistry, output } from './context.ts';
 
 function describe(state: LineState | null): string {
@@ -24,6 +25,7 @@ export function register(program: Command) {
     .option('--watch', 'follow the line with a progress bar until Ctrl-C')
     .option('--json', 'print JSON')
     .action(async (line: string | undefined, o) => {
+      if (line !== undefined) parseCliArgs(CliArgs.line, { line }, { line: '<line>' });
       const { client, target, close } = await openClient();
       const { registry, close: closeRegistry } = openRegistry(target);
       try {

@@ -1,5 +1,6 @@
 /** `perennial versions <line>`: every version with its parent, channels, gate verdict and compute. */
 import type { Command } from 'commander';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openRegistry, output } from './context.ts';
 
 export function register(program: Command) {
@@ -8,6 +9,7 @@ export function register(program: Command) {
     .description("list a line's versions with their lineage, channels and gate verdicts")
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
+      parseCliArgs(CliArgs.line, { line }, { line: '<line>' });
       const { registry, close } = openRegistry();
       try {
         await registry.getLine(line);

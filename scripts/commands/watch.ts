@@ -1,6 +1,6 @@
 /** `perennial watch <dir>`: send each new file in a drop folder to its line exactly once (across restarts too). */
 import type { Command } from 'commander';
-import { LineName } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { sendDrop } from '../ops.ts';
 import { DropWatcher, ledgerFor } from '../watcher.ts';
 import { openClient } from './context.ts';
@@ -10,15 +10,16 @@ export function register(program: Command) {
     .command('watch <dir>')
     .description('watch a drop folder: <dir>/<line>/<file>, or every file in <dir> with --line')
     .option('--line <line>', 'send every file in <dir> to this line')
-    .option('--settle <ms>', 'how long a file must stay unchanged before it is sent', (v) => Number(v), 1000)
+    .option('--settle <ms>', 'how long a file must stay unchanged before it is sent', '1000')
     .option('--once', 'scan once and exit (for cron jobs and tests)')
     .action(async (dir: string, o) => {
+      const args = parseCliArgs(CliArgs.watch, { dir, line: o.line, settle: o.settle }, { dir: '<dir>' });
       const { client, target, close } = await openClient();
       const watcher = new DropWatcher({
         dir,
-        line: o.line ? LineName.parse(o.line) : undefined,
+        line: args.line,
         ledgerPath: ledgerFor(target.dataDir, dir),
-        settleMs: o.once ? 0 : o.settle,
+        settleMs: o.once ? 0 : args.settle,
         send: async (line, path) => (await sendDrop({ client, taskQueue: target.taskQueue }, line, path, { requestedBy: 'watch' })).request,
         log: (line) => console.log(line),
       });

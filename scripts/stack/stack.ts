@@ -11,7 +11,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { appDatabaseUrl, DEFAULT_APP_ROLE, migrateDatabase } from '../../activities/registry/db.ts';
+import { Connection } from '@temporalio/client';
 import { bundleWorkflows } from '../../workers/bundle.ts';
+import { temporalConnectionOptions } from '../../workers/config.ts';
 import { startPostgres, type PostgresHandle } from './postgres.ts';
 import { registerSearchAttributes, startTemporal, type TemporalHandle } from './temporal.ts';
 import { killOnExit } from './wait.ts';
@@ -72,7 +74,13 @@ async function prepareDatabase(opts: StackOptions, env: NodeJS.ProcessEnv): Prom
 
 async function prepareTemporal(opts: StackOptions, env: NodeJS.ProcessEnv): Promise<{ address: string; temporal?: TemporalHandle }> {
   if (env.TEMPORAL_ADDRESS) {
-    await registerSearchAttributes(env.TEMPORAL_ADDRESS, opts.namespace);
+    // A cluster of the operator's: connect the way the workers do (mTLS or API key from the environment).
+    const connection = await Connection.connect(temporalConnectionOptions(env.TEMPORAL_ADDRESS, env));
+    try {
+      await registerSearchAttributes(env.TEMPORAL_ADDRESS, opts.namespace, connection);
+    } finally {
+      await connection.close();
+    }
     return { address: env.TEMPORAL_ADDRESS };
   }
   const dir = join(opts.dataDir, 'temporal');

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readCheckpoint } from '../../model/train.ts';
 import { ChannelConflictError } from '../../schemas/errors.ts';
+import { openRegistry } from '../../workers/wiring.ts';
 import {
   accountFor,
   checkpointsInStore,
@@ -64,7 +65,8 @@ export async function trainingWorkerKill(
 ): Promise<TrainingKillResult> {
   const line = `tk-${s.name}-${unique()}`;
   await s.createLine(line, { recipe: { steps: opts.steps, checkpointEvery: opts.checkpointEvery } });
-  const file = s.writeDrop(`${line}.jsonl`, 11, 30);
+  // A drop of its own: identical content would train identical checkpoints, which the store already holds.
+  const file = s.writeDrop(`${line}.jsonl`, parseInt(unique(), 16), 30);
   const since = Date.now() - 1000;
   const drop = await s.send(line, file);
   const state = await waitForPhase(s, line, 'adapt', opts.timeoutMs ?? 120_000);
@@ -182,7 +184,9 @@ export async function sendMany(
         // A destructive update needs a champion to damage: never the first drop of a line.
         const destructive = !bad && d > 0 && opts.destructiveEvery !== undefined && k % opts.destructiveEvery === 0;
         const name = `${line}-${d}.jsonl`;
-        const file = bad ? s.writeRaw(name, `{"text": "drop ${k} starts well"}\n{"text": broken ${k}\n`) : s.writeDrop(name, 1000 * i + d + 1, 20);
+        const file = bad
+          ? s.writeRaw(name, `{"text": "drop ${k} starts well"}\n{"text": broken ${k}\n`)
+          : s.writeDrop(name, parseInt(tag, 16) + 1000 * i + d + 1, 20);
         const request = await s.send(line, file, destructive ? { recipe: { learningRate: 1, gradClip: 1000, warmupSteps: 0, l2Pull: 0 } } : {});
         sent.push({ line, digest: request.digest, file, kind: bad ? 'bad' : destructive ? 'destructive' : 'good' });
       }),
@@ -298,7 +302,11 @@ export interface PostgresRestartResult {
   downSeconds: number;
   workersSurvived: boolean;
   stableReleases: number;
-  storm: { movers: number; moves: number; interrupted: number; problems: string[] };
+  /**
+   * Channel moves from this process while PostgreSQL went away: how many were cut mid-flight and retried, and
+   * how many times the driver threw from a timer (postgres.js#1154; caught here, it would end a worker).
+   */
+  storm: { movers: number; moves: number; interrupted: number; driverCrashes: number; poisoned: number; problems: string[] };
   problems: string[];
 }
 
@@ -321,54 +329,86 @@ export async function restartPostgresDuringPromotion(
   const movesEach = opts.movesEach ?? 30;
   for (let i = 0; i < movers; i++) await s.registry.ensureChannel({ line: stormLine, channel: `storm-${i}`, actor: 'chaos' });
 
-  const drop = await s.send(line, s.writeDrop(`${line}.jsonl`, 21, 30));
-  await waitForPhase(s, line, 'canary', opts.timeoutMs);
+  const drop = await s.send(line, s.writeDrop(`${line}.jsonl`, parseInt(unique(), 16), 30));
+  // The canary window (3 s) starts once the canary channel has moved; the database goes down inside it. (A
+  // fresh line: the first version on its canary channel is this cycle's candidate.)
+  await until(
+    'the candidate on canary',
+    opts.timeoutMs,
+    async () => ((await s.registry.getChannels(line)).find((c) => c.channel === 'canary')?.version ?? null) !== null,
+    25,
+  );
   const workers = s.live();
   const pids = workers.map((w) => w.child.pid);
 
+  // The storm has a connection pool of its own, like a worker process would, so that what the outage does
+  // to a pool (see `poisoned` below) shows on its own and leaves this process's other reads alone.
+  const storming = openRegistry(s.appUrl, s.dataDir);
+  let poisoned = 0;
   let interrupted = 0;
   let stop = false;
-  const storm = Array.from({ length: movers }, (_, i) =>
-    (async () => {
-      for (let k = 0; k < movesEach && !stop; k++) {
-        const requestKey = `storm:${stormLine}:${i}:${k}`;
-        let expectedEpoch: number | undefined;
-        for (;;) {
-          try {
-            expectedEpoch ??= (await s.registry.getChannels(stormLine)).find((c) => c.channel === `storm-${i}`)!.epoch;
-            await s.registry.moveChannel({
-              line: stormLine,
-              channel: `storm-${i}`,
-              to: (k % 2) + 1,
-              expectedEpoch,
-              actor: 'chaos',
-              reason: 'storm',
-              requestKey,
-            });
-            break;
-          } catch (err) {
-            if (err instanceof ChannelConflictError) throw err;
-            interrupted++;
-            await sleep(200);
-          }
-        }
-        await sleep(20);
-      }
-    })(),
-  );
-  await sleep(300);
-  s.ledger.injected('postgres-restart');
-  const downAt = Date.now();
-  await s.stopPostgres();
-  // The canary window ends while the database is down: the promotion's registry writes fail and are retried.
-  await waitForPhase(s, line, 'promote', opts.timeoutMs);
-  await sleep(opts.downMs ?? 3000);
-  const survivedDown = workers.every((w) => w.child.exitCode === null && w.child.signalCode === null);
-  await s.restartPostgres();
-  const downSeconds = (Date.now() - downAt) / 1000;
+  // A known postgres.js 3.4.9 defect (porsager/postgres#1154, #1208) can throw from a setImmediate when a socket
+  // closes with a write buffered, which would end this process; it is caught and counted here, not hidden.
+  const guard = driverCrashGuard();
+  let driverCrashes = 0;
+  let downSeconds = 0;
+  let restartedAt = 0;
+  let survivedDown = false;
   const stormProblems: string[] = [];
-  await Promise.all(storm).catch((err: Error) => stormProblems.push(`a storm mover failed: ${err.message}`));
-  stop = true;
+  try {
+    const storm = Array.from({ length: movers }, (_, i) =>
+      (async () => {
+        for (let k = 0; k < movesEach && !stop; k++) {
+          const requestKey = `storm:${stormLine}:${i}:${k}`;
+          let expectedEpoch: number | undefined;
+          for (;;) {
+            try {
+              expectedEpoch ??= (await storming.registry.getChannels(stormLine)).find((c) => c.channel === `storm-${i}`)!.epoch;
+              await storming.registry.moveChannel({
+                line: stormLine,
+                channel: `storm-${i}`,
+                to: (k % 2) + 1,
+                expectedEpoch,
+                actor: 'chaos',
+                reason: 'storm',
+                requestKey,
+              });
+              break;
+            } catch (err) {
+              if (err instanceof ChannelConflictError) throw err;
+              interrupted++;
+              await sleep(200);
+            }
+          }
+          await sleep(20);
+        }
+      })(),
+    );
+    await sleep(300);
+    s.ledger.injected('postgres-restart');
+    const downAt = Date.now();
+    await s.stopPostgres();
+    // The canary window (3 s) ends while the database is down: the promotion's registry writes fail and are
+    // retried. (Registry steps may be local activities, which the server does not list while they retry.)
+    await sleep(3000 + (opts.downMs ?? 3000));
+    survivedDown = workers.every((w) => w.child.exitCode === null && w.child.signalCode === null);
+    // Measured from the start of the restart: a promotion retried while the new server comes up is after it.
+    restartedAt = Date.now();
+    await s.restartPostgres();
+    downSeconds = (Date.now() - downAt) / 1000;
+    await Promise.all(storm).catch((err: Error) => stormProblems.push(`a storm mover failed: ${err.message}`));
+    await sleep(500);
+    // After the outage every query on the storm's pool must work again; a connection left with a write it
+    // can never flush (postgres.js#1154) times out on each query routed to it instead.
+    for (let i = 0; i < 12; i++) {
+      const ok = await Promise.race([storming.registry.getChannels(stormLine).then(() => true), sleep(2000).then(() => false)]).catch(() => false);
+      if (!ok) poisoned++;
+    }
+  } finally {
+    stop = true;
+    driverCrashes = guard.release();
+    void storming.close().catch(() => undefined);
+  }
 
   const done = await waitForDrops(s, [{ line, digest: drop.digest }], opts.timeoutMs);
   const summary = done.get(`${line}/${drop.digest}`)!;
@@ -378,8 +418,14 @@ export async function restartPostgresDuringPromotion(
   if (summary.verdict !== 'promoted') problems.push(`the cycle ended ${summary.verdict}: ${summary.reason}`);
   const stable = (await s.registry.getChannels(line)).find((c) => c.channel === 'stable');
   if (stable?.version !== summary.version) problems.push(`stable is at ${stable?.version}, the cycle promoted ${summary.version}`);
-  const stableReleases = (await s.registry.listReleases(line, { channel: 'stable' })).length;
+  const toStable = await s.registry.listReleases(line, { channel: 'stable' });
+  const stableReleases = toStable.length;
   if (stableReleases !== 1) problems.push(`${stableReleases} releases to stable, expected exactly 1`);
+  // The promotion was due while the database was down (the window ended before the restart) and committed after.
+  const canaryMove = (await s.registry.listReleases(line, { channel: 'canary' }))[0];
+  if (canaryMove && canaryMove.at.getTime() + 3000 > restartedAt) problems.push('the canary window did not end while PostgreSQL was down');
+  if (toStable[0] && toStable[0].at.getTime() < restartedAt)
+    problems.push(`the promotion committed at ${toStable[0].at.toISOString()}, before PostgreSQL went down`);
   // Every storm move is there exactly once: its release, its audit entry, the channel's epoch.
   const releases = await s.registry.listReleases(stormLine);
   for (let i = 0; i < movers; i++) {
@@ -398,8 +444,37 @@ export async function restartPostgresDuringPromotion(
     downSeconds,
     workersSurvived,
     stableReleases,
-    storm: { movers, moves: releases.length, interrupted, problems: stormProblems },
+    storm: { movers, moves: releases.length, interrupted, driverCrashes, poisoned, problems: stormProblems },
     problems,
+  };
+}
+
+/** True for the postgres.js 3.4.9 crash: `socket.write` on a connection that has closed, thrown from a timer. */
+export function isDriverNullSocketCrash(err: unknown): boolean {
+  const e = err as Error;
+  return e instanceof TypeError && /reading 'write'/.test(e.message) && /postgres\/src\/connection\.js/.test(e.stack ?? '');
+}
+
+/**
+ * Catches (and counts) that one crash in this process until release(); any other uncaught error goes on to
+ * the listeners that were there before (vitest's, which fail the run).
+ */
+export function driverCrashGuard(): { release(): number } {
+  const others = process.listeners('uncaughtException');
+  let crashes = 0;
+  const guard = (err: Error, origin: NodeJS.UncaughtExceptionOrigin) => {
+    if (isDriverNullSocketCrash(err)) crashes++;
+    else if (others.length) for (const l of others) l(err, origin);
+    else throw err;
+  };
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', guard);
+  return {
+    release() {
+      process.off('uncaughtException', guard);
+      for (const l of others) process.on('uncaughtException', l);
+      return crashes;
+    },
   };
 }
 
@@ -452,6 +527,8 @@ export async function loadWithRestarts(
     restartEveryMs: number;
     maxRestarts: number;
     timeoutMs: number;
+    /** How training workers are stopped: SIGKILL (a crash: the activity is retried after the 30 s heartbeat timeout) or SIGTERM (a deploy). */
+    trainingSignal?: NodeJS.Signals;
   },
 ): Promise<FaultRunResult> {
   const started = Date.now();
@@ -469,7 +546,7 @@ export async function loadWithRestarts(
       restarts++;
       await new Promise<void>((ok) => {
         victim.child.once('exit', () => ok());
-        victim.child.kill(kind === 'workflow' ? 'SIGTERM' : 'SIGKILL');
+        victim.child.kill(kind === 'workflow' ? 'SIGTERM' : (opts.trainingSignal ?? 'SIGKILL'));
       });
       await s.spawn(kind);
     }
@@ -481,7 +558,7 @@ export async function loadWithRestarts(
     finished = true;
     await restarter;
   }
-  result.detail = { restarts, lines: opts.lines, dropsPerLine: opts.drops };
+  result.detail = { restarts, lines: opts.lines, dropsPerLine: opts.drops, trainingSignal: opts.trainingSignal ?? 'SIGKILL' };
   if (result.problems.length === 0) s.ledger.survived('worker-restart-under-load', restarts);
   return result;
 }
@@ -496,4 +573,31 @@ export function readJsonLines<T>(path: string): T[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * `n` transactions on a pool with the workers' settings whose backends are terminated mid-transaction: how
+ * many failed with a catchable error, and how many times the driver threw out of a timer instead.
+ */
+export async function cutTransactions(url: string, n: number): Promise<{ caught: number; driverCrashes: number }> {
+  const { connectDatabase } = await import('../../activities/registry/db.ts');
+  const app = connectDatabase(url, { max: 2 });
+  const guard = driverCrashGuard();
+  let caught = 0;
+  let driverCrashes = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      await app.sql
+        .begin(async (tx) => {
+          await tx`select pg_terminate_backend(pg_backend_pid())`;
+        })
+        .catch(() => caught++);
+      await sleep(100);
+    }
+    await sleep(300);
+  } finally {
+    driverCrashes = guard.release();
+    await app.close();
+  }
+  return { caught, driverCrashes };
 }

@@ -211,6 +211,9 @@ export async function startChaosStack(opts: ChaosStackOptions): Promise<ChaosSta
     },
     async restartPostgres() {
       pg = await startPostgres({ root: join(dataDir, 'postgres'), port: postgresPort });
+      // This process's pooled connections from before the stop answer their next query with "terminating
+      // connection due to administrator command" (57P01); let each pass that on before a scenario reads.
+      for (let i = 0; i < 20; i++) await installation.registry.listLines().catch(() => undefined);
     },
     temporalPid: () => temporal?.process?.pid,
     async createLine(name, o = {}) {
