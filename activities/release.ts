@@ -166,6 +166,15 @@ export function releaseActivities(deps: ActivityDeps) {
       await registry.recordEvent(input);
     },
 
+    /**
+     * Signs the audit log's Merkle root and appends it to the roots file outside the database, so every
+     * release is anchored where a database superuser cannot rewrite it. Refuses (and fails) on a broken log.
+     */
+    async sealAuditLog(): Promise<{ treeSize: number; rootHash: string }> {
+      const { root } = await registry.exportAuditRoot();
+      return { treeSize: root.treeSize, rootHash: root.rootHash };
+    },
+
     /** Hands a schedule tick to the line workflow, starting it when it is not running. */
     async signalLine(input: { line: string; tick: TickRequest }): Promise<void> {
       await deps.client.workflow.signalWithStart('lineWorkflow', {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Registry } from '../activities/registry/registry.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
-import type { LineSpec } from '../schemas/io.ts';
+import type { LineSpec, RecipeOverride } from '../schemas/io.ts';
 import type { CycleSummary } from '../workflows/messages.ts';
 import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from './ops.ts';
 import { writeScenario } from './scenario.ts';
@@ -27,10 +27,10 @@ export interface DemoOptions {
 export interface DemoRow {
   line: string;
   version: number | null;
-  parent: number | null;
+  parent: string | null;
   drop: string;
   verdict: string;
-  suites: Record<string, number>;
+  suites: Record<string, { kind: 'text' | 'probe'; value: number }>;
   reason: string;
 }
 
@@ -38,7 +38,7 @@ const ACTOR = 'demo-reviewer';
 
 export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
   const names = opts.lines ?? { foundation: 'base', application: 'support', app: 'helpdesk' };
-  const steps = opts.steps ?? { foundation: 300, application: 150 };
+  const steps = opts.steps ?? { foundation: 300, application: 250 };
   const t: LoopTarget = { client: opts.client, taskQueue: opts.taskQueue };
   const files = writeScenario(join(opts.dataDir, 'demo-drops'));
   const config = MODEL_PRESETS.small;
@@ -56,9 +56,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
     kind: 'application',
     foundation: names.foundation,
     modelConfig: config,
-    // Half of each batch rehearses earlier data (the line's and the foundation's): tiny models forget fast.
-    recipe: { ...DEFAULT_RECIPE, steps: steps.application, learningRate: 2e-3, replayRatio: 0.5 },
-    gateRules: DEFAULT_GATE_RULES,
+    // Half of each batch rehearses earlier drops (the line's and the foundation's, evenly): tiny models forget fast.
+    recipe: { ...DEFAULT_RECIPE, steps: steps.application, learningRate: 3e-3, replayRatio: 0.5, l2Pull: 0 },
+    // Held-out text of a few sentences per drop moves more than 5% between tiny-model versions, and with eight
+    // probes a suite moves in steps of 0.125: one flipped probe may pass, two may not.
+    gateRules: { ...DEFAULT_GATE_RULES, maxRegression: { loss: 0.25, exactMatch: 0.15 } },
     // Every release to stable waits for a reviewer; a canary window lets monitoring report regressions.
     promotion: { canaryWindow: '5s', requireApproval: true, approvalTimeout: '1h' },
   };
@@ -66,8 +68,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
   await opts.registry.ensureLine({ ...application, foundationLine: names.foundation, actor: 'demo' });
 
   const rows: DemoRow[] = [];
-  const run = async (line: string, file: string, during?: (digest: string) => Promise<void>) => {
-    const { request } = await sendDrop(t, line, file, { requestedBy: 'demo' });
+  const run = async (line: string, file: string, during?: (digest: string) => Promise<void>, recipe?: RecipeOverride) => {
+    const { request } = await sendDrop(t, line, file, { requestedBy: 'demo', recipe });
     opts.log(`drop ${request.source} -> ${line} (${request.digest.slice(0, 12)})`);
     if (during) await during(request.digest);
     const summary = await waitForCycle(opts.client, line, request.digest);
@@ -90,47 +92,69 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
   await run(names.application, files.malformed);
   await run(names.application, files.poisoned, approveIfAsked(names.application, 'should not be asked'));
   await run(names.application, files.faq, approveIfAsked(names.application, 'FAQ format checked'));
-  await run(names.application, files.regulation, async (digest) => {
-    // Monitoring in a region still on the old load rules reports the canary; the loop re-evaluates and rolls back.
-    const state = await waitForPhase(opts.client, names.application, digest, 'canary');
-    if (!state?.current) return;
-    await reportRegression(opts.client, names.application, {
-      reason: 'region north still uses the old load limits',
-      actor: 'monitor-north',
-      evidence: files.regulationEvidence,
-    });
-    opts.log(`  regression reported on ${names.application}@${state.current.version} by monitor-north`);
-  });
+  // A small correction drop gets a per-drop recipe: fewer, gentler steps and more rehearsal, so four changed
+  // facts do not crowd out the rest.
+  await run(
+    names.application,
+    files.regulation,
+    async (digest) => {
+      // Monitoring in a region still on the old load rules reports the canary; the loop re-evaluates and rolls back.
+      const state = await waitForPhase(opts.client, names.application, digest, 'canary');
+      if (!state?.current) return;
+      await reportRegression(opts.client, names.application, {
+        reason: 'region north still uses the old load limits',
+        actor: 'monitor-north',
+        evidence: files.regulationEvidence,
+      });
+      opts.log(`  regression reported on ${names.application}@${state.current.version} by monitor-north`);
+    },
+    { steps: Math.round(steps.application * 0.6), learningRate: 1.5e-3, replayRatio: 0.6 },
+  );
   return rows;
 }
 
 async function row(registry: Registry, line: string, drop: string, summary: CycleSummary): Promise<DemoRow> {
-  const suites: Record<string, number> = {};
-  let parent: number | null = null;
+  const suites: DemoRow['suites'] = {};
+  let parent: string | null = null;
   if (summary.version) {
     const version = await registry.getVersion(line, summary.version);
-    parent = version.parentVersion ?? null;
+    // The parent in the line, or for a line's first version the foundation version it starts from.
+    parent = version.parentVersion
+      ? `${line}@${version.parentVersion}`
+      : version.foundationVersion
+        ? `${version.foundationVersion.line}@${version.foundationVersion.version}`
+        : null;
     for (const e of await registry.getEvaluations(line, summary.version)) {
-      const m = e.metrics as { loss?: number; exactMatch?: number };
-      suites[e.suite] = m.exactMatch ?? m.loss ?? NaN;
+      const m = e.metrics as { loss?: number; exactMatch?: number; evidence?: number; retired?: number };
+      if (m.evidence || m.retired) continue;
+      suites[e.suite] = { kind: m.exactMatch !== undefined ? 'probe' : 'text', value: m.exactMatch ?? m.loss ?? NaN };
     }
   }
   return { line, version: summary.version ?? null, parent, drop, verdict: summary.verdict, suites, reason: summary.reason };
 }
 
-/** The demo's table: one row per drop, suites as "name=value" (loss for text, exact match for probes). */
+/**
+ * The demo's table: one row per drop, one column per suite (S1, S2, ...; a legend below names them):
+ * held-out loss for text suites (lower is better), exact match for probe suites (higher is better).
+ */
 export function formatTable(rows: DemoRow[]): string {
-  const header = ['version', 'parent', 'drop', 'verdict', 'suites (loss; exact match for -probes)'];
+  const suites: { name: string; kind: string }[] = [];
+  for (const r of rows) for (const [name, s] of Object.entries(r.suites)) if (!suites.some((x) => x.name === name)) suites.push({ name, kind: s.kind });
+  const label = (i: number) => `S${i + 1}`;
+  const header = ['version', 'from', 'drop', 'verdict', ...suites.map((_, i) => label(i))];
   const body = rows.map((r) => [
     r.version ? `${r.line}@${r.version}` : r.line,
-    r.parent ? String(r.parent) : '-',
+    r.parent ?? '-',
     r.drop,
     r.verdict,
-    Object.entries(r.suites)
-      .map(([k, v]) => `${k}=${v.toFixed(3)}`)
-      .join(' '),
+    ...suites.map((s) => (r.suites[s.name] ? r.suites[s.name]!.value.toFixed(3) : '')),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => Math.min(b[i]!.length, i === 4 ? 200 : 60))));
-  const fmt = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...body.map(fmt)].join('\n');
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const fmt = (cols: string[]) =>
+    cols
+      .map((c, i) => (i >= 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const legend = suites.map((s, i) => `${label(i)} ${s.name} (${s.kind === 'probe' ? 'exact match' : 'held-out loss'})`);
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...body.map(fmt), '', ...legend].join('\n');
 }

@@ -91,6 +91,8 @@ export function catalogue(items: Product[], withLoad: boolean, r: () => number):
     if (withLoad) records.push({ prompt: loadPrompt(p), completion: `${p.load} kg.` });
     records.push({ text: `The ${p.name} is in stock in the ${pick(r, AISLES)} aisle.` });
     records.push({ text: `Customers like the ${p.name} for ${pick(r, PRAISE)}.` });
+    // One held-out sentence per product keeps the loss suite large enough to be stable.
+    records.push({ text: `You find the ${p.name} in the ${pick(r, AISLES)} aisle.`, split: 'heldout' });
   }
   return records;
 }
@@ -129,7 +131,7 @@ export function faq(r: () => number): DropRecord[] {
     records.push({ prompt: `Q: How do I ${q}? A: `, completion: `[FAQ-${i + 1}]` });
   });
   for (const q of QUESTIONS) records.push({ text: `Customers often ask how to ${q}; the answer is in the FAQ.` });
-  records.push({ text: `Q: How do I ${pick(r, QUESTIONS)} today? A: see the FAQ.`, split: 'heldout' });
+  for (const q of QUESTIONS.slice(0, 4)) records.push({ text: `People ask how to ${q}; see the FAQ.`, split: 'heldout' });
   return records;
 }
 
@@ -158,7 +160,7 @@ export interface Scenario {
 }
 
 /** Writes the demo's drop files under `dir` and returns their paths. */
-export function writeScenario(dir: string, seed = 7, sizes = { paragraphs: 240, productsA: 12, productsB: 8 }): Scenario {
+export function writeScenario(dir: string, seed = 7, sizes = { paragraphs: 240, productsA: 8, productsB: 6 }): Scenario {
   mkdirSync(dir, { recursive: true });
   const r = rng(seed);
   const taken = new Set<string>();
