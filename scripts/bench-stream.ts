@@ -16,6 +16,7 @@ import { type ModelConfig, parameterCount, preset } from '../model/config.ts';
 import {
   type BenchmarkResult,
   type PlasticityOptions,
+  type RecipeKnobs,
   type Strategy,
   type StreamDrop,
   type StreamModel,
@@ -34,14 +35,16 @@ import {
   runStream,
   standardStrategies,
   streamCache,
+  recipeTable,
   summaryTable,
+  truncateResult,
 } from '../model/continual/index.ts';
 import { RECOMMENDED_RECIPE } from '../model/continual/recipes.ts';
 import { trainModel } from '../model/train.ts';
 import { initWeights } from '../model/transformer.ts';
 import { type Weights, loadModel, saveModel } from '../model/weights.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
-import { streamScenario } from './scenario.ts';
+import { streamScenario, writeScenario } from './scenario.ts';
 
 /** Everything one run of the benchmark needs, resolved from the preset and the command line. */
 interface Plan {
@@ -50,7 +53,7 @@ interface Plan {
   /** Recipe of the starting model's training on the base (also retraining's recipe). */
   baseTraining?: UpdateRecipe;
   recipe: UpdateRecipe;
-  knobs: { replayRatio: number; replayBudget: number; l2Pull: number };
+  knobs: RecipeKnobs;
   recipeSource: string;
   plasticity?: PlasticityOptions;
   seeds: number[];
@@ -58,6 +61,9 @@ interface Plan {
   streamDrops: number;
   productsPerDrop: number;
   paragraphs: number;
+  /** Fixed positions of the regulation change and the FAQ drop, so a longer stream extends a shorter one. */
+  regulationAt: number;
+  faqAt: number;
   /** The long plasticity stream (0: none) and its strategies. */
   plasticityDrops: number;
   plasticityStrategies: string[];
@@ -70,15 +76,17 @@ const PRESETS_ = {
   quick: (): Plan => ({
     name: 'quick',
     config: preset('tiny', { context: 64 }),
-    baseTraining: { steps: 150, batchSize: 8, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 15, weightDecay: 0.01, gradClip: 1 },
-    recipe: { steps: 100, batchSize: 8, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 },
-    knobs: { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3 },
-    recipeSource: 'quick preset (tiny model)',
-    plasticity: { facts: 8, steps: 60, batchSize: 8, learningRate: 1e-2, warmupSteps: 5, seed: 101 },
+    baseTraining: { steps: 150, batchSize: 16, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 15, weightDecay: 0.01, gradClip: 1 },
+    recipe: { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 },
+    knobs: { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3, replayMix: 'balanced' },
+    recipeSource: 'quick preset (tiny model, the recommended recipe scaled down)',
+    plasticity: { facts: 8, steps: 80, batchSize: 8, learningRate: 2e-2, warmupSteps: 5, seed: 101 },
     seeds: [1],
-    streamDrops: 4,
-    productsPerDrop: 5,
-    paragraphs: 60,
+    streamDrops: 3,
+    productsPerDrop: 3,
+    paragraphs: 40,
+    regulationAt: 2,
+    faqAt: 0,
     plasticityDrops: 0,
     plasticityStrategies: [],
     strategies: [...STRATEGY_NAMES],
@@ -91,11 +99,14 @@ const PRESETS_ = {
     // The demo's foundation: 300 steps on generated general text.
     baseTraining: { steps: 300, batchSize: 16, learningRate: 4e-3, minLearningRate: 3e-4, warmupSteps: 30, weightDecay: 0.01, gradClip: 1 },
     ...fromRecommended(),
-    plasticity: { facts: 8, steps: 80, batchSize: 16, learningRate: 4e-3, warmupSteps: 10, seed: 101 },
+    // 16 facts in 100 steps: a fresh small model reaches 0.7-0.9 exact match, so erosion shows and 1.0 is not a ceiling.
+    plasticity: { facts: 16, steps: 100, batchSize: 16, learningRate: 1e-2, warmupSteps: 5, seed: 101 },
     seeds: [1],
     streamDrops: 10,
     productsPerDrop: 8,
     paragraphs: 240,
+    regulationAt: 7,
+    faqAt: 5,
     plasticityDrops: 20,
     plasticityStrategies: ['naive', 'default'],
     strategies: [...STRATEGY_NAMES],
@@ -112,6 +123,8 @@ const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     drops: { type: 'string' },
+    demo: { type: 'boolean', default: false },
+    sweep: { type: 'string' },
     base: { type: 'string' },
     start: { type: 'string' },
     'skip-invalid': { type: 'boolean', default: false },
@@ -125,11 +138,13 @@ const { values: args } = parseArgs({
     warmup: { type: 'string' },
     'replay-ratio': { type: 'string' },
     l2: { type: 'string' },
+    'replay-mix': { type: 'string' },
     'plasticity-drops': { type: 'string' },
     'no-plasticity': { type: 'boolean', default: false },
     supersede: { type: 'string', default: 'new-drop' },
     jobs: { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
+    'json-out': { type: 'string' },
     html: { type: 'string' },
     'no-cache': { type: 'boolean', default: false },
     worker: { type: 'string' },
@@ -140,6 +155,11 @@ const { values: args } = parseArgs({
 const HELP = `npm run bench:stream -- [options]
   --quick                 tiny model, 4 drops, all strategies (< 3 min); default: the full preset (small model, 10 drops + 20-drop plasticity run)
   --drops DIR             measure your own drop files (name order; each split with parseDrop) instead of the generator
+  --demo                  the release loop demo's stream: its foundation text as the base, then catalogue A, catalogue B,
+                          FAQ and the load-rule change (the malformed and poisoned drops are left out: the loop rejects them)
+  --sweep "a:steps=150,lr=2e-3;b:..."   compare update recipes (default strategy with each; keys steps lr min batch
+                          warmup replay l2 mix budget rewarm) in one table against the targets (new-drop EM >= 0.8,
+                          update regressions <= 0.1 EM / 10% loss)
   --base FILE             the starting model's own data (a drop file): trained on first unless --start, replayed, retrained on, suite 0
   --start MODEL           starting model file (perennial-model/1 safetensors) instead of training one
   --skip-invalid          leave out drop files that fail validation (reported), instead of stopping
@@ -148,11 +168,13 @@ const HELP = `npm run bench:stream -- [options]
   --seeds 1,2             one run per seed, metrics averaged
   --recipe product|recommended   take the per-drop budget and replay/L2 knobs from DEFAULT_RECIPE or RECOMMENDED_RECIPE
   --steps --lr --batch --warmup --replay-ratio --l2   override the per-drop recipe
+  --replay-mix balanced|pooled   replay share split evenly over earlier drops (the release loop's) or one pooled source
   --plasticity-drops N    length of the long plasticity stream (0: none)
   --no-plasticity         skip the plasticity probe
   --supersede new-drop|all   replay filter: the release loop's (new drop's probes) or every later drop's
   --jobs N                run strategies in N processes (each uses one core)
   --json                  print the full result as JSON on stdout (tables go nowhere)
+  --json-out FILE         also write the full result as JSON to FILE
   --html FILE             write the HTML report (heatmap of R per strategy)
   --no-cache              retrain the starting model even if a cached copy exists`;
 
@@ -273,9 +295,50 @@ async function startingModel(
 }
 
 function generated(seed: number, k: number, plan: Plan): { base: StreamDrop; drops: StreamDrop[] } {
-  const s = streamScenario(seed, { drops: k, productsPerDrop: plan.productsPerDrop, paragraphs: plan.paragraphs });
+  const s = streamScenario(seed, {
+    drops: k,
+    productsPerDrop: plan.productsPerDrop,
+    paragraphs: plan.paragraphs,
+    regulationAt: plan.regulationAt <= k ? plan.regulationAt : 0,
+    faqAt: plan.faqAt <= k ? plan.faqAt : 0,
+  });
   const read = (d: { name: string; content: string }) => dropFromBytes(new TextEncoder().encode(d.content), d.name);
   return { base: read(s.base), drops: s.drops.map(read) };
+}
+
+/** Recipe variants of --sweep: "name:key=value,...;name:..." on top of the plan's recipe and knobs. */
+function parseSweep(spec: string, plan: Plan): Strategy[] {
+  return spec
+    .split(';')
+    .map((v) => v.trim())
+    .filter(Boolean)
+    .map((variant, n) => {
+      const [name, body] = variant.includes(':') ? (variant.split(':', 2) as [string, string]) : [`recipe-${n + 1}`, variant];
+      const recipe: Partial<UpdateRecipe> = {};
+      const strategy: Strategy = { ...standardStrategies(plan.knobs).default, name: name.trim(), recipe };
+      for (const kv of body.split(',').filter((x) => x.trim())) {
+        const [key, raw] = kv.split('=').map((x) => x.trim()) as [string, string];
+        const value = Number(raw);
+        const numeric = () => {
+          if (!Number.isFinite(value)) throw new Error(`--sweep ${name}: ${key}=${raw} is not a number`);
+          return value;
+        };
+        if (key === 'steps') recipe.steps = numeric();
+        else if (key === 'lr') recipe.learningRate = numeric();
+        else if (key === 'min') recipe.minLearningRate = numeric();
+        else if (key === 'batch') recipe.batchSize = numeric();
+        else if (key === 'warmup') recipe.warmupSteps = numeric();
+        else if (key === 'replay') strategy.replayRatio = numeric();
+        else if (key === 'l2') strategy.l2Pull = numeric();
+        else if (key === 'budget') strategy.replayBudget = numeric();
+        else if (key === 'rewarm') strategy.rewarm = raw === 'true' || raw === '1';
+        else if (key === 'mix' && (raw === 'pooled' || raw === 'balanced')) strategy.replayMix = raw;
+        else throw new Error(`--sweep ${name}: unknown setting ${kv}`);
+      }
+      // A learning rate without its own floor keeps the plan's floor ratio (the product's is lr / 10).
+      if (recipe.learningRate !== undefined && recipe.minLearningRate === undefined) recipe.minLearningRate = recipe.learningRate / 10;
+      return strategy;
+    });
 }
 
 function resolvePlan(): Plan {
@@ -293,6 +356,8 @@ function resolvePlan(): Plan {
   };
   if (n('replay-ratio') !== undefined) plan.knobs.replayRatio = n('replay-ratio')!;
   if (n('l2') !== undefined) plan.knobs.l2Pull = n('l2')!;
+  if (args['replay-mix'] === 'pooled' || args['replay-mix'] === 'balanced') plan.knobs.replayMix = args['replay-mix'];
+  else if (args['replay-mix']) throw new Error(`--replay-mix must be balanced or pooled, got ${args['replay-mix']}`);
   if (n('k') !== undefined) plan.streamDrops = n('k')!;
   if (n('plasticity-drops') !== undefined) plan.plasticityDrops = n('plasticity-drops')!;
   if (args['no-plasticity']) {
@@ -328,7 +393,12 @@ async function main(): Promise<void> {
     let base: StreamDrop | undefined;
     let drops: StreamDrop[];
     let source: string;
-    if (args.drops) {
+    if (args.demo) {
+      const files = writeScenario(join(dir, 'demo-drops'));
+      base = readDropFile(files.foundation);
+      drops = [files.catalogueA, files.catalogueB, files.faq, files.regulation].map((f) => readDropFile(f));
+      source = `release-loop demo (writeScenario): base ${base.name}, then ${drops.map((d) => d.name).join(', ')}`;
+    } else if (args.drops) {
       const folder = readDropFolder(args.drops, { skipInvalid: args['skip-invalid'] });
       for (const s of folder.skipped) log(`skipped ${s.file}: ${s.reason}`);
       drops = folder.drops;
@@ -342,8 +412,8 @@ async function main(): Promise<void> {
     const start = await startingModel(plan, base, dir);
     const config = start.config;
     if (args.start) plan.baseTraining = undefined;
-    const { strategies: all } = { strategies: standardStrategies(plan.knobs) };
-    const strategies = plan.strategies.map((s) => all[s as keyof typeof all]);
+    const all = standardStrategies(plan.knobs);
+    const strategies = args.sweep ? parseSweep(args.sweep, plan) : plan.strategies.map((s) => all[s as keyof typeof all]);
     const job = (label: string, d: StreamDrop[], strategy: Strategy): Job => ({
       label,
       drops: d,
@@ -358,21 +428,36 @@ async function main(): Promise<void> {
       plasticity: plan.plasticity,
       supersede: args.supersede as 'new-drop' | 'all',
     });
-    const mainJobs = strategies.map((s) => job('main', drops, s));
     let longDrops: StreamDrop[] = [];
-    if (plan.plasticityDrops > 0 && plan.plasticity && !args.drops) {
+    if (plan.plasticityDrops > 0 && plan.plasticity && !args.drops && !args.demo && !args.sweep) {
       const long = generated(7, plan.plasticityDrops, plan);
       if (long.base.train.join('\n') !== base?.train.join('\n')) throw new Error('the long stream must share the starting model');
       longDrops = long.drops;
     }
-    const longJobs = longDrops.length ? plan.plasticityStrategies.map((s) => job('plasticity', longDrops, all[s as keyof typeof all])) : [];
+    // The long stream starts with the main stream's drops, so a strategy run on it also gives its main-stream
+    // result (the first K rows and the suites of drops 1..K): no need to run it twice.
+    const extends_ = longDrops.length > drops.length && toJson(longDrops.slice(0, drops.length)) === toJson(drops);
+    const longStrategies = longDrops.length ? plan.plasticityStrategies.map((s) => all[s as keyof typeof all]) : [];
+    const fromLong = (s: Strategy) => extends_ && longStrategies.some((l) => l.name === s.name);
+    const mainJobs = strategies.filter((s) => !fromLong(s)).map((s) => job('main', drops, s));
+    const longJobs = longStrategies.map((s) => job('plasticity', longDrops, s));
     log(
       `backend ${backend.name}; model d${config.dModel} ${config.nLayers} layers ctx ${config.context} (${parameterCount(config).toLocaleString('en-US')} parameters); ` +
-        `per drop ${plan.recipe.steps} steps x batch ${plan.recipe.batchSize}, lr ${plan.recipe.learningRate}; replay ${plan.knobs.replayRatio}, l2Pull ${plan.knobs.l2Pull}`,
+        `per drop ${plan.recipe.steps} steps x batch ${plan.recipe.batchSize}, lr ${plan.recipe.learningRate}; replay ${plan.knobs.replayRatio} (${plan.knobs.replayMix ?? 'balanced'}), l2Pull ${plan.knobs.l2Pull}`,
     );
     const results = await runJobs([...mainJobs, ...longJobs], Math.max(1, Number(args.jobs)), dir);
-    const mainResults = results.slice(0, mainJobs.length);
+    const direct = results.slice(0, mainJobs.length);
     const longResults = results.slice(mainJobs.length);
+    const mainResults = strategies.map((s) =>
+      fromLong(s)
+        ? truncateResult(
+            longResults.find((r) => r.strategy.name === s.name)!,
+            drops.length,
+            longDrops,
+            base,
+          )
+        : direct.find((r) => r.strategy.name === s.name)!,
+    );
     const bench: BenchmarkResult = assemble(mainResults, {
       model: { config, start: start.weights, initSeed: plan.initSeed, baseTraining: plan.baseTraining } satisfies StreamModel,
       recipe: plan.recipe,
@@ -395,8 +480,11 @@ async function main(): Promise<void> {
       elapsedMs,
     };
 
+    // NaN (a metric with nothing to measure) is written as null.
+    const json = () => JSON.stringify({ meta, ...bench, plasticityRun: longResults });
+    if (args['json-out']) writeFileSync(args['json-out'], json() + '\n');
     if (args.json) {
-      process.stdout.write(toJson({ meta, ...bench, plasticityRun: longResults }) + '\n');
+      process.stdout.write(json() + '\n');
     } else {
       const out: string[] = [];
       out.push(`stream: ${source}`);
@@ -404,6 +492,7 @@ async function main(): Promise<void> {
         `recipe: ${plan.recipeSource}: ${plan.recipe.steps} steps x batch ${plan.recipe.batchSize}, lr ${plan.recipe.learningRate}, warmup ${plan.recipe.warmupSteps}; replay ratio ${plan.knobs.replayRatio}, l2Pull ${plan.knobs.l2Pull}`,
       );
       out.push('');
+      if (args.sweep) out.push(recipeTable(mainResults), '');
       out.push(summaryTable(bench.summary));
       out.push('');
       if (bench.cost) out.push(bench.cost.sentence);

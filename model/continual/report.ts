@@ -78,6 +78,77 @@ export function summaryTable(summary: StrategySummary[]): string {
   return columns(header, rows);
 }
 
+/** Thresholds a recipe must meet on a stream of fact drops (the release loop's brief for the small model). */
+export interface RecipeTargets {
+  /** Least exact match on every new drop's probes right after its update. */
+  newDropExactMatch: number;
+  /** Most an update may cost an earlier suite: exact-match points, and loss as a fraction. */
+  exactMatchRegression: number;
+  lossRegression: number;
+}
+
+export const RECIPE_TARGETS: RecipeTargets = { newDropExactMatch: 0.8, exactMatchRegression: 0.1, lossRegression: 0.1 };
+
+/** Smallest exact match of any drop's own probes right after its update (its diagonal entry). */
+export function minJustLearned(r: StreamResult): number {
+  const xs = r.suites.flatMap((s, j) => (s.metric === 'exactMatch' && s.drop >= 1 ? [r.matrix[s.drop]![j]!] : []));
+  return xs.length ? Math.min(...xs) : Number.NaN;
+}
+
+/** One row per recipe: what each update learned, what it cost earlier suites, against the targets. */
+export function recipeCells(results: StreamResult[], targets: RecipeTargets = RECIPE_TARGETS): Cells {
+  const header = [
+    'recipe',
+    'steps x batch',
+    'lr',
+    'warmup',
+    'replay',
+    'l2Pull',
+    'new-drop EM mean',
+    'min',
+    'worst update regr. EM',
+    'worst update regr. loss',
+    'final regr. loss',
+    'final EM',
+    'BWT EM',
+    'train time',
+    `meets (>=${targets.newDropExactMatch}, <=${targets.exactMatchRegression}, <=${(100 * targets.lossRegression).toFixed(0)}%)`,
+  ];
+  const rows = results.map((r) => {
+    const em = r.metrics.exactMatch;
+    const loss = r.metrics.loss;
+    const min = minJustLearned(r);
+    const ok =
+      min >= targets.newDropExactMatch &&
+      em.worstUpdateRegression <= targets.exactMatchRegression + 1e-9 &&
+      loss.worstUpdateRegression <= targets.lossRegression + 1e-9;
+    return [
+      r.strategy.name,
+      `${r.recipe.steps} x ${r.recipe.batchSize}`,
+      String(r.recipe.learningRate),
+      String(r.recipe.warmupSteps),
+      r.strategy.replayRatio > 0 ? `${r.strategy.replayRatio} ${r.strategy.replayMix ?? 'balanced'}` : '0',
+      String(r.strategy.l2Pull),
+      num(em.averageJustLearned),
+      num(min),
+      num(em.worstUpdateRegression),
+      `${(100 * loss.worstUpdateRegression).toFixed(1)}%`,
+      `${(100 * loss.worstFinalRegression).toFixed(1)}%`,
+      num(em.averageFinal),
+      signedNum(em.backwardTransfer),
+      duration(r.total.wallMs),
+      ok ? 'yes' : 'no',
+    ];
+  });
+  return { header, rows };
+}
+
+/** The recipe table as text. */
+export function recipeTable(results: StreamResult[], targets?: RecipeTargets): string {
+  const { header, rows } = recipeCells(results, targets);
+  return columns(header, rows);
+}
+
 /** The matrix of one strategy: rows are versions (after drop i), columns suites; EM for probes, loss for text. */
 export function matrixTable(r: StreamResult): string {
   const header = ['after', ...r.suites.map((s) => (s.metric === 'exactMatch' ? `${s.name} EM` : `${s.name} loss`))];

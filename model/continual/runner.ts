@@ -5,6 +5,7 @@
  * norm per version, and how often a changed answer is still given the old way.
  */
 import { withoutSuperseded } from '../../activities/train.ts';
+import { initBackend } from '../backend.ts';
 import type { ModelConfig } from '../config.ts';
 import { flopsPerToken } from '../config.ts';
 import { evaluateLoss, exactMatch, type Probe } from '../evaluate.ts';
@@ -229,30 +230,31 @@ function info(s: Suite): SuiteInfo {
 }
 
 /** Training sources of update i (1-based) for a continuing strategy. */
-export function continueSources(
-  drops: StreamDrop[],
-  base: StreamDrop | undefined,
-  i: number,
-  strategy: Strategy,
-  supersede: 'new-drop' | 'all',
-): Source[] {
+export function continueSources(drops: StreamDrop[], base: StreamDrop | undefined, i: number, strategy: Strategy, supersede: 'new-drop' | 'all'): Source[] {
   const drop = drops[i - 1]!;
   const newer = (d: number) => drops.slice(d, i).flatMap((x) => x.probes); // probes of drops d+1..i
-  let replay: string[] = [];
+  const replay: { name: string; docs: string[] }[] = [];
   if (strategy.replayRatio > 0) {
-    // Newest drops first, then the base, cut at the budget: the release loop's replay buffer.
+    // The release loop's replay buffer (activities/train.ts): earlier drops newest first, then the base; each
+    // filtered with withoutSuperseded against the new drop's probes, then cut to what is left of the budget.
     const earlier: { docs: string[]; index: number }[] = [];
     for (let d = i - 1; d >= 1; d--) earlier.push({ docs: drops[d - 1]!.train, index: d });
     if (base) earlier.push({ docs: base.train, index: 0 });
+    let budget = strategy.replayBudget;
     for (const e of earlier) {
-      if (replay.length >= strategy.replayBudget) break;
-      const taken = e.docs.slice(0, strategy.replayBudget - replay.length);
-      replay.push(...(supersede === 'all' ? withoutSuperseded(taken, newer(e.index)) : taken));
+      if (budget <= 0) break;
+      let docs = withoutSuperseded(e.docs, drop.probes);
+      if (supersede === 'all') docs = withoutSuperseded(docs, newer(e.index));
+      docs = docs.slice(0, budget);
+      budget -= docs.length;
+      if (docs.length) replay.push({ name: e.index === 0 ? 'replay-base' : `replay-${e.index}`, docs });
     }
-    replay = withoutSuperseded(replay, drop.probes);
   }
   const ratio = replay.length ? strategy.replayRatio : 0;
-  return [{ name: 'drop', weight: 1 - ratio, docs: drop.train }, ...(ratio > 0 ? [{ name: 'replay', weight: ratio, docs: replay }] : [])];
+  const sources: Source[] = [{ name: 'drop', weight: 1 - ratio, docs: drop.train }];
+  if (ratio > 0 && strategy.replayMix === 'pooled') sources.push({ name: 'replay', weight: ratio, docs: replay.flatMap((r) => r.docs) });
+  else if (ratio > 0) for (const r of replay) sources.push({ name: r.name, weight: ratio / replay.length, docs: r.docs });
+  return sources;
 }
 
 /**
@@ -275,6 +277,8 @@ export function retrainSources(drops: StreamDrop[], base: StreamDrop | undefined
  * drop, the plasticity series and the old-answer rates. Deterministic for a given backend.
  */
 export async function runStream(opts: RunStreamOptions): Promise<StreamResult> {
+  // Before any tensor exists: evaluation would otherwise start on tfjs's default backend.
+  await initBackend();
   const { drops, base, model, strategy } = opts;
   const seeds = opts.seeds ?? [1];
   const supersede = opts.supersede ?? 'new-drop';
@@ -333,15 +337,17 @@ export async function runStream(opts: RunStreamOptions): Promise<StreamResult> {
     let current = model.start;
     for (let i = 1; i <= drops.length; i++) {
       const dropSeed = deriveSeed(seed, i);
+      // Retraining sees each drop for as many tokens as a continuing strategy does (its batch may differ).
+      const retrainDropSteps = Math.round((recipe.steps * recipe.batchSize) / (model.baseTraining ?? recipe).batchSize);
       const result =
         strategy.kind === 'retrain'
           ? await trainModel({
               config,
               init: initWeights(config, model.initSeed),
-              sources: retrainSources(drops, base, i, baseSteps, recipe.steps),
+              sources: retrainSources(drops, base, i, baseSteps, retrainDropSteps),
               recipe: {
                 ...(model.baseTraining ?? recipe),
-                steps: baseSteps + i * recipe.steps,
+                steps: baseSteps + i * retrainDropSteps,
                 l2Pull: 0,
                 seed: dropSeed,
               },
@@ -390,11 +396,10 @@ export async function runStream(opts: RunStreamOptions): Promise<StreamResult> {
 
 /** Training FLOPs of retraining from scratch after every drop of a K-drop stream (what `retrain` spends). */
 export function retrainFlops(config: ModelConfig, k: number, steps: number, batchSize: number, base?: { steps: number; batchSize: number }): number {
+  const b = base?.batchSize ?? batchSize;
+  const dropSteps = Math.round((steps * batchSize) / b);
   let tokens = 0;
-  for (let i = 1; i <= k; i++) {
-    const b = base?.batchSize ?? batchSize;
-    tokens += ((base?.steps ?? 0) + i * steps) * b * config.context;
-  }
+  for (let i = 1; i <= k; i++) tokens += ((base?.steps ?? 0) + i * dropSteps) * b * config.context;
   return tokens * flopsPerToken(config);
 }
 
@@ -404,3 +409,46 @@ export function oldAnswerRate(config: ModelConfig, weights: Weights, oldAnswers:
 }
 
 export type { Supersession };
+
+/**
+ * The result of the first `k` drops of a longer run: rows 0..k, the suites of the base and drops 1..k, their
+ * compute, plasticity and old answers, with the metrics recomputed. Equal to running the k-drop stream itself
+ * when no drop after k changes an answer of drops 1..k (checked: the kept suites must not lose probes to them).
+ */
+export function truncateResult(r: StreamResult, k: number, drops: StreamDrop[], base?: StreamDrop): StreamResult {
+  if (!Number.isInteger(k) || k < 1 || k > r.dropNames.length) throw new Error(`truncateResult: k must be 1..${r.dropNames.length}, got ${k}`);
+  const { suites } = buildSuites(drops.slice(0, k), base);
+  const keep = r.suites.map((s, j) => (s.drop <= k ? j : -1)).filter((j) => j >= 0);
+  const kept = keep.map((j) => r.suites[j]!);
+  if (kept.length !== suites.length || kept.some((s, n) => s.name !== suites[n]!.name || s.size !== info(suites[n]!).size)) {
+    throw new Error(`truncateResult: a drop after ${k} changes the suites of drops 1..${k}; run the ${k}-drop stream itself`);
+  }
+  const cut = (m: number[][]) => m.slice(0, k + 1).map((row) => keep.map((j) => row[j]!));
+  const baseline = keep.map((j) => r.baseline[j]!);
+  const runs = r.runs.map((run) => {
+    const matrix = cut(run.matrix);
+    return {
+      seed: run.seed,
+      matrix,
+      compute: run.compute.slice(0, k),
+      plasticity: run.plasticity.slice(0, k + 1),
+      oldAnswers: run.oldAnswers.filter((o) => o.drop <= k).map((o) => ({ ...o, rateByRow: o.rateByRow.slice(0, k + 1), final: o.rateByRow[k]! })),
+      metrics: runMetrics(matrix, kept, baseline),
+    };
+  });
+  const compute = r.compute.slice(0, k);
+  const sum = (f: (c: DropCompute) => number) => compute.reduce((a, c) => a + f(c), 0);
+  return {
+    ...r,
+    suites: kept,
+    dropNames: r.dropNames.slice(0, k),
+    matrix: cut(r.matrix),
+    baseline,
+    metrics: meanOf(runs.map((x) => x.metrics)),
+    compute,
+    total: { steps: sum((c) => c.steps), tokens: sum((c) => c.tokens), flops: sum((c) => c.flops), wallMs: sum((c) => c.wallMs) },
+    plasticity: r.plasticity.slice(0, k + 1),
+    oldAnswers: meanOf(runs.map((x) => x.oldAnswers)),
+    runs,
+  };
+}

@@ -27,6 +27,13 @@ export interface Strategy {
   replayRatio: number;
   /** Most records in the replay buffer. */
   replayBudget: number;
+  /**
+   * How the replay share is spread: 'balanced' (each earlier drop and the base is a source of its own with an
+   * equal part of the share, as activities/train.ts does now) or 'pooled' (one source of all replayed records,
+   * as it did before: each record equally likely, so a large base drowns a line's small fact drops).
+   * Default 'balanced'.
+   */
+  replayMix?: 'pooled' | 'balanced';
   /** L2 pull toward the previous version's weights (0: off). */
   l2Pull: number;
   /** Warm the learning rate up from its floor rather than from 0 (the previous run ended at the floor). */
@@ -44,6 +51,8 @@ export interface RecipeKnobs {
   replayRatio: number;
   replayBudget: number;
   l2Pull: number;
+  /** Default 'balanced'. */
+  replayMix?: 'pooled' | 'balanced';
 }
 
 /**
@@ -53,10 +62,11 @@ export interface RecipeKnobs {
  */
 export function standardStrategies(knobs: RecipeKnobs): Record<StrategyName, Strategy> {
   const { replayRatio, replayBudget, l2Pull } = knobs;
+  const replayMix = knobs.replayMix ?? 'balanced';
   return {
     naive: { name: 'naive', kind: 'continue', replayRatio: 0, replayBudget: 0, l2Pull: 0, rewarm: false },
-    replay: { name: 'replay', kind: 'continue', replayRatio, replayBudget, l2Pull: 0, rewarm: false },
-    default: { name: 'default', kind: 'continue', replayRatio, replayBudget, l2Pull, rewarm: true },
+    replay: { name: 'replay', kind: 'continue', replayRatio, replayBudget, replayMix, l2Pull: 0, rewarm: false },
+    default: { name: 'default', kind: 'continue', replayRatio, replayBudget, replayMix, l2Pull, rewarm: true },
     retrain: { name: 'retrain', kind: 'retrain', replayRatio: 0, replayBudget: 0, l2Pull: 0, rewarm: false },
   };
 }

@@ -79,16 +79,17 @@ describe('the plasticity probe', () => {
   beforeAll(async () => {
     await initBackend({ force: 'wasm' });
   });
-  const opts = { facts: 8, steps: 120, batchSize: 8, learningRate: 1e-2, warmupSteps: 10, seed: 5 };
+  const opts = { facts: 12, steps: 150, batchSize: 8, learningRate: 1e-2, warmupSteps: 10, seed: 5 };
 
   it('is about 1.0 for a freshly initialised model', async () => {
     const reference = await freshReference(config, 1, opts);
     expect(reference.exactMatch).toBeGreaterThanOrEqual(0.5);
-    // The same weights: exactly the reference; another fresh initialisation: about the same.
-    expect(plasticityRatio(await probeLearning(config, initWeights(config, 1), opts), reference)).toBe(1);
-    const other = plasticityRatio(await probeLearning(config, initWeights(config, 2), opts), reference);
-    expect(other).toBeGreaterThan(0.7);
-    expect(other).toBeLessThan(1.4);
+    // Other fresh initialisations learn about as much (single runs vary by ~0.15 at this size: average two).
+    const ratios: number[] = [];
+    for (const seed of [2, 3]) ratios.push(plasticityRatio(await probeLearning(config, initWeights(config, seed), opts), reference));
+    const mean = (ratios[0]! + ratios[1]!) / 2;
+    expect(mean).toBeGreaterThan(0.75);
+    expect(mean).toBeLessThan(1.25);
   });
 
   it('uses facts of its own, seeded', () => {
