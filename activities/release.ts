@@ -42,18 +42,21 @@ export function releaseActivities(deps: ActivityDeps) {
         gateRules: line.gateRules,
         promotion: line.promotion,
       });
-      const channels = Object.fromEntries(
-        (await registry.getChannels(input.line)).filter((c) => c.version !== null).map((c) => [c.channel, { version: c.version!, epoch: c.epoch }]),
-      );
-      const suites: SuiteRef[] = [];
-      let foundationStable: VersionRef | null = null;
-      if (spec.foundation) {
-        suites.push(...(await activeSuites(spec.foundation)));
-        const stable = (await registry.getChannels(spec.foundation)).find((c) => c.channel === 'stable');
-        if (stable?.version) foundationStable = { line: spec.foundation, version: stable.version };
-      }
-      suites.push(...(await activeSuites(input.line)));
-      const drops = await registry.listDrops(input.line);
+      // Independent reads, in parallel: this runs at the start of every cycle, inside its first workflow task.
+      const f = spec.foundation;
+      const [ownChannels, foundationSuites, foundationChannels, ownSuites, drops, foundationDrops, scheduled] = await Promise.all([
+        registry.getChannels(input.line),
+        f ? activeSuites(f) : [],
+        f ? registry.getChannels(f) : [],
+        activeSuites(input.line),
+        registry.listDrops(input.line),
+        f ? registry.listDrops(f) : [],
+        lineIsScheduled(input.line),
+      ]);
+      const channels = Object.fromEntries(ownChannels.filter((c) => c.version !== null).map((c) => [c.channel, { version: c.version!, epoch: c.epoch }]));
+      const suites: SuiteRef[] = [...foundationSuites, ...ownSuites];
+      const stable = foundationChannels.find((c) => c.channel === 'stable');
+      const foundationStable: VersionRef | null = f && stable?.version ? { line: f, version: stable.version } : null;
       const accepted = (list: typeof drops) =>
         list
           .filter((d) => d.status === 'accepted')
@@ -61,8 +64,8 @@ export function releaseActivities(deps: ActivityDeps) {
           .map((d) => d.digest);
       // The replay buffer holds the line's own accepted drops, newest first, then the data its foundation
       // learned from: an application model keeps its general capability by rehearsing it.
-      const replay = [...accepted(drops), ...(spec.foundation ? accepted(await registry.listDrops(spec.foundation)) : [])];
-      return { spec, channels, suites, replay, foundationStable, cycleCount: drops.length, scheduled: await lineIsScheduled(input.line) };
+      const replay = [...accepted(drops), ...accepted(foundationDrops)];
+      return { spec, channels, suites, replay, foundationStable, cycleCount: drops.length, scheduled };
     },
 
     /** Creates the version for a trained candidate and signs its manifest. Idempotent by the cycle key. */
