@@ -5,7 +5,10 @@
  */
 import { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatTable, runDemo } from './demo.ts';
+import { buildReport } from './report.ts';
 import { acquireStackLock, writeState } from './stack/state.ts';
 import { startStack, type Stack } from './stack/stack.ts';
 import { dataDir as defaultDataDir } from './commands/context.ts';
@@ -82,6 +85,9 @@ try {
       console.log('\n' + formatTable(rows) + '\n');
       for (const a of await installation.registry.listApplications())
         log(`application ${a.app} -> ${a.line}@${a.channel} (${a.policy}) resolves to version ${a.resolvedVersion ?? 'none'}`);
+      const report = join(stack.state.dataDir, 'report.html');
+      writeFileSync(report, await buildReport(installation.registry));
+      log(`report (curves, forgetting heatmap, release timeline, quarantine): ${report}`);
     } finally {
       await installation.close();
       await connection.close();
