@@ -8,7 +8,7 @@
  * the installation's own folders (keys, store, database), so no request can make a worker hang, exhaust its
  * memory, write outside quarantine/, or train on (or copy) the signing key.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
@@ -142,7 +142,7 @@ export function ingestActivities(deps: ActivityDeps) {
     throw ApplicationFailure.nonRetryable(reason, ErrorType.InvalidData, { line, digest, file: req.path, quarantine: dir });
   }
 
-  return {
+  const acts = {
     /** Ingests one drop for `line`: validate, store, record, register suites. Idempotent by (line, digest). */
     async ingestDrop(input: { line: string; request: DropRequest; key: string }): Promise<IngestResult> {
       const { line } = input;
@@ -237,6 +237,11 @@ export function ingestActivities(deps: ActivityDeps) {
       return suites;
     },
   };
+  // Heartbeats while they run, so a retry starts within the heartbeat timeout when their worker dies.
+  return {
+    ingestDrop: (input: Parameters<typeof acts.ingestDrop>[0]) => withHeartbeat(() => acts.ingestDrop(input)),
+    ingestEvidence: (input: Parameters<typeof acts.ingestEvidence>[0]) => withHeartbeat(() => acts.ingestEvidence(input)),
+  };
 
   /**
    * A request that fails validation (a client other than the CLI signalled it): quarantined with the reason
@@ -273,4 +278,24 @@ async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, bytes, { flush: true });
   await rename(tmp, path);
+}
+
+/**
+ * Runs `fn` heartbeating every 5 s when it runs as an activity (and plainly when called directly, as the
+ * chaos suite's fuzzing does), so a worker that dies in the middle is noticed within the heartbeat timeout.
+ */
+async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return fn();
+  }
+  ctx.heartbeat();
+  const timer = setInterval(() => ctx.heartbeat(), 5_000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
 }

@@ -36,9 +36,11 @@ export const registryLocal: LocalActivityOptions = {
   retry: registry.retry,
 };
 
-// Ingest reads one file and writes it to the store; large drops take seconds, not minutes.
+// Ingest reads one file and writes it to the store; large drops take seconds, not minutes. It heartbeats, so
+// when its worker dies the retry starts after the heartbeat timeout, not after the whole 5 minutes.
 export const ingest: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', maximumAttempts: 10, nonRetryableErrorTypes },
 };
 
