@@ -83,14 +83,31 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? opts.port + 1000), '--ui-ip', '127.0.0.1']),
   ];
   const log = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
-  const child = spawn(cli.path, args, { stdio: ['ignore', log, log] });
-  killOnExit(child);
-  let exitCode: number | null | undefined;
-  const exit = new Promise<void>((ok) => child.on('exit', (code) => ((exitCode = code), ok())));
   const address = `127.0.0.1:${opts.port}`;
-  await waitUntilServing(address, opts.namespace, 60_000, () => {
-    if (exitCode !== undefined) throw new Error(`temporal server start-dev exited with ${exitCode}${opts.logFile ? ` (see ${opts.logFile})` : ''}`);
-  });
+  let child: ChildProcess;
+  let exitCode: number | null | undefined;
+  let exit: Promise<void>;
+  for (let attempt = 1; ; attempt++) {
+    const c = spawn(cli.path, args, { stdio: ['ignore', log, log] });
+    killOnExit(c);
+    child = c;
+    exitCode = undefined;
+    exit = new Promise<void>((ok) => c.on('exit', (code) => ((exitCode = code), ok())));
+    let exitedEarly = false;
+    try {
+      await waitUntilServing(address, opts.namespace, 60_000, () => {
+        if (exitCode === undefined) return;
+        exitedEarly = true;
+        throw new Error(`temporal server start-dev exited with ${exitCode}${opts.logFile ? ` (see ${opts.logFile})` : ''}`);
+      });
+      break;
+    } catch (err) {
+      // Besides its frontend port the dev server binds ports it picks itself (HTTP API, metrics, internal
+      // services); when another process takes one between its pick and its bind, it exits at once. A new
+      // attempt picks again. A server that is slow to serve is not retried.
+      if (!exitedEarly || attempt >= 3) throw err;
+    }
+  }
   await registerSearchAttributes(address, opts.namespace);
   return {
     address,
