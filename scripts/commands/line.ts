@@ -41,10 +41,10 @@ export function register(program: Command) {
       if (o.kind === 'application' && !o.foundation) throw new UserError('an application line needs --foundation <line>', 2);
       const { registry, close } = openRegistry();
       try {
-        let modelConfig = MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS] as LineSpec['modelConfig'] | undefined;
-        if (o.kind === 'application' && o.foundation) {
-          modelConfig = (await registry.getLine(o.foundation)).modelConfig as LineSpec['modelConfig'];
-        }
+        // An application line takes its foundation's shape (checked above that it names one).
+        const modelConfig = (
+          o.kind === 'application' ? (await registry.getLine(o.foundation!)).modelConfig : MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS]
+        ) as LineSpec['modelConfig'];
         const recipe = { ...DEFAULT_RECIPE, ...(o.recipe ?? {}), ...(o.steps ? { steps: o.steps } : {}) };
         const gateRules = GateRules.parse({ ...DEFAULT_GATE_RULES, ...(o.gate as object | undefined) });
         const spec = LineSpec.parse({
