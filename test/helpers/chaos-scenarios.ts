@@ -24,6 +24,7 @@ import {
   type ChaosStack,
   type DuplicateReport,
 } from './chaos.ts';
+import { restartPoints } from './chaos-verdict.ts';
 
 const unique = () => randomBytes(3).toString('hex');
 
@@ -512,9 +513,33 @@ export async function seedVersions(s: ChaosStack, line: string, n: number): Prom
   }
 }
 
+/** One worker restart of the load run, and where in the run it landed. */
+export interface LoadRestart {
+  kind: 'workflow' | 'training';
+  signal: NodeJS.Signals;
+  /** The completed-cycle count it waited for (restartPoints). */
+  afterCycles: number;
+  /** Cycles completed, and still open or queued, as last read before the signal (at most ~200 ms before it). */
+  completed: number;
+  open: number;
+}
+
+/** How many of `sent` have a finished cycle on their line now (drops already seen finished stay finished). */
+async function completedCycles(s: ChaosStack, sent: SentDrop[], done: Set<string>): Promise<number> {
+  for (const line of new Set(sent.filter((d) => !done.has(`${d.line}/${d.digest}`)).map((d) => d.line))) {
+    const state = await stateOf(s, line);
+    for (const c of state?.recent ?? []) if (sent.some((d) => d.line === line && d.digest === c.digest)) done.add(`${line}/${c.digest}`);
+  }
+  return done.size;
+}
+
 /**
- * Many lines at once with worker restarts injected on a timer: SIGKILL of a training worker every
- * `restartEveryMs` (and one SIGTERM restart of the workflow worker), a fresh one started each time.
+ * Many lines at once with `restarts` worker restarts injected at points of the load's progress: after the
+ * k-th completed cycle (restartPoints: spread over the run, each below the total), so that every run injects
+ * them while cycles are open, however fast the machine. Restart 2 is a SIGTERM of the workflow worker (a
+ * deploy); the others stop a training worker with `trainingSignal`. A fresh worker is started each time. A
+ * restart whose point is only seen once every cycle has completed is not injected (it would not be under
+ * load), nor any after it; `detail.skipped` counts them.
  */
 export async function loadWithRestarts(
   s: ChaosStack,
@@ -524,8 +549,7 @@ export async function loadWithRestarts(
     steps: number;
     badEvery?: number;
     destructiveEvery?: number;
-    restartEveryMs: number;
-    maxRestarts: number;
+    restarts: number;
     timeoutMs: number;
     /** How training workers are stopped: SIGKILL (a crash: the activity is retried after the 30 s heartbeat timeout) or SIGTERM (a deploy). */
     trainingSignal?: NodeJS.Signals;
@@ -533,20 +557,32 @@ export async function loadWithRestarts(
 ): Promise<FaultRunResult> {
   const started = Date.now();
   const sent = await sendMany(s, `ld-${s.name}`, opts);
-  let restarts = 0;
+  const points = restartPoints(sent.length, opts.restarts);
+  const injected: LoadRestart[] = [];
+  const problems: string[] = [];
   let finished = false;
+  const done = new Set<string>();
   const restarter = (async () => {
-    while (!finished && restarts < opts.maxRestarts) {
-      await sleep(opts.restartEveryMs);
-      if (finished) break;
-      const kind = restarts === 1 ? 'workflow' : 'training';
+    for (const [i, afterCycles] of points.entries()) {
+      let completed = await completedCycles(s, sent, done);
+      while (completed < afterCycles && !finished) {
+        await sleep(200);
+        completed = await completedCycles(s, sent, done);
+      }
+      // Every cycle completed (or the wait for them gave up, with its own error): nothing is under load any more.
+      if (completed < afterCycles || completed >= sent.length) break;
+      const kind = i === 1 ? 'workflow' : 'training';
+      const signal: NodeJS.Signals = kind === 'workflow' ? 'SIGTERM' : (opts.trainingSignal ?? 'SIGKILL');
       const victim = s.live(kind)[0];
-      if (!victim) continue;
+      if (!victim) {
+        problems.push(`no live ${kind} worker to restart after cycle ${afterCycles}`);
+        continue;
+      }
       s.ledger.injected('worker-restart-under-load');
-      restarts++;
+      injected.push({ kind, signal, afterCycles, completed, open: sent.length - completed });
       await new Promise<void>((ok) => {
         victim.child.once('exit', () => ok());
-        victim.child.kill(kind === 'workflow' ? 'SIGTERM' : (opts.trainingSignal ?? 'SIGKILL'));
+        victim.child.kill(signal);
       });
       await s.spawn(kind);
     }
@@ -558,8 +594,17 @@ export async function loadWithRestarts(
     finished = true;
     await restarter;
   }
-  result.detail = { restarts, lines: opts.lines, dropsPerLine: opts.drops, trainingSignal: opts.trainingSignal ?? 'SIGKILL' };
-  if (result.problems.length === 0) s.ledger.survived('worker-restart-under-load', restarts);
+  result.problems.push(...problems);
+  result.detail = {
+    restarts: injected.length,
+    skipped: points.length - injected.length,
+    restartPoints: points,
+    restartsAt: injected,
+    lines: opts.lines,
+    dropsPerLine: opts.drops,
+    trainingSignal: opts.trainingSignal ?? 'SIGKILL',
+  };
+  if (result.problems.length === 0) s.ledger.survived('worker-restart-under-load', injected.length);
   return result;
 }
 

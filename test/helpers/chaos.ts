@@ -27,29 +27,15 @@ import { lineWorkflowId } from '../../workflows/line-workflow.ts';
 import type { CycleResult, CycleSummary, LineState } from '../../workflows/messages.ts';
 import type { TrainingOutcome } from '../../activities/types.ts';
 import { openRegistry } from '../../workers/wiring.ts';
+import { FaultLedger } from './chaos-verdict.ts';
 
 type WorkerKind = 'workflow' | 'training';
 
 /** Test-sized training: the tiny model, a few dozen steps; scenarios override steps and checkpoints. */
 export const CHAOS_RECIPE: Recipe = { ...DEFAULT_RECIPE, steps: 40, batchSize: 8, warmupSteps: 5, checkpointEvery: 20, learningRate: 5e-3 };
 
-export const FAULT_KINDS = ['training-worker-sigkill', 'all-workers-sigkill', 'temporal-sigkill', 'postgres-restart', 'worker-restart-under-load'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-/** Faults injected and survived, by kind: what `npm run chaos` prints. */
-export class FaultLedger {
-  readonly counts = new Map<FaultKind, { injected: number; survived: number }>();
-  injected(kind: FaultKind, n = 1) {
-    const c = this.counts.get(kind) ?? { injected: 0, survived: 0 };
-    c.injected += n;
-    this.counts.set(kind, c);
-  }
-  survived(kind: FaultKind, n = 1) {
-    const c = this.counts.get(kind) ?? { injected: 0, survived: 0 };
-    c.survived += n;
-    this.counts.set(kind, c);
-  }
-}
+// The ledger and the run's verdict are pure code of their own (unit-tested); re-exported for the scenarios.
+export { FAULT_KINDS, FaultLedger, type FaultKind } from './chaos-verdict.ts';
 
 export interface ChaosStackOptions {
   /** Recognisable part of names (lines, queue, folder). */

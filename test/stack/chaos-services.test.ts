@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChaosStack, type ChaosStack } from '../helpers/chaos.ts';
-import { killTemporal, loadWithRestarts, restartPostgresDuringPromotion } from '../helpers/chaos-scenarios.ts';
+import { killTemporal, loadWithRestarts, restartPostgresDuringPromotion, type LoadRestart } from '../helpers/chaos-scenarios.ts';
 
 let s: ChaosStack;
-/** Worker restarts the load run injected: one every 2 s while its cycles are open, at most 2. */
+/** Worker restarts the load run injected: after the 2nd and the 5th of its 8 cycles. */
 let loadRestarts = 0;
 
 beforeAll(async () => {
@@ -46,15 +46,24 @@ describe('several lines at once with worker restarts injected', () => {
       steps: 40,
       badEvery: 3,
       destructiveEvery: 4,
-      // A restart every 2 s while cycles are open: on a fast, quiet machine the run may end after the first.
-      restartEveryMs: 2000,
-      maxRestarts: 2,
+      // Tied to progress, not to a timer: after the 2nd and the 5th completed cycle, however fast the machine.
+      restarts: 2,
       trainingSignal: 'SIGTERM',
       timeoutMs: 240_000,
     });
     expect(r.problems).toEqual([]);
     loadRestarts = Number(r.detail.restarts);
-    expect(loadRestarts).toBeGreaterThanOrEqual(1);
+    expect(r.detail.restartPoints).toEqual([2, 5]);
+    // Each restart waited for its cycle count and landed with cycles still open; the first always does (a
+    // later one is skipped only if the last cycles finish within one 200 ms poll of its point).
+    const at = r.detail.restartsAt as LoadRestart[];
+    expect(at.length).toBe(loadRestarts);
+    expect(loadRestarts + Number(r.detail.skipped)).toBe(2);
+    expect(at[0]).toMatchObject({ kind: 'training', signal: 'SIGTERM', afterCycles: 2 });
+    for (const x of at) {
+      expect(x.completed).toBeGreaterThanOrEqual(x.afterCycles);
+      expect(x.open).toBeGreaterThan(0);
+    }
     expect(r.accounting.dropsIn).toBe(8);
     expect(r.accounting.accountedFor).toBe(8);
     const pg = Object.values(r.accounting.postgres).reduce((a, b) => a + b, 0);
