@@ -295,6 +295,8 @@ const byStatus: Record<string, number> = {};
 for (const r of runs) for (const [k, v] of Object.entries(r.accounting.postgres)) byStatus[k] = (byStatus[k] ?? 0) + v;
 // The promotion scenario's drop (one per round) ends accepted when it was promoted.
 for (const p of pg) if (p.verdict === 'promoted') byStatus.accepted = (byStatus.accepted ?? 0) + 1;
+// Fails on anything a scenario found broken and on any fault kind that was not injected (or not survived).
+const verdict = chaosVerdict(ledger, broken);
 const summary = {
   faults: ledger.table(),
   trainingResume: trainingKills.map((k) => ({
@@ -341,7 +343,8 @@ const summary = {
     temporal: load.accounting.temporal,
     dropFolder: load.accounting.dropsIn,
   },
-  verdict: chaosVerdict(ledger, broken),
+  broken: verdict.problems,
+  notInjected: verdict.notInjected,
   minutes: +((Date.now() - started) / 60_000).toFixed(1),
 };
 
@@ -382,11 +385,11 @@ else {
       `load: ${summary.load.lines} lines x ${summary.load.dropsPerLine} drops, ${summary.load.restarts} worker restarts (after cycles ${summary.load.restartsAfterCycles.join(', ') || '-'} of ${summary.load.dropFolder}): ${summary.load.cycles} cycles in ${summary.load.minutes} min = ${summary.load.cyclesPerMinute} cycles/min (drop folder ${summary.load.dropFolder}, PostgreSQL ${sum(summary.load.postgres)}, Temporal ${sum(summary.load.temporal)})`,
     );
   out.push('');
-  out.push(...verdictLines(summary.verdict));
+  out.push(...verdictLines(verdict));
   console.log(out.join('\n'));
 }
 if (!args['keep-data']) rmSync(base, { recursive: true, force: true });
-process.exit(verdictExitCode(summary.verdict));
+process.exit(verdictExitCode(verdict));
 
 function hasUnshare(): boolean {
   try {
