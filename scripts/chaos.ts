@@ -2,14 +2,14 @@
  * `npm run chaos`: the heavy versions of the reliability and security suite, with figures. On stacks of its
  * own (embedded PostgreSQL, a file-backed Temporal dev server, worker processes) it injects every fault the
  * suite knows — SIGKILL of a training worker mid-training, of every worker, of the Temporal server;
- * PostgreSQL stopped during a promotion; 20 lines at once with worker restarts — fuzzes drops at three
- * depths (parser, ingest, the running loop), tries traversal strings everywhere a name can meet the file
- * system, watches every socket of the workers, and (as root, where `unshare` works) runs a whole cycle in a
- * network namespace with nothing but loopback. It prints a summary and exits 1 when a guarantee broke or a
+ * PostgreSQL stopped during a promotion; 20 lines at once with worker restarts after the k-th completed
+ * cycles — fuzzes drops at three depths (parser, ingest, the running loop), tries traversal strings
+ * everywhere a name can meet the file system, watches every socket of the workers, and (as root, where
+ * `unshare` works) runs a whole cycle in a network namespace with nothing but loopback. It prints a summary and exits 1 when a guarantee broke or a
  * fault kind was injected 0 times (a fault that was not injected was not survived).
  *
- *   npm run chaos                 # the full run (about 15 minutes on 2 cores)
- *   npm run chaos -- --quick      # a smaller run (a few minutes)
+ *   npm run chaos                 # the full run (11 minutes on 2 shared cores)
+ *   npm run chaos -- --quick      # a smaller run (4.5 minutes there)
  *   npm run chaos -- --lines 20 --drops 3 --rounds 2 --json
  */
 import { execFileSync, spawn } from 'node:child_process';
