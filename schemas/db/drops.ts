@@ -4,8 +4,12 @@ import { check, integer, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core'
 import { createdAt, digestCheck, id, nonNegative, ref } from './columns.ts';
 import { lines } from './lines.ts';
 
-/** What ingest decided about a drop; bad drops are kept (quarantined or rejected), never silently lost. */
-export const DROP_STATUSES = ['accepted', 'quarantined', 'rejected'] as const;
+/**
+ * What became of a drop; bad drops are kept (quarantined or rejected), never silently lost. `failed`: its
+ * cycle ended without a judgment (training diverged, a step failed); it feeds neither replay nor the gate, and
+ * it may be sent again.
+ */
+export const DROP_STATUSES = ['accepted', 'quarantined', 'rejected', 'failed'] as const;
 export type DropStatus = (typeof DROP_STATUSES)[number];
 
 /** One row per (line, drop digest). */
@@ -33,7 +37,7 @@ export const dataDrops = pgTable(
   (t) => [
     uniqueIndex('data_drops_line_digest_key').on(t.lineId, t.digest),
     digestCheck('data_drops_digest_format', t.digest),
-    check('data_drops_status_known', sql`${t.status} in ('accepted', 'quarantined', 'rejected')`),
+    check('data_drops_status_known', sql`${t.status} in ('accepted', 'quarantined', 'rejected', 'failed')`),
     // A drop that was not accepted must say why: an operator reads this years later.
     check('data_drops_reason_when_not_accepted', sql`${t.status} = 'accepted' or ${t.reason} is not null`),
     nonNegative('data_drops_records_non_negative', t.records),
