@@ -37,14 +37,6 @@ const poison = (fileName: string) => {
   );
 };
 
-/** The n-th finished cycle (1-based) of `digest` on `line`: a drop sent again has more than one. */
-async function waitForNth(line: string, digest: string, n: number) {
-  await expect
-    .poll(async () => ((await lineState(loop.client, line))?.recent ?? []).filter((c) => c.digest === digest).length, { timeout: 5 * 60_000, interval: 300 })
-    .toBeGreaterThanOrEqual(n);
-  return ((await lineState(loop.client, line))?.recent ?? []).filter((c) => c.digest === digest)[n - 1]!;
-}
-
 async function channelsOf(line: string) {
   return Object.fromEntries((await loop.registry.getChannels(line)).map((c) => [c.channel, c.version]));
 }
@@ -99,8 +91,9 @@ describe('ways out of a cycle', () => {
     expect(snap.suites.map((s) => s.dropDigest)).not.toContain(b.request.digest);
 
     // Sent again with a sane recipe, it is not a duplicate: it runs a cycle of its own.
-    await sendDrop(loop, line, diverging, { recipe: { l2Pull: 0.01 } });
-    const again = await waitForNth(line, b.request.digest, 2);
+    const resent = await sendDrop(loop, line, diverging, { recipe: { l2Pull: 0.01 } });
+    expect(resent.priorCycles).toEqual([failed.cycleId]);
+    const again = await waitForCycle(loop.client, line, b.request.digest, { except: resent.priorCycles });
     expect(again.verdict).toBe('promoted');
     expect(again.cycleId).not.toBe(failed.cycleId);
     expect((await loop.registry.getDrop(line, b.request.digest))?.status).toBe('accepted');
@@ -135,10 +128,10 @@ describe('ways out of a cycle', () => {
     expect(snap.replay).not.toContain(b.request.digest);
     expect(snap.suites.map((s) => s.dropDigest)).not.toContain(b.request.digest);
 
-    await sendDrop(loop, line, second);
+    const resent = await sendDrop(loop, line, second);
     await expect.poll(async () => (await lineState(loop.client, line))?.current?.phase, { timeout: 3 * 60_000, interval: 300 }).toBe('awaiting-approval');
     await review(loop.client, line, 'approve', { version: 3, actor: 'dana' });
-    expect((await waitForNth(line, b.request.digest, 2)).verdict).toBe('promoted');
+    expect((await waitForCycle(loop.client, line, b.request.digest, { except: resent.priorCycles })).verdict).toBe('promoted');
     expect((await loop.registry.getDrop(line, b.request.digest))?.status).toBe('accepted');
 
     // A conflict (an operator moved stable meanwhile) does not leave the candidate on canary either.
