@@ -38,6 +38,7 @@ const SYSTEM_ACTOR = 'perennial';
 
 /** Key for a cycle's idempotent registry writes: unique per cycle and drop, stable across activity retries. */
 export const cycleKey = (cycleId: string, digest: string) => `${cycleId}:${digest.slice(0, 16)}`;
+const NON_RETRYABLE = new Set<string>(Object.values(ErrorType));
 const REPORTED_PHASES = new Set<CyclePhase>(['adapt', 'evaluate', 'canary', 'awaiting-approval', 'rollback']);
 
 /** Runs one drop through the release loop. Idempotent per cycle id: every write is keyed by it. */
@@ -142,7 +143,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     // A failure no retry can fix (divergence, a corrupt checkpoint, a shape mismatch) is a verdict: the drop is
     // marked failed (out of replay and the gate, free to be sent again with another recipe) and the line goes on.
     const cause = err instanceof ActivityFailure ? err.cause : undefined;
-    if (!(cause instanceof ApplicationFailure && cause.nonRetryable)) throw err;
+    if (!(cause instanceof ApplicationFailure && (cause.nonRetryable || NON_RETRYABLE.has(cause.type ?? '')))) throw err;
     const { dropFailed } = await light.closeFailedCycle({ line, key, digest: drop.digest, reason: cause.message });
     return finish('rejected', cause.message, undefined, { dropFailed });
   }

@@ -85,7 +85,7 @@ export function evaluateGate(input: GateInput): GateDecision {
       ? `failed on ${failed.map((s) => s.suite).join(', ')}`
       : input.champion
         ? `passed all ${suites.length} suites against ${input.baseline ?? 'the champion'}`
-        : `passed the floors of all ${suites.length} suites (no champion yet)`,
+        : `passed the floors of all ${suites.length} suites (nothing to compare with)`,
   };
 }
 
@@ -113,7 +113,7 @@ function judgeSuite(suite: GateSuite, input: GateInput): SuiteVerdict {
       ...base,
       bound: floor ?? null,
       pass: true,
-      reason: floor === undefined ? 'no champion and no floor' : `within the floor ${fmt(floor)} (no champion yet)`,
+      reason: floor === undefined ? 'nothing to compare with and no floor' : `within the floor ${fmt(floor)} (nothing to compare with)`,
     };
   }
   if (base.champion === null) return { ...base, bound: null, pass: false, reason: `no ${metric} result for the champion, so no comparison` };
