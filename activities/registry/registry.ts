@@ -463,6 +463,7 @@ export class Registry {
           reason: p.reason ?? null,
           storedPath: p.storedPath,
           ingestKey: p.ingestKey ?? null,
+          acceptedSeq: p.status === 'accepted' ? NEXT_ACCEPTED : null,
         })
         .onConflictDoNothing({ target: [dataDrops.lineId, dataDrops.digest] })
         .returning();
@@ -562,7 +563,7 @@ export class Registry {
         .for('update');
       if (!row) throw new NotFoundError(`drop ${digest} of line ${line}`);
       if (row.status !== 'failed') return toDropInfo(row, line);
-      const [updated] = await tx.update(dataDrops).set({ status: 'accepted', reason: null, ingestKey }).where(eq(dataDrops.id, row.id)).returning();
+      const [updated] = await tx.update(dataDrops).set({ status: 'accepted', reason: null, ingestKey, acceptedSeq: NEXT_ACCEPTED }).where(eq(dataDrops.id, row.id)).returning();
       await appendAuditEntry(tx, {
         actor,
         action: 'drop.status',
@@ -636,9 +637,10 @@ export class Registry {
   }
 
   /**
-   * Every suite of a line, oldest first: by the arrival of the drop it came from (supersede resolution reads
-   * list position as age, and a later drop's answers replace an earlier one's whatever their file names), then
-   * by creation; suites without a drop (regression evidence) last.
+   * Every suite of a line, oldest first: by the order the drops they came from were accepted in (supersede
+   * resolution reads list position as age, and a later drop's answers replace an earlier one's whatever their
+   * file names; a failed drop sent again counts from its new acceptance), then by creation; suites without a
+   * drop (regression evidence) last.
    */
   async listSuites(line: string): Promise<SuiteInfo[]> {
     const l = await lineRow(this.db, line);
@@ -647,7 +649,7 @@ export class Registry {
       .from(evaluationSuites)
       .leftJoin(dataDrops, eq(dataDrops.id, evaluationSuites.dropId))
       .where(eq(evaluationSuites.lineId, l.id))
-      .orderBy(sql`${dataDrops.id} asc nulls last`, asc(evaluationSuites.id));
+      .orderBy(sql`${dataDrops.acceptedSeq} asc nulls last`, asc(evaluationSuites.id));
     return rows.map(({ suite, dropDigest }) => ({
       line,
       name: suite.name,
@@ -1771,6 +1773,9 @@ function toLineInfo(row: LineRow, foundationLine: string | null): LineInfo {
     updatedAt: row.updatedAt,
   };
 }
+
+/** The next number of the accepted sequence, drawn in the inserting or re-accepting statement. */
+const NEXT_ACCEPTED = sql`nextval('data_drops_accepted_seq')`;
 
 function toDropInfo(row: typeof dataDrops.$inferSelect, line: string): DropInfo {
   return {

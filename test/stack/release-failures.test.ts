@@ -199,7 +199,7 @@ describe('ways out of a cycle', () => {
     expect(ok.reason).toContain(`against an untrained model and ${base}@1`);
   }, 240_000);
 
-  it('supersedes probes by the order their drops arrived in, not by file name', async () => {
+  it('supersedes probes by the order their drops were accepted in, not by file name', async () => {
     const line = name('order');
     await loop.createLine(line);
     const acts = createActivities(loop.deps);
@@ -208,18 +208,25 @@ describe('ways out of a cycle', () => {
       { source: 'zz-prices-2025', path: facts('zz-prices-2025.jsonl', [42, 17, 88, 35]) },
       { source: 'aa-prices-2026', path: facts('aa-prices-2026.jsonl', [61, 29, 73, 50]) },
     ];
-    for (const [n, d] of drops.entries()) {
-      const digest = sha256Hex(readFileSync(d.path));
-      const r = await acts.ingestDrop({ line, request: { path: d.path, digest, source: d.source }, key: `order-${n}` });
-      expect(r.status).toBe('accepted');
-    }
-    const snap = await snapshot(line);
-    const probeSuites = snap.suites.filter((s) => s.kind === 'probe');
-    expect(probeSuites.map((s) => s.name.slice(0, 14))).toEqual(['zz-prices-2025', 'aa-prices-2026']);
-    const data = await resolveSuites(snap.suites, loop.deps.drops);
-    const [older, newer] = probeSuites.map((s) => data.get(s.name)!);
-    expect(older).toMatchObject({ kind: 'probe', probes: [], superseded: 4 });
-    expect(newer).toMatchObject({ kind: 'probe', superseded: 0 });
-    expect((newer as { probes: unknown[] }).probes).toHaveLength(4);
+    const requests = drops.map((d) => ({ path: d.path, digest: sha256Hex(readFileSync(d.path)), source: d.source }));
+    for (const [n, request] of requests.entries()) expect((await acts.ingestDrop({ line, request, key: `order-${n}` })).status).toBe('accepted');
+    const resolved = async () => {
+      const snap = await snapshot(line);
+      const probeSuites = snap.suites.filter((s) => s.kind === 'probe');
+      const data = await resolveSuites(snap.suites, loop.deps.drops);
+      return probeSuites.map((s) => ({ name: s.name.slice(0, 14), ...(data.get(s.name) as { probes: unknown[]; superseded: number }) }));
+    };
+    const [older, newer] = await resolved();
+    expect(older).toMatchObject({ name: 'zz-prices-2025', probes: [], superseded: 4 });
+    expect(newer).toMatchObject({ name: 'aa-prices-2026', superseded: 0 });
+    expect(newer!.probes).toHaveLength(4);
+
+    // The 2025 drop's cycle fails and the operator sends it again: accepted anew, its answers are now the newest.
+    expect(await loop.registry.failDrop(line, requests[0]!.digest, 'order-0', 'test: the cycle failed')).toMatchObject({ status: 'failed' });
+    expect((await resolved()).map((s) => s.name)).toEqual(['aa-prices-2026']);
+    expect((await acts.ingestDrop({ line, request: requests[0]!, key: 'order-2' })).status).toBe('accepted');
+    const [first, last] = await resolved();
+    expect(first).toMatchObject({ name: 'aa-prices-2026', probes: [], superseded: 4 });
+    expect(last).toMatchObject({ name: 'zz-prices-2025', superseded: 0 });
   });
 });
