@@ -184,7 +184,8 @@ export function releaseActivities(deps: ActivityDeps) {
     async closeFailedCycle(input: { line: string; key: string; digest: string; reason: string }): Promise<{ dropFailed: boolean }> {
       const failed = await registry.failDrop(input.line, input.digest, input.key, input.reason);
       const run = await registry.getTrainingRun(input.key).catch(() => null);
-      if (run?.version) await settle({ line: input.line, version: run.version, actor: 'perennial', reason: input.reason, requestKey: `${input.key}:canary-settle` });
+      if (run?.version)
+        await settle({ line: input.line, version: run.version, actor: 'perennial', reason: input.reason, requestKey: `${input.key}:canary-settle` });
       const drop = await registry.getDrop(input.line, input.digest);
       return { dropFailed: failed !== null || (drop?.status === 'failed' && drop.ingestKey === input.key) };
     },

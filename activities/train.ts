@@ -76,9 +76,9 @@ export function trainingActivities(deps: ActivityDeps) {
   }
 
   /**
-   * What no retry can fix (the same data and recipe diverge again; a foreign or corrupt checkpoint stays so; a
-   * recipe override out of range stays so)
-   * fails at once, typed, and the run is recorded as failed; the cycle turns it into a verdict.
+   * What no retry can fix fails at once, typed and non-retryable, with the run recorded as failed; the cycle turns
+   * it into a verdict. The same data and recipe diverge again, a foreign or corrupt checkpoint stays so, and so
+   * does a recipe override the trainer refuses.
    */
   async function failDeterministically(key: string, err: TrainingDivergedError | CheckpointMismatchError | InvalidRecipeError): Promise<never> {
     await deps.registry.finishTrainingRun(key, { status: 'failed', error: err.message });

@@ -563,7 +563,11 @@ export class Registry {
         .for('update');
       if (!row) throw new NotFoundError(`drop ${digest} of line ${line}`);
       if (row.status !== 'failed') return toDropInfo(row, line);
-      const [updated] = await tx.update(dataDrops).set({ status: 'accepted', reason: null, ingestKey, acceptedSeq: NEXT_ACCEPTED }).where(eq(dataDrops.id, row.id)).returning();
+      const [updated] = await tx
+        .update(dataDrops)
+        .set({ status: 'accepted', reason: null, ingestKey, acceptedSeq: NEXT_ACCEPTED })
+        .where(eq(dataDrops.id, row.id))
+        .returning();
       await appendAuditEntry(tx, {
         actor,
         action: 'drop.status',
