@@ -6,11 +6,12 @@
 import { Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
 import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
-import { LanguageModel } from '../model/transformer.ts';
+import { initWeights, LanguageModel } from '../model/transformer.ts';
 import { loadModel } from '../model/weights.ts';
 import type { Metrics } from '../workflows/gate.ts';
 import type { ActivityDeps } from './deps.ts';
 import { resolveSuites, type SuiteData } from './suites.ts';
+import type { ModelConfig } from '../schemas/io.ts';
 import type { SuiteRef } from './types.ts';
 
 export function evaluationActivities(deps: ActivityDeps) {
@@ -25,7 +26,35 @@ export function evaluationActivities(deps: ActivityDeps) {
       for (const version of input.versions) out[version] = await evaluateOne({ ...input, version }, data);
       return out;
     },
+
+    /**
+     * Measures an untrained model of `modelConfig` (initWeights(config, seed): where a from-scratch candidate
+     * starts) on `suites`: what a line's first version must beat. Records nothing (there is no version); the
+     * numbers are kept in the gate decision. Deterministic, so idempotent.
+     */
+    async evaluateUntrained(input: { modelConfig: ModelConfig; seed: number; suites: SuiteRef[] }): Promise<Record<string, Metrics>> {
+      const data = await resolveSuites(input.suites, deps.drops);
+      await initBackend();
+      const model = LanguageModel.create(input.modelConfig, initWeights(input.modelConfig, input.seed));
+      const out: Record<string, Metrics> = {};
+      try {
+        for (const suite of input.suites) out[suite.name] = await measure(model, data.get(suite.name)!);
+      } finally {
+        model.dispose();
+      }
+      return out;
+    },
   };
+
+  async function measure(model: LanguageModel, d: SuiteData): Promise<Metrics> {
+    if (d.kind === 'probe' && d.probes.length === 0) return { retired: 1, total: 0, superseded: d.superseded };
+    if (d.kind === 'text') {
+      const r = await evaluateLoss(model, d.texts);
+      return { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
+    }
+    const r = await exactMatch(model, d.probes);
+    return { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
+  }
 
   async function evaluateOne(
     input: { line: string; version: number; suites: SuiteRef[]; fresh?: boolean },
@@ -50,16 +79,7 @@ export function evaluationActivities(deps: ActivityDeps) {
       for (const suite of todo) {
         const d = data.get(suite.name)!;
         const started = performance.now();
-        let metrics: Metrics;
-        if (d.kind === 'probe' && d.probes.length === 0) {
-          metrics = { retired: 1, total: 0, superseded: d.superseded };
-        } else if (d.kind === 'text') {
-          const r = await evaluateLoss(model, d.texts);
-          metrics = { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
-        } else {
-          const r = await exactMatch(model, d.probes);
-          metrics = { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
-        }
+        const metrics = await measure(model, d);
         metrics.evalMs = Math.round(performance.now() - started);
         if (suite.evidence) metrics.evidence = 1;
         await deps.registry.recordEvaluation({

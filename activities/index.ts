@@ -18,4 +18,4 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 /** Activities that run on the training task queue (CPU/GPU bound). */
-export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions'] as const;
+export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions', 'evaluateUntrained'] as const;

@@ -152,6 +152,8 @@ export function ingestActivities(deps: ActivityDeps) {
       const previous = await deps.registry.getDrop(line, request.digest);
       if (previous) {
         if (previous.status === 'accepted' && previous.ingestKey === input.key) return accepted(line, request, previous);
+        // A drop whose cycle failed was never judged: sent again, it is accepted anew (its file was checked then).
+        if (previous.status === 'failed') return accepted(line, request, await deps.registry.reacceptDrop(line, request.digest, input.key));
         return { status: 'duplicate', digest: request.digest, previousStatus: previous.status };
       }
       const read = await readDropFile(request.path, deps.dataDir);

@@ -9,7 +9,7 @@ import { ROOTS_FILE } from './registry/audit.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { scheduleId } from '../workflows/schedule-tick-workflow.ts';
 import { LineSpec } from '../schemas/io.ts';
-import { NotFoundError } from '../schemas/errors.ts';
+import { ChannelConflictError, NotFoundError } from '../schemas/errors.ts';
 import type { GateDecision } from '../workflows/gate.ts';
 import type { ChannelMove, TickRequest } from '../workflows/messages.ts';
 import { ErrorType } from '../workflows/options.ts';
@@ -163,8 +163,31 @@ export function releaseActivities(deps: ActivityDeps) {
     },
 
     /** Sets a drop's final status (a gate or a reviewer rejected its candidate). Idempotent. */
-    async setDropStatus(input: { line: string; digest: string; status: 'accepted' | 'rejected'; reason: string }): Promise<void> {
+    async setDropStatus(input: { line: string; digest: string; status: 'accepted' | 'rejected' | 'failed'; reason: string }): Promise<void> {
       await registry.setDropStatus(input.line, input.digest, input.status, input.reason);
+    },
+
+    /**
+     * Every way out of a cycle that does not promote calls this: when `canary` still holds the cycle's candidate
+     * (and `stable` does not), it goes back to the line's `stable` version now, or is cleared when the line has
+     * none, so the next cycle never meets a rejected version there. Idempotent by requestKey.
+     */
+    async settleCanary(input: { line: string; version: number; actor: string; reason: string; requestKey: string }): Promise<ChannelMove | null> {
+      return settle(input);
+    },
+
+    /**
+     * Closes a cycle that ended without a judgment: its drop (when this cycle's ingest accepted it) becomes
+     * `failed` with the reason, so it feeds neither replay nor the gate and may be sent again, and `canary` is
+     * settled off the cycle's candidate. Returns whether the drop was marked. Idempotent.
+     */
+    async closeFailedCycle(input: { line: string; key: string; digest: string; reason: string }): Promise<{ dropFailed: boolean }> {
+      const failed = await registry.failDrop(input.line, input.digest, input.key, input.reason);
+      const run = await registry.getTrainingRun(input.key).catch(() => null);
+      if (run?.version)
+        await settle({ line: input.line, version: run.version, actor: 'perennial', reason: input.reason, requestKey: `${input.key}:canary-settle` });
+      const drop = await registry.getDrop(input.line, input.digest);
+      return { dropFailed: failed !== null || (drop?.status === 'failed' && drop.ingestKey === input.key) };
     },
 
     /** Appends an audit entry for a human or system event that moves nothing (a report, an approval). */
@@ -199,6 +222,23 @@ export function releaseActivities(deps: ActivityDeps) {
       });
     },
   };
+
+  async function settle(input: { line: string; version: number; actor: string; reason: string; requestKey: string }): Promise<ChannelMove | null> {
+    const now = await registry.getChannels(input.line);
+    const canary = now.find((c) => c.channel === 'canary');
+    const stable = now.find((c) => c.channel === 'stable')?.version ?? null;
+    if (!canary || canary.version !== input.version || stable === input.version) return null;
+    const common = { line: input.line, channel: 'canary', expectedEpoch: canary.epoch, actor: input.actor, reason: input.reason, requestKey: input.requestKey };
+    let moved;
+    try {
+      moved = stable !== null ? await registry.moveChannel({ ...common, to: stable }) : await registry.clearChannel(common);
+    } catch (err) {
+      // Someone moved canary in the meantime (an operator's rollback): theirs is the newer decision.
+      if (err instanceof ChannelConflictError) return null;
+      throw err;
+    }
+    return { line: input.line, channel: 'canary', from: moved.from, to: moved.to, epoch: moved.epoch, releaseId: moved.releaseId };
+  }
 
   async function moveTo(input: MoveRequest): Promise<ChannelMove> {
     await registry.getVersion(input.line, input.to);

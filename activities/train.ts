@@ -6,7 +6,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
 import { initWeights } from '../model/transformer.ts';
-import { readCheckpoint, trainModel } from '../model/train.ts';
+import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel, type TrainResult } from '../model/train.ts';
 import { loadModel, saveModel, type Weights } from '../model/weights.ts';
 import { ErrorType } from '../workflows/options.ts';
 import { progressSignal } from '../workflows/messages.ts';
@@ -75,6 +75,17 @@ export function trainingActivities(deps: ActivityDeps) {
     return { init: weights, reference: input.recipe.l2Pull > 0 ? weights : undefined };
   }
 
+  /**
+   * What no retry can fix fails at once, typed and non-retryable, with the run recorded as failed; the cycle turns
+   * it into a verdict. The same data and recipe diverge again, a foreign or corrupt checkpoint stays so, and so
+   * does a recipe override the trainer refuses.
+   */
+  async function failDeterministically(key: string, err: TrainingDivergedError | CheckpointMismatchError | InvalidRecipeError): Promise<never> {
+    await deps.registry.finishTrainingRun(key, { status: 'failed', error: err.message });
+    const details = err instanceof TrainingDivergedError ? { step: err.step, loss: String(err.loss) } : {};
+    throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, details: [details] });
+  }
+
   return {
     /** Trains a candidate; heartbeats {step, checkpoint}; resumes from the last checkpoint on retry. Writes only to the content-addressed store. */
     async trainCandidate(input: TrainInput): Promise<TrainingOutcome> {
@@ -89,49 +100,74 @@ export function trainingActivities(deps: ActivityDeps) {
         seed: input.recipe.seed,
         drops: [input.dropDigest],
       });
-      const { init, reference } = await initialWeights(input);
-      const sources = await trainingSources(input);
+      let init: Weights, reference: Weights | undefined, sources: Awaited<ReturnType<typeof trainingSources>>;
+      try {
+        ({ init, reference } = await initialWeights(input));
+        sources = await trainingSources(input);
+      } catch (err) {
+        // A model/config mismatch or a drop with nothing to train on: the run ends here, recorded as failed.
+        if (err instanceof ApplicationFailure && err.nonRetryable) await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: err.message });
+        throw err;
+      }
       const resume = previous?.checkpoint ? await deps.store.get(previous.checkpoint) : undefined;
+      if (resume) {
+        try {
+          readCheckpoint(resume);
+        } catch (err) {
+          // A corrupt checkpoint is corrupt on every attempt.
+          return failDeterministically(
+            input.key,
+            new CheckpointMismatchError(`checkpoint ${previous!.checkpoint!.slice(0, 12)} cannot be resumed: ${(err as Error).message}`),
+          );
+        }
+      }
 
       const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
       let lastCheckpoint = previous?.checkpoint;
       let lastCheckpointStep = resume ? resumedFromStep : undefined;
       let lastLoss = previous?.loss;
       let lastSignal = 0;
-      const result = await trainModel({
-        config: input.modelConfig,
-        init,
-        reference,
-        sources,
-        recipe: { ...input.recipe, minLearningRate: input.recipe.minLearningRate, rewarm: input.recipe.rewarm && input.init !== null },
-        checkpointEvery: input.recipe.checkpointEvery,
-        resume,
-        onCheckpoint: async (bytes, step) => {
-          lastCheckpoint = await deps.store.put(bytes);
-          lastCheckpointStep = step;
-          ctx.heartbeat({ step, checkpoint: lastCheckpoint, checkpointStep: step, loss: lastLoss } satisfies TrainingHeartbeat);
-        },
-        onProgress: async (p) => {
-          lastLoss = p.loss;
-          ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, checkpointStep: lastCheckpointStep, loss: p.loss } satisfies TrainingHeartbeat);
-          const now = Date.now();
-          if (input.progressTo && (now - lastSignal >= PROGRESS_SIGNAL_MS || p.step === p.steps)) {
-            lastSignal = now;
-            // Progress is for the live view only; a line workflow between runs may miss one.
-            await deps.client.workflow
-              .getHandle(input.progressTo)
-              .signal(progressSignal, {
-                cycleId: ctx.info.workflowExecution?.workflowId ?? input.key,
-                step: p.step,
-                steps: p.steps,
-                loss: p.loss,
-                tokensPerSecond: p.tokensPerSecond,
-              })
-              .catch(() => undefined);
-          }
-        },
-        shouldStop: () => ctx.cancellationSignal.aborted,
-      });
+      let result: TrainResult;
+      try {
+        result = await trainModel({
+          config: input.modelConfig,
+          init,
+          reference,
+          sources,
+          recipe: { ...input.recipe, minLearningRate: input.recipe.minLearningRate, rewarm: input.recipe.rewarm && input.init !== null },
+          checkpointEvery: input.recipe.checkpointEvery,
+          resume,
+          onCheckpoint: async (bytes, step) => {
+            lastCheckpoint = await deps.store.put(bytes);
+            lastCheckpointStep = step;
+            ctx.heartbeat({ step, checkpoint: lastCheckpoint, checkpointStep: step, loss: lastLoss } satisfies TrainingHeartbeat);
+          },
+          onProgress: async (p) => {
+            lastLoss = p.loss;
+            ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, checkpointStep: lastCheckpointStep, loss: p.loss } satisfies TrainingHeartbeat);
+            const now = Date.now();
+            if (input.progressTo && (now - lastSignal >= PROGRESS_SIGNAL_MS || p.step === p.steps)) {
+              lastSignal = now;
+              // Progress is for the live view only; a line workflow between runs may miss one.
+              await deps.client.workflow
+                .getHandle(input.progressTo)
+                .signal(progressSignal, {
+                  cycleId: ctx.info.workflowExecution?.workflowId ?? input.key,
+                  step: p.step,
+                  steps: p.steps,
+                  loss: p.loss,
+                  tokensPerSecond: p.tokensPerSecond,
+                })
+                .catch(() => undefined);
+            }
+          },
+          shouldStop: () => ctx.cancellationSignal.aborted,
+        });
+      } catch (err) {
+        if (err instanceof TrainingDivergedError || err instanceof CheckpointMismatchError || err instanceof InvalidRecipeError)
+          return failDeterministically(input.key, err);
+        throw err;
+      }
       if (result.stopped)
         throw new CancelledFailure(`training of ${input.key} was cancelled at step ${result.steps}; last checkpoint ${lastCheckpoint ?? 'none'}`);
 

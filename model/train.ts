@@ -94,6 +94,22 @@ export class CheckpointMismatchError extends Error {
   override name = 'CheckpointMismatchError';
 }
 
+/** Thrown when a recipe cannot be trained with (a value out of range, minLearningRate above learningRate). */
+export class InvalidRecipeError extends Error {
+  override name = 'InvalidRecipeError';
+}
+
+/** Thrown when a step's loss is not finite: the same data and recipe diverge again, so no retry can fix it. */
+export class TrainingDivergedError extends Error {
+  override name = 'TrainingDivergedError';
+  constructor(
+    readonly step: number,
+    readonly loss: number,
+  ) {
+    super(`training diverged at step ${step} (loss ${Number.isNaN(loss) ? 'nan' : loss > 0 ? 'inf' : '-inf'})`);
+  }
+}
+
 /** Value of `format` in a checkpoint's metadata. */
 export const CHECKPOINT_FORMAT = 'perennial-checkpoint/1';
 const MOMENT1 = 'optimizer.m.';
@@ -153,20 +169,20 @@ const FINGERPRINT_LABELS: Record<string, string> = {
 
 function validateRecipe(r: Recipe): void {
   const positiveInt = (k: 'steps' | 'batchSize') => {
-    if (!Number.isInteger(r[k]) || r[k] < 1) throw new Error(`recipe: ${k} must be a positive integer, got ${r[k]}`);
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new InvalidRecipeError(`recipe: ${k} must be a positive integer, got ${r[k]}`);
   };
   positiveInt('steps');
   positiveInt('batchSize');
   if (!Number.isInteger(r.warmupSteps) || r.warmupSteps < 0) {
-    throw new Error(`recipe: warmupSteps must be a non-negative integer, got ${r.warmupSteps}`);
+    throw new InvalidRecipeError(`recipe: warmupSteps must be a non-negative integer, got ${r.warmupSteps}`);
   }
   for (const k of ['learningRate', 'weightDecay', 'gradClip', 'l2Pull'] as const) {
-    if (!Number.isFinite(r[k]) || r[k] < 0) throw new Error(`recipe: ${k} must be a non-negative number, got ${r[k]}`);
+    if (!Number.isFinite(r[k]) || r[k] < 0) throw new InvalidRecipeError(`recipe: ${k} must be a non-negative number, got ${r[k]}`);
   }
   if (r.minLearningRate !== undefined && !(r.minLearningRate >= 0 && r.minLearningRate <= r.learningRate)) {
-    throw new Error(`recipe: minLearningRate must be between 0 and learningRate, got ${r.minLearningRate}`);
+    throw new InvalidRecipeError(`recipe: minLearningRate must be between 0 and learningRate, got ${r.minLearningRate}`);
   }
-  if (!Number.isInteger(r.seed)) throw new Error(`recipe: seed must be an integer, got ${r.seed}`);
+  if (!Number.isInteger(r.seed)) throw new InvalidRecipeError(`recipe: seed must be an integer, got ${r.seed}`);
 }
 
 /** Loss-curve bookkeeping, saved in checkpoints so a resumed run reports the same curve. */
@@ -304,7 +320,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       const gradArrays = new Map<string, Float32Array>();
       names.forEach((name, i) => gradArrays.set(name, grads[variables[i]!.name]!.dataSync() as Float32Array));
       tf.dispose([value, ...Object.values(grads)]);
-      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${t}`);
+      if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, loss);
 
       const lr = learningRateAt(t, recipe);
       optimizer.step(gradArrays, lr, t);

@@ -68,6 +68,8 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
     recipe: opts.recipe,
     requestedBy: opts.requestedBy,
   });
+  // A drop whose cycle failed may be sent again: the cycles it already had are not the answer to this send.
+  const priorCycles = ((await lineState(t.client, line).catch(() => null))?.recent ?? []).filter((c) => c.digest === request.digest).map((c) => c.cycleId);
   const handle = await t.client.workflow.signalWithStart(lineWorkflow, {
     workflowId: lineWorkflowId(line),
     taskQueue: t.taskQueue,
@@ -75,7 +77,7 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
     signal: dataDropSignal,
     signalArgs: [request],
   });
-  return { request, workflowId: handle.workflowId, runId: handle.signaledRunId };
+  return { request, workflowId: handle.workflowId, runId: handle.signaledRunId, priorCycles };
 }
 
 /** The line workflow's live state, or null when it has not been started. */
@@ -89,19 +91,19 @@ export async function lineState(client: Client, line: string): Promise<LineState
   }
 }
 
-/** Waits until the line has finished a cycle for `digest` and returns its summary. */
+/** Waits until the line has finished a cycle for `digest` (other than the cycles in `except`) and returns its summary. */
 export async function waitForCycle(
   client: Client,
   line: string,
   digest: string,
-  opts: { timeoutMs?: number; onState?: (s: LineState) => void } = {},
+  opts: { timeoutMs?: number; onState?: (s: LineState) => void; except?: string[] } = {},
 ): Promise<CycleSummary> {
   const deadline = Date.now() + (opts.timeoutMs ?? 15 * 60_000);
   while (Date.now() < deadline) {
     const state = await lineState(client, line).catch(() => null);
     if (state) {
       opts.onState?.(state);
-      const done = [...state.recent].reverse().find((c) => c.digest === digest);
+      const done = [...state.recent].reverse().find((c) => c.digest === digest && !opts.except?.includes(c.cycleId));
       if (done) return done;
     }
     await new Promise((r) => setTimeout(r, 300));

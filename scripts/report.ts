@@ -98,14 +98,14 @@ function curveSvg(s: Series): string {
 }
 
 /** Channel -> version over time, as step lines (one colour per channel). */
-function timelineSvg(releases: { channel: string; toVersion: number; at: Date; actor: string; reason: string }[]): string {
+function timelineSvg(releases: { channel: string; toVersion: number | null; at: Date; actor: string; reason: string }[]): string {
   if (!releases.length) return '<p>No releases yet.</p>';
   const W = 680;
   const H = 200;
   const pad = { l: 40, r: 90, t: 12, b: 24 };
   const t0 = Math.min(...releases.map((r) => r.at.getTime()));
   const t1 = Math.max(...releases.map((r) => r.at.getTime()), t0 + 1);
-  const vmax = Math.max(...releases.map((r) => r.toVersion), 1);
+  const vmax = Math.max(...releases.map((r) => r.toVersion ?? 0), 1);
   const x = (t: number) => pad.l + ((t - t0) / (t1 - t0)) * (W - pad.l - pad.r);
   const y = (v: number) => pad.t + (1 - v / vmax) * (H - pad.t - pad.b);
   const colours: Record<string, string> = { stable: '#1b7f3b', canary: '#d08700', candidate: '#5b6bbf' };
@@ -119,13 +119,13 @@ function timelineSvg(releases: { channel: string; toVersion: number; at: Date; a
     let d = '';
     rs.forEach((r, i) => {
       const px = x(r.at.getTime());
-      d += i === 0 ? `M${px.toFixed(1)},${y(r.toVersion).toFixed(1)}` : ` H${px.toFixed(1)} V${y(r.toVersion).toFixed(1)}`;
+      d += i === 0 ? `M${px.toFixed(1)},${y(r.toVersion ?? 0).toFixed(1)}` : ` H${px.toFixed(1)} V${y(r.toVersion ?? 0).toFixed(1)}`;
     });
     d += ` H${(W - pad.r).toFixed(1)}`;
     parts.push(`<path d="${d}" fill="none" stroke="${colour}" stroke-width="2" opacity="0.85"/>`);
     rs.forEach((r) =>
       parts.push(
-        `<circle cx="${x(r.at.getTime())}" cy="${y(r.toVersion)}" r="3.5" fill="${colour}"><title>${esc(`${r.at.toISOString()} ${c} -> v${r.toVersion} by ${r.actor}: ${r.reason}`)}</title></circle>`,
+        `<circle cx="${x(r.at.getTime())}" cy="${y(r.toVersion ?? 0)}" r="3.5" fill="${colour}"><title>${esc(`${r.at.toISOString()} ${c} -> ${r.toVersion === null ? 'none' : `v${r.toVersion}`} by ${r.actor}: ${r.reason}`)}</title></circle>`,
       ),
     );
     parts.push(`<text x="${W - pad.r + 6}" y="${pad.t + 14 + k * 16}" fill="${colour}" class="legend">${esc(c)}</text>`);
@@ -140,7 +140,7 @@ export interface LineReport {
   foundation: string | null;
   heatmap: Heatmap;
   series: Series[];
-  releases: { channel: string; fromVersion: number | null; toVersion: number; at: Date; actor: string; reason: string }[];
+  releases: { channel: string; fromVersion: number | null; toVersion: number | null; at: Date; actor: string; reason: string }[];
   drops: { source: string; digest: string; status: string; reason: string | null; receivedAt: Date }[];
   channels: { channel: string; version: number | null }[];
 }
@@ -227,7 +227,7 @@ export async function buildReport(registry: Registry, lines?: string[]): Promise
       `<table><tr><th>time</th><th>channel</th><th>move</th><th>actor</th><th>reason</th></tr>${r.releases
         .map(
           (x) =>
-            `<tr><td>${esc(x.at.toISOString())}</td><td>${esc(x.channel)}</td><td>${x.fromVersion ?? '-'} → ${x.toVersion}</td><td>${esc(x.actor)}</td><td>${esc(x.reason)}</td></tr>`,
+            `<tr><td>${esc(x.at.toISOString())}</td><td>${esc(x.channel)}</td><td>${x.fromVersion ?? '-'} → ${x.toVersion ?? '-'}</td><td>${esc(x.actor)}</td><td>${esc(x.reason)}</td></tr>`,
         )
         .join('')}</table>`,
       `<h3>Quarantined and rejected drops</h3>`,

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities, SuiteRef } from '../activities/types.ts';
-import { evaluateGate, type GateDecision } from './gate.ts';
+import { evaluateGate, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -35,6 +35,10 @@ import { ErrorType, evaluation, ingest, registryLocal, training, trainingQueueFo
 import { LINE, PHASE, VERDICT, VERSION } from './search-attributes.ts';
 
 const SYSTEM_ACTOR = 'perennial';
+
+/** Key for a cycle's idempotent registry writes: unique per cycle and drop, stable across activity retries. */
+export const cycleKey = (cycleId: string, digest: string) => `${cycleId}:${digest.slice(0, 16)}`;
+const NON_RETRYABLE = new Set<string>(Object.values(ErrorType));
 const REPORTED_PHASES = new Set<CyclePhase>(['adapt', 'evaluate', 'canary', 'awaiting-approval', 'rollback']);
 
 /** Runs one drop through the release loop. Idempotent per cycle id: every write is keyed by it. */
@@ -42,8 +46,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   const { line, drop } = input;
   const info = workflowInfo();
   const cycleId = info.workflowId;
-  // Keys for idempotent registry writes: unique per cycle and drop, stable across activity retries.
-  const key = `${cycleId}:${drop.digest.slice(0, 16)}`;
+  const key = cycleKey(cycleId, drop.digest);
   const trainingQueue = trainingQueueFor(info.taskQueue);
   const light = proxyLocalActivities<Activities>(registryLocal);
   const ingestActs = proxyActivities<Activities>(ingest);
@@ -81,15 +84,21 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   };
   /** Channel -> version as this cycle leaves it: the snapshot's, then every move made here. */
   const channels: Record<string, number> = {};
-  const move = async (req: Parameters<Activities['moveChannel']>[0]) => {
-    const moved = await light.moveChannel(req);
-    channels[moved.channel] = moved.to;
+  const track = (moved: { channel: string; to: number | null } | null) => {
+    if (moved) {
+      if (moved.to === null) delete channels[moved.channel];
+      else channels[moved.channel] = moved.to;
+    }
     return moved;
   };
-  const finish = (verdict: CycleVerdict, reason: string, decision?: GateDecision): CycleResult => {
+  const move = async (req: Parameters<Activities['moveChannel']>[0]) => track(await light.moveChannel(req))!;
+  /** Every way out that does not promote: `canary` goes back to the released version (or is cleared). */
+  const settleCanary = async (actor: string, reason: string) =>
+    state.version !== undefined ? track(await light.settleCanary({ line, version: state.version, actor, reason, requestKey: `${key}:canary-settle` })) : null;
+  const finish = (verdict: CycleVerdict, reason: string, decision?: GateDecision, extra: Partial<CycleResult> = {}): CycleResult => {
     upsertSearchAttributes([{ key: VERDICT, value: verdict }]);
     enter('done');
-    return { cycleId, verdict, version: state.version, reason, decision, channels: { ...channels } };
+    return { cycleId, verdict, version: state.version, reason, decision, channels: { ...channels }, ...extra };
   };
 
   upsertSearchAttributes([
@@ -118,16 +127,26 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   enter('adapt');
   const recipe = { ...snapshot.spec.recipe, ...drop.recipe };
   const init = champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
-  const trained = await heavy.trainCandidate({
-    line,
-    key,
-    init,
-    dropDigest: drop.digest,
-    replay: snapshot.replay,
-    recipe,
-    modelConfig: snapshot.spec.modelConfig,
-    progressTo: input.parentId,
-  });
+  let trained;
+  try {
+    trained = await heavy.trainCandidate({
+      line,
+      key,
+      init,
+      dropDigest: drop.digest,
+      replay: snapshot.replay,
+      recipe,
+      modelConfig: snapshot.spec.modelConfig,
+      progressTo: input.parentId,
+    });
+  } catch (err) {
+    // A failure no retry can fix (divergence, a corrupt checkpoint, a shape mismatch) is a verdict: the drop is
+    // marked failed (out of replay and the gate, free to be sent again with another recipe) and the line goes on.
+    const cause = err instanceof ActivityFailure ? err.cause : undefined;
+    if (!(cause instanceof ApplicationFailure && (cause.nonRetryable || NON_RETRYABLE.has(cause.type ?? '')))) throw err;
+    const { dropFailed } = await light.closeFailedCycle({ line, key, digest: drop.digest, reason: cause.message });
+    return finish('rejected', cause.message, undefined, { dropFailed });
+  }
   const { version, candidateMove } = await light.registerCandidate({
     line,
     key,
@@ -138,7 +157,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     recipe,
     candidateReason: `new candidate from drop ${drop.source}`,
   });
-  channels.candidate = candidateMove.to;
+  channels.candidate = candidateMove.to ?? version;
   state.version = version;
   upsertSearchAttributes([{ key: VERSION, value: version }]);
 
@@ -149,14 +168,17 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // One activity measures both, so the champion's numbers come from the same code, data and backend.
   const measured = await evals.evaluateVersions({ line, versions: champion !== null ? [version, champion] : [version], suites });
   const candidateMetrics = measured[version]!;
-  const championMetrics = champion !== null ? measured[champion]! : null;
+  // A line's first version has no champion; it is held to what it replaces: an untrained model of its shape on
+  // the line's own suites and, for an application line, its foundation's stable version on the foundation's.
+  const first = champion === null ? await firstVersionBaseline() : null;
 
   enter('gate');
   const decision = evaluateGate({
     rules: snapshot.spec.gateRules,
     suites: suites.map((s) => ({ name: s.name, kind: s.kind, isNew: newSuites.has(s.name) })),
     candidate: candidateMetrics,
-    champion: championMetrics,
+    champion: champion !== null ? measured[champion]! : first!.metrics,
+    baseline: first?.label,
   });
   // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
   const gate = await light.recordGate({ line, key, candidate: version, champion, decision, dropDigest: drop.digest });
@@ -164,7 +186,6 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Canary: serve the candidate on `canary` and watch for regression reports during the window.
   enter('canary');
-  const previousCanary = snapshot.channels.canary?.version ?? null;
   await move({
     line,
     channel: 'canary',
@@ -190,17 +211,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     });
     if (finding.confirmed) {
       enter('rollback');
-      const back = previousCanary ?? champion;
-      if (back !== null) {
-        await move({
-          line,
-          channel: 'canary',
-          to: back,
-          actor: report.actor,
-          reason: `automatic rollback: ${report.reason} (${finding.detail})`,
-          requestKey: `${key}:canary-rollback`,
-        });
-      }
+      await settleCanary(report.actor, `automatic rollback: ${report.reason} (${finding.detail})`);
       await light.setDropStatus({ line, digest: drop.digest, status: 'rejected', reason: `canary regression: ${report.reason}` });
       return finish('rolled-back', `canary regression confirmed: ${finding.detail}`, decision);
     }
@@ -216,16 +227,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       const why = answered
         ? `rejected by ${review!.request.actor}${review!.request.reason ? `: ${review!.request.reason}` : ''}`
         : `no approval within ${snapshot.spec.promotion.approvalTimeout}`;
-      const back = previousCanary ?? champion;
-      if (back !== null)
-        await move({
-          line,
-          channel: 'canary',
-          to: back,
-          actor: answered ? review!.request.actor : SYSTEM_ACTOR,
-          reason: why,
-          requestKey: `${key}:canary-revert`,
-        });
+      await settleCanary(answered ? review!.request.actor : SYSTEM_ACTOR, why);
       await light.setDropStatus({ line, digest: drop.digest, status: 'rejected', reason: why });
       return finish(answered ? 'rejected-by-reviewer' : 'approval-expired', why, decision);
     }
@@ -247,8 +249,13 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       requestKey: `${key}:stable`,
     });
   } catch (err) {
-    const cause = err instanceof ActivityFailure ? err.cause : undefined;
-    if (cause instanceof ApplicationFailure && cause.type === ErrorType.ChannelConflict) return finish('conflict', cause.message, decision);
+    // A local activity's failure may reach the workflow unwrapped (no ActivityFailure around it).
+    const cause = err instanceof ActivityFailure ? err.cause : err;
+    if (cause instanceof ApplicationFailure && cause.type === ErrorType.ChannelConflict) {
+      // An operator moved `stable` meanwhile: theirs wins, and canary follows it rather than keep this candidate.
+      await settleCanary(SYSTEM_ACTOR, `not promoted: ${cause.message}`);
+      return finish('conflict', cause.message, decision);
+    }
     throw err;
   }
   return finish('promoted', decision.summary, decision);
@@ -257,7 +264,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   async function checkRegression(report: RegressionReport): Promise<{ confirmed: boolean; detail: string }> {
     const evidence =
       report.evidence && report.evidenceDigest ? await ingestActs.ingestEvidence({ line, path: report.evidence, digest: report.evidenceDigest }) : [];
-    const against = previousCanary ?? champion;
+    // Against the released version the gate compared with, never an earlier cycle's candidate.
+    const against = champion;
     const scope = evidence.length ? evidence : suites;
     const measured = await evals.evaluateVersions({ line, versions: against !== null ? [version, against] : [version], suites: scope });
     const now = measured[version]!;
@@ -269,6 +277,19 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       champion: before,
     });
     return { confirmed: recheck.verdict === 'fail', detail: recheck.summary };
+  }
+
+  /** Metrics of what a line's first version replaces, per suite, and how to name it in the decision. */
+  async function firstVersionBaseline(): Promise<{ metrics: Record<string, Metrics>; label: string }> {
+    const f = snapshot.foundationStable;
+    const held = f ? suites.filter((s) => s.line === f.line) : [];
+    const own = suites.filter((s) => !held.includes(s));
+    const [untrained, foundation] = await Promise.all([
+      own.length ? evals.evaluateUntrained({ modelConfig: snapshot.spec.modelConfig, seed: recipe.seed, suites: own }) : {},
+      f && held.length ? evals.evaluateVersions({ line: f.line, versions: [f.version], suites: held }).then((m) => m[f.version]!) : {},
+    ]);
+    const label = f && held.length ? `an untrained model and ${f.line}@${f.version}` : 'an untrained model of its shape';
+    return { metrics: { ...untrained, ...foundation }, label };
   }
 }
 

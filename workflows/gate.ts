@@ -11,7 +11,9 @@
  *   of the champion's loss; exact match: points), and a suite of the new drop must improve by at least
  *   `minImprovement` (same units; exact match need not exceed 1). A champion without a result on a suite
  *   makes that suite fail, because the comparison cannot be made.
- * - A line with no champion yet passes on the floors alone.
+ * - A line's first version has no champion: the cycle passes what it replaces as the champion (an untrained
+ *   model of its shape on the line's own suites, the foundation's stable version on the foundation's suites),
+ *   so it must learn its drop and keep what its foundation could do. Without any comparison, floors alone apply.
  */
 import type { GateRules } from '../schemas/io.ts';
 
@@ -38,8 +40,13 @@ export interface GateInput {
   rules: GateRules;
   suites: GateSuite[];
   candidate: Record<string, Metrics>;
-  /** Null when the line has no champion yet. */
+  /**
+   * The version judged against: the champion, or for a line's first version what it replaces (an untrained
+   * model, the foundation's stable version). Null: floors only (a regression check with nothing to compare).
+   */
   champion: Record<string, Metrics> | null;
+  /** How to name `champion` in the summary when it is not the line's champion. */
+  baseline?: string;
 }
 
 export interface SuiteVerdict {
@@ -77,8 +84,8 @@ export function evaluateGate(input: GateInput): GateDecision {
     summary: failed.length
       ? `failed on ${failed.map((s) => s.suite).join(', ')}`
       : input.champion
-        ? `passed all ${suites.length} suites against the champion`
-        : `passed the floors of all ${suites.length} suites (no champion yet)`,
+        ? `passed all ${suites.length} suites against ${input.baseline ?? 'the champion'}`
+        : `passed the floors of all ${suites.length} suites (nothing to compare with)`,
   };
 }
 
@@ -106,7 +113,7 @@ function judgeSuite(suite: GateSuite, input: GateInput): SuiteVerdict {
       ...base,
       bound: floor ?? null,
       pass: true,
-      reason: floor === undefined ? 'no champion and no floor' : `within the floor ${fmt(floor)} (no champion yet)`,
+      reason: floor === undefined ? 'nothing to compare with and no floor' : `within the floor ${fmt(floor)} (nothing to compare with)`,
     };
   }
   if (base.champion === null) return { ...base, bound: null, pass: false, reason: `no ${metric} result for the champion, so no comparison` };

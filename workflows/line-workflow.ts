@@ -34,7 +34,7 @@ import {
   type CycleResult,
   type LineState,
 } from './messages.ts';
-import { cycleWorkflow } from './cycle-workflow.ts';
+import { cycleKey, cycleWorkflow } from './cycle-workflow.ts';
 import { reevaluateWorkflow } from './reevaluate-workflow.ts';
 import { ErrorType, registry } from './options.ts';
 import { LINE, PHASE } from './search-attributes.ts';
@@ -112,7 +112,7 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         reason: `rollback: ${req.reason}`,
         requestKey: `rollback:${line}:${currentUpdateInfo()!.id}`,
       });
-      state.channels[channel] = move.to;
+      state.channels[channel] = req.to;
       return move;
     },
     {
@@ -135,7 +135,7 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         reason: req.reason,
         requestKey: `override:${line}:${currentUpdateInfo()!.id}`,
       });
-      state.channels[move.channel] = move.to;
+      state.channels[move.channel] = req.version;
       return move;
     },
     {
@@ -208,10 +208,21 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });
     } catch (err) {
-      // A cycle that failed outright (not a business verdict) is recorded; the line keeps serving.
-      result = { cycleId, verdict: 'rejected', reason: `the cycle failed: ${(err as Error).message}`, channels: state.channels };
+      // A cycle that failed outright (not a business verdict) is recorded; the line keeps serving. Its drop was
+      // never judged: it is marked failed (out of replay and the gate) and canary leaves its candidate.
+      const reason = `the cycle failed: ${failureMessage(err)}`;
+      let dropFailed = false;
+      try {
+        ({ dropFailed } = await acts.closeFailedCycle({ line, key: cycleKey(cycleId, drop.digest), digest: drop.digest, reason }));
+      } catch (cleanup) {
+        log.error('could not close a failed cycle', { cycleId, error: (cleanup as Error).message });
+      }
+      result = { cycleId, verdict: 'rejected', reason, channels: state.channels, dropFailed };
     }
+    // A failed drop may be sent again (with another recipe, say): the line forgets it has seen it.
+    if (result.dropFailed) state.seen = state.seen.filter((d) => d !== drop.digest);
     Object.assign(state.channels, result.channels);
+    if (!('canary' in result.channels)) delete state.channels.canary; // the cycle cleared it
     state.recent.push({
       cycleId,
       digest: drop.digest,
@@ -236,6 +247,13 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
     await condition(allHandlersFinished);
     await continueAsNew<typeof lineWorkflow>({ line, state });
   }
+}
+
+/** The innermost message of a child workflow's failure (the activity's, not "Activity task failed"). */
+function failureMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e?.cause && (e.cause as { message?: string }).message) e = e.cause as typeof e;
+  return e?.message ?? String(err);
 }
 
 function emptyState(line: string): LineState {

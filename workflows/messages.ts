@@ -74,7 +74,8 @@ export interface ChannelMove {
   line: string;
   channel: string;
   from: number | null;
-  to: number;
+  /** Null when the move cleared the channel (a first candidate leaving canary). */
+  to: number | null;
   epoch: number;
   releaseId: number;
 }
@@ -123,6 +124,8 @@ export interface CycleResult {
   reason: string;
   decision?: GateDecision;
   channels: Record<string, number>;
+  /** The cycle ended without a judgment and its drop is `failed`: the line takes the same content again. */
+  dropFailed?: boolean;
 }
 
 export interface CycleState {

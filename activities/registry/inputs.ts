@@ -67,7 +67,7 @@ export const RecordDropInput = z.object({
 export const SetDropStatusInput = z.object({
   line: Name,
   digest: Digest,
-  status: z.enum(['accepted', 'quarantined', 'rejected']),
+  status: z.enum(['accepted', 'quarantined', 'rejected', 'failed']),
   reason: Reason,
   actor: Actor.optional(),
 });

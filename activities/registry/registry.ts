@@ -104,7 +104,7 @@ export interface DropInfo {
   line: string;
   digest: string;
   source: string;
-  status: 'accepted' | 'quarantined' | 'rejected';
+  status: 'accepted' | 'quarantined' | 'rejected' | 'failed';
   counts: { records: number; train: number; heldOut: number; probes: number; rejected: number };
   reason: string | null;
   storedPath: string;
@@ -184,7 +184,8 @@ export interface ReleaseInfo {
   line: string;
   channel: string;
   fromVersion: number | null;
-  toVersion: number;
+  /** Null when the move cleared the channel. */
+  toVersion: number | null;
   epoch: number;
   actor: string;
   reason: string;
@@ -462,6 +463,7 @@ export class Registry {
           reason: p.reason ?? null,
           storedPath: p.storedPath,
           ingestKey: p.ingestKey ?? null,
+          acceptedSeq: p.status === 'accepted' ? NEXT_ACCEPTED : null,
         })
         .onConflictDoNothing({ target: [dataDrops.lineId, dataDrops.digest] })
         .returning();
@@ -496,7 +498,7 @@ export class Registry {
   async setDropStatus(
     line: string,
     digest: string,
-    status: 'accepted' | 'quarantined' | 'rejected',
+    status: 'accepted' | 'quarantined' | 'rejected' | 'failed',
     reason: string,
     actor: string = DEFAULT_ACTOR,
   ): Promise<DropInfo> {
@@ -518,6 +520,61 @@ export class Registry {
         details: { from: row.status, to: p.status, reason: p.reason, previousReason: row.reason },
       });
       return toDropInfo(updated!, p.line);
+    });
+  }
+
+  /**
+   * Marks a drop `failed` (its cycle ended without a judgment), but only while it is still `accepted` by the
+   * ingest of `ingestKey`: a drop some other cycle ingested, or one a gate already rejected, keeps its status.
+   * Returns the drop when it changed, else null. Idempotent; audited.
+   */
+  async failDrop(line: string, digest: string, ingestKey: string, reason: string, actor: string = DEFAULT_ACTOR): Promise<DropInfo | null> {
+    const p = parseInput('failDrop', SetDropStatusInput, { line, digest, status: 'failed', reason, actor });
+    return this.db.transaction(async (tx) => {
+      const l = await lineRow(tx, p.line);
+      const [row] = await tx
+        .select()
+        .from(dataDrops)
+        .where(and(eq(dataDrops.lineId, l.id), eq(dataDrops.digest, p.digest)))
+        .for('update');
+      if (!row || row.status !== 'accepted' || row.ingestKey !== ingestKey) return null;
+      const [updated] = await tx.update(dataDrops).set({ status: 'failed', reason: p.reason }).where(eq(dataDrops.id, row.id)).returning();
+      await appendAuditEntry(tx, {
+        actor: p.actor ?? DEFAULT_ACTOR,
+        action: 'drop.status',
+        subject: `${p.line}/drop/${p.digest}`,
+        details: { from: row.status, to: 'failed', reason: p.reason, previousReason: row.reason, ingestKey },
+      });
+      return toDropInfo(updated!, p.line);
+    });
+  }
+
+  /**
+   * Accepts a `failed` drop again for the ingest of `ingestKey` (it was sent again, perhaps with another recipe).
+   * Returns the drop as it is after the call (unchanged when it was not `failed`). Idempotent; audited.
+   */
+  async reacceptDrop(line: string, digest: string, ingestKey: string, actor: string = DEFAULT_ACTOR): Promise<DropInfo> {
+    return this.db.transaction(async (tx) => {
+      const l = await lineRow(tx, line);
+      const [row] = await tx
+        .select()
+        .from(dataDrops)
+        .where(and(eq(dataDrops.lineId, l.id), eq(dataDrops.digest, digest)))
+        .for('update');
+      if (!row) throw new NotFoundError(`drop ${digest} of line ${line}`);
+      if (row.status !== 'failed') return toDropInfo(row, line);
+      const [updated] = await tx
+        .update(dataDrops)
+        .set({ status: 'accepted', reason: null, ingestKey, acceptedSeq: NEXT_ACCEPTED })
+        .where(eq(dataDrops.id, row.id))
+        .returning();
+      await appendAuditEntry(tx, {
+        actor,
+        action: 'drop.status',
+        subject: `${line}/drop/${digest}`,
+        details: { from: 'failed', to: 'accepted', reason: 'sent again', previousReason: row.reason, ingestKey },
+      });
+      return toDropInfo(updated!, line);
     });
   }
 
@@ -583,7 +640,12 @@ export class Registry {
     });
   }
 
-  /** Every suite of a line, by name. */
+  /**
+   * Every suite of a line, oldest first: by the order the drops they came from were accepted in (supersede
+   * resolution reads list position as age, and a later drop's answers replace an earlier one's whatever their
+   * file names; a failed drop sent again counts from its new acceptance), then by creation; suites without a
+   * drop (regression evidence) last.
+   */
   async listSuites(line: string): Promise<SuiteInfo[]> {
     const l = await lineRow(this.db, line);
     const rows = await this.db
@@ -591,7 +653,7 @@ export class Registry {
       .from(evaluationSuites)
       .leftJoin(dataDrops, eq(dataDrops.id, evaluationSuites.dropId))
       .where(eq(evaluationSuites.lineId, l.id))
-      .orderBy(asc(evaluationSuites.name));
+      .orderBy(sql`${dataDrops.acceptedSeq} asc nulls last`, asc(evaluationSuites.id));
     return rows.map(({ suite, dropDigest }) => ({
       line,
       name: suite.name,
@@ -1169,6 +1231,35 @@ export class Registry {
     requestKey: string;
   }): Promise<{ epoch: number; releaseId: number; from: number | null; to: number }> {
     const p = parseInput('moveChannel', MoveChannelInput, input);
+    return (await this.#move(p)) as { epoch: number; releaseId: number; from: number | null; to: number };
+  }
+
+  /**
+   * Empties a channel (compare-and-swap, like a move): a line's first candidate leaves `canary` when there is no
+   * released version to go back to. Recorded as a release with no target version; idempotent by requestKey.
+   */
+  async clearChannel(input: {
+    line: string;
+    channel: string;
+    expectedEpoch: number;
+    actor: string;
+    reason: string;
+    requestKey: string;
+  }): Promise<{ epoch: number; releaseId: number; from: number | null; to: null }> {
+    const p = parseInput('clearChannel', MoveChannelInput.omit({ to: true, gateDecisionId: true }), input);
+    return (await this.#move({ ...p, to: null })) as { epoch: number; releaseId: number; from: number | null; to: null };
+  }
+
+  async #move(p: {
+    line: string;
+    channel: string;
+    to: number | null;
+    expectedEpoch: number;
+    actor: string;
+    reason: string;
+    gateDecisionId?: number | undefined;
+    requestKey: string;
+  }): Promise<{ epoch: number; releaseId: number; from: number | null; to: number | null }> {
     try {
       return await this.db.transaction(async (tx) => {
         // The row lock orders concurrent movers; each then sees the committed epoch of the one before.
@@ -1686,6 +1777,9 @@ function toLineInfo(row: LineRow, foundationLine: string | null): LineInfo {
     updatedAt: row.updatedAt,
   };
 }
+
+/** The next number of the accepted sequence, drawn in the inserting or re-accepting statement. */
+const NEXT_ACCEPTED = sql`nextval('data_drops_accepted_seq')`;
 
 function toDropInfo(row: typeof dataDrops.$inferSelect, line: string): DropInfo {
   return {

@@ -27,8 +27,8 @@ export const channels = pgTable(
     foreignKey({ name: 'channels_version_fk', columns: [t.lineId, t.versionNumber], foreignColumns: [versions.lineId, versions.number] }),
     nameCheck('channels_name_format', t.name),
     check('channels_epoch_non_negative', sql`${t.epoch} >= 0`),
-    // A channel is empty until its first move and never empty after.
-    check('channels_empty_only_before_first_move', sql`(${t.epoch} = 0) = (${t.versionNumber} is null)`),
+    // A channel is empty until its first move; a move may clear it again (a rejected first candidate leaves canary).
+    check('channels_empty_before_first_move', sql`${t.epoch} <> 0 or ${t.versionNumber} is null`),
   ],
 );
 
@@ -44,7 +44,8 @@ export const releases = pgTable(
       .notNull()
       .references(() => channels.id),
     fromNumber: integer(),
-    toNumber: integer().notNull(),
+    /** Null when the move cleared the channel. */
+    toNumber: integer(),
     epoch: bigint({ mode: 'number' }).notNull(),
     actor: text().notNull(),
     reason: text().notNull(),

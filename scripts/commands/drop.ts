@@ -25,7 +25,7 @@ export function register(program: Command) {
       const { client, target, close } = await openClient();
       try {
         const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source, recipe, requestedBy: process.env.USER });
-        const result = o.wait ? await waitForCycle(client, line, sent.request.digest) : undefined;
+        const result = o.wait ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
         output(o.json, { ...sent, result }, () => {
           console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
           if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);

@@ -37,7 +37,7 @@ export function formatLineage(l: Lineage): string {
   if (!l.releases.length) out.push('  (never released)');
   for (const rel of l.releases) {
     out.push(
-      `  ${rel.at.toISOString()} ${rel.line}@${rel.channel}: ${rel.fromVersion ?? 'none'} -> ${rel.toVersion} (epoch ${rel.epoch}) by ${rel.actor}: ${rel.reason}` +
+      `  ${rel.at.toISOString()} ${rel.line}@${rel.channel}: ${rel.fromVersion ?? 'none'} -> ${rel.toVersion ?? 'none'} (epoch ${rel.epoch}) by ${rel.actor}: ${rel.reason}` +
         (rel.gateDecisionId === null ? '' : ` [gate decision ${rel.gateDecisionId}]`),
     );
   }

@@ -57,6 +57,15 @@ describe('the release gate', () => {
     expect(low.summary).toBe('failed on old, old-probes');
   });
 
+  it('names what a first version was held to, and fails one no better than an untrained model', () => {
+    const untrained = { old: { loss: 2 }, 'old-probes': { exactMatch: 0.8 }, new: { loss: 3 } };
+    const input = { rules, suites, champion: untrained, baseline: 'an untrained model of its shape' };
+    const learned = evaluateGate({ ...input, candidate: { old: { loss: 2 }, 'old-probes': { exactMatch: 0.8 }, new: { loss: 2.9 } } });
+    expect(learned.summary).toBe('passed all 3 suites against an untrained model of its shape');
+    const idle = evaluateGate({ ...input, candidate: untrained });
+    expect(idle.summary).toBe('failed on new');
+  });
+
   it('applies per-suite overrides and caps the exact-match improvement at 1', () => {
     const strict = { ...rules, suites: { old: { maxRegression: { loss: 0 } } } };
     expect(
