@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { sendDrop, waitForCycle } from '../ops.ts';
-import { openClient, openRegistry, output, UserError } from './context.ts';
+import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 
 export function register(program: Command) {
   program
@@ -14,6 +14,7 @@ export function register(program: Command) {
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
       const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: o.recipe }, { line: '<line>', file: '<file>' });
+      readableFile(file, '<file>');
       const reg = openRegistry();
       try {
         await reg.registry.getLine(line).catch(() => {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { overrideGate, reportRegression, review, rollback } from '../ops.ts';
-import { openClient, output, UserError } from './context.ts';
+import { openClient, output, readableFile, UserError } from './context.ts';
 
 const defaultActor = process.env.USER ?? 'operator';
 
@@ -65,6 +65,7 @@ export function register(program: Command) {
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
       const { line: _, ...req } = parseCliArgs(CliArgs.reportRegression, { line, reason: o.reason, actor: o.actor, evidence: o.evidence }, { line: '<line>' });
+      if (req.evidence) readableFile(req.evidence, '--evidence');
       const { client, close } = await openClient();
       try {
         const ack = await reportRegression(client, line, req);
