@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { explain } from '../schemas/io.ts';
 import { UserError } from './commands/context.ts';
+import { RequestRefusedError } from './ops.ts';
 import * as app from './commands/app.ts';
 import * as audit from './commands/audit.ts';
 import * as drop from './commands/drop.ts';
@@ -40,6 +41,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UserError) {
       console.error(`perennial: ${err.message}`);
       return err.exitCode;
+    }
+    if (err instanceof RequestRefusedError) {
+      // The workflow's own reason; the Temporal error around it ("Workflow Update failed") says nothing more.
+      console.error(`perennial: ${err.message}`);
+      return 1;
     }
     if (err instanceof ZodError) {
       console.error(`perennial: ${explain(err)}`);

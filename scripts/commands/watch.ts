@@ -23,7 +23,8 @@ export function register(program: Command) {
         settleMs: o.once ? 0 : args.settle,
         // A file removed between the scan and the send is refused (the next scan no longer lists it), never
         // sent as the digest of nothing.
-        send: async (line, path) => (await sendDrop({ client, taskQueue: target.taskQueue }, line, readableFile(path, 'watch'), { requestedBy: 'watch' })).request,
+        send: async (line, path) =>
+          (await sendDrop({ client, taskQueue: target.taskQueue }, line, readableFile(path, 'watch'), { requestedBy: 'watch' })).request,
         log: (line) => console.log(line),
       });
       try {
