@@ -103,10 +103,10 @@ export function formatMetrics(
     ? `${line}@${r.version}: gate ${g.verdict}${g.champion ? ` against ${line}@${g.champion}` : ' (no champion)'}${g.summary ? `: ${g.summary}` : ''}` +
       (g.override ? `; overridden by ${g.override.actor}: ${g.override.reason}` : '')
     : `${line}@${r.version}: never gated`;
-  const widths = [22, 10, 11, 9, 11, 10, 10, 6];
+  const suites = [...new Set([...Object.keys(r.metrics), ...(g?.suites ?? []).map((s) => s.suite)])];
+  const widths = [Math.max(12, ...suites.map((s) => s.length + 13)), 10, 11, 9, 11, 10, 10, 6];
   const row = (cells: string[]) => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join('')}`.trimEnd();
   const out = [head, row(['suite', 'loss', 'perplexity', 'exact', 'judged on', 'champion', 'bound', 'pass'])];
-  const suites = [...new Set([...Object.keys(r.metrics), ...(g?.suites ?? []).map((s) => s.suite)])];
   if (!suites.length) out.push('  (no evaluations)');
   for (const suite of suites) {
     const m = r.metrics[suite] ?? {};

@@ -71,6 +71,8 @@ describe('the perennial bin on a real stack', () => {
       ...['drop', line, drop('bin-2.jsonl', 2), '--wait', '--json'],
       ...['--recipe', '{"steps":1,"learningRate":1e-9,"minLearningRate":0,"warmupSteps":0}'],
     );
+    // The drop's override is laid over the line's recipe; the rest of the line's recipe stays.
+    expect(JSON.parse(second.out).effectiveRecipe).toMatchObject({ steps: 1, learningRate: 1e-9, batchSize: 8, checkpointEvery: 20, replayRatio: 0.3 });
     expect(JSON.parse(second.out).result).toMatchObject({ verdict: 'rejected', version: 2 });
     expect(second.code).toBe(3);
 
