@@ -100,15 +100,17 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
       .join(', ') || '(none)';
   const out = [
     'gate rules:',
-    `  floors          ${bounds(rules.floors)}   (loss at most, exact match at least)`,
-    `  maxRegression   ${bounds(rules.maxRegression)}   (loss: fraction it may rise; exact match: points it may fall)`,
-    `  minImprovement  ${bounds(rules.minImprovement)}   (what the new drop's suites must gain)`,
+    `  floors          ${bounds(rules.floors).padEnd(28)}(loss at most, exact match at least)`,
+    `  maxRegression   ${bounds(rules.maxRegression).padEnd(28)}(loss: fraction it may rise; exact match: points it may fall)`,
+    `  minImprovement  ${bounds(rules.minImprovement).padEnd(28)}(what the new drop's suites must gain)`,
   ];
   for (const [suite, o] of Object.entries(rules.suites ?? {}))
     out.push(`  suite ${suite}: floors ${bounds(o.floors)}; maxRegression ${bounds(o.maxRegression)}`);
   out.push(
-    `recipe: ${Object.entries(recipe)
-      .map(([k, v]) => `${k} ${v}`)
+    // In the schema's order (a stored recipe comes back from jsonb with its keys reordered).
+    `recipe: ${Object.keys(Recipe.shape)
+      .filter((k) => k in recipe)
+      .map((k) => `${k} ${recipe[k as keyof Recipe]}`)
       .join(', ')}`,
   );
   return out.join('\n');

@@ -52,24 +52,27 @@ export function register(program: Command) {
         );
         output(o.json, rows, () => {
           if (!rows.length) return console.log(`${line} has no versions yet`);
-          console.log(
-            ['version', 'parent', 'foundation', 'verdict', 'channels', 'created', 'weights'].map((h, i) => h.padEnd([8, 7, 12, 10, 24, 25, 14][i]!)).join(''),
-          );
-          for (const r of rows) {
+          const table = [
+            ['version', 'parent', 'foundation', 'verdict', 'channels', 'created', 'weights'],
+            ...rows.map((r) => [
+              String(r.version),
+              r.parent ? String(r.parent) : '-',
+              r.foundation ?? '-',
+              r.verdict ?? '-',
+              r.channels.join(',') || '-',
+              new Date(r.createdAt).toISOString(),
+              r.weightsDigest.slice(0, 12),
+            ]),
+          ];
+          // Each column as wide as its widest cell ("fail (overridden by ops)" included), plus a gap.
+          const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)) + 2);
+          for (const row of table)
             console.log(
-              [
-                String(r.version),
-                r.parent ? String(r.parent) : '-',
-                r.foundation ?? '-',
-                r.verdict ?? '-',
-                r.channels.join(',') || '-',
-                new Date(r.createdAt).toISOString(),
-                r.weightsDigest.slice(0, 12),
-              ]
-                .map((c, i) => c.padEnd([8, 7, 12, 10, 24, 25, 14][i]!))
-                .join(''),
+              row
+                .map((c, i) => c.padEnd(widths[i]!))
+                .join('')
+                .trimEnd(),
             );
-          }
           if (o.metrics) for (const r of rows) console.log(`\n${formatMetrics(line, r)}`);
         });
       } finally {

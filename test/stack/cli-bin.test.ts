@@ -144,15 +144,24 @@ describe('the perennial bin on a real stack', () => {
       expect(r.code).toBe(141);
     }
     // And in a real pipeline: head takes the first lines, the CLI stops without a word on stderr.
-    const piped = await new Promise<{ out: string; err: string }>((done) => {
-      const sh = spawn('bash', ['-c', `"${process.execPath}" "${BIN}" audit log | head -2; echo "status \${PIPESTATUS[0]}" >&2`], { env });
-      let out = '';
-      let err = '';
-      sh.stdout.on('data', (b) => (out += b));
-      sh.stderr.on('data', (b) => (err += b));
-      sh.on('close', () => done({ out, err }));
-    });
+    const pipeline = (command: string) =>
+      new Promise<{ out: string; err: string }>((done) => {
+        const sh = spawn('bash', ['-c', `${command}; echo "status \${PIPESTATUS[0]}" >&2`], { env });
+        const timer = setTimeout(() => sh.kill('SIGKILL'), 60_000);
+        let out = '';
+        let err = '';
+        sh.stdout.on('data', (b) => (out += b));
+        sh.stderr.on('data', (b) => (err += b));
+        sh.on('close', () => (clearTimeout(timer), done({ out, err })));
+      });
+    const cli = `"${process.execPath}" "${BIN}"`;
+    const piped = await pipeline(`${cli} audit log | head -2`);
     expect(piped.out.trim().split('\n')).toHaveLength(2);
     expect(piped.err).toMatch(/^status (0|141)\n$/);
+    // `status --watch` writes until Ctrl-C; off a terminal it prints a progress line every 2 s, and ends
+    // when its reader does.
+    const watched = await pipeline(`${cli} status ${line} --watch 2>&1 | head -2`);
+    expect(watched.out.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${line} idle +\\|`)), expect.stringMatching(/steps/)]);
+    expect(watched.err).toBe('status 141\n');
   });
 });
