@@ -27,6 +27,47 @@ export interface MoveRequest {
   reason: string;
   gateDecisionId?: number;
   requestKey: string;
+  /**
+   * An operator's rollback: the version must exist, and its gate must have passed (or been overridden)
+   * unless `override` is set, which records the override (who, why) in its gate decision and the audit log.
+   */
+  rollback?: { override: boolean };
+}
+
+/** Version numbers as a person reads them: `1-5`, `1-3, 7`. */
+export function numberRanges(numbers: number[]): string {
+  const sorted = [...new Set(numbers)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(', ');
+}
+
+/**
+ * Why `line@to` may not be rolled back to as asked, or null when it may: it does not exist, or its gate
+ * failed (or never ran) and no override was given. Shared by the rollback activity (the authority) and the
+ * CLI, which asks first so the user hears it before anything is started.
+ */
+export async function rollbackRefusal(
+  registry: ActivityDeps['registry'],
+  line: string,
+  to: number,
+  override: boolean,
+): Promise<{ refusal: string; type: string } | null> {
+  const versions = (await registry.listVersions(line)).map((v) => v.version);
+  if (!versions.includes(to))
+    return {
+      refusal: `${line} has no version ${to}; ${versions.length ? `it has ${numberRanges(versions)}` : 'it has no versions yet'}`,
+      type: ErrorType.NotFound,
+    };
+  const decision = await registry.getGateDecisionFor(line, to);
+  if (override || (decision && (decision.verdict === 'pass' || decision.override))) return null;
+  const why = decision ? `failed its gate (${decision.summary ?? `gate decision ${decision.id}`})` : 'was never gated';
+  return { refusal: `${line}@${to} ${why}; rolling back to it needs --override --reason`, type: ErrorType.GateRefused };
 }
 
 export function releaseActivities(deps: ActivityDeps) {
@@ -240,11 +281,41 @@ export function releaseActivities(deps: ActivityDeps) {
     return { line: input.line, channel: 'canary', from: moved.from, to: moved.to, epoch: moved.epoch, releaseId: moved.releaseId };
   }
 
-  async function moveTo(input: MoveRequest): Promise<ChannelMove> {
+  async function moveTo(req: MoveRequest): Promise<ChannelMove> {
+    const { rollback, ...input } = req;
+    if (rollback) {
+      const refused = await rollbackRefusal(registry, input.line, input.to, rollback.override);
+      if (refused) throw ApplicationFailure.nonRetryable(refused.refusal, refused.type);
+      input.gateDecisionId = await overrideForRollback(input, rollback.override);
+    }
     await registry.getVersion(input.line, input.to);
     const expectedEpoch = input.expectedEpoch ?? (await registry.getChannels(input.line)).find((c) => c.channel === input.channel)?.epoch ?? 0;
     const moved = await registry.moveChannel({ ...input, expectedEpoch });
     return { line: input.line, channel: input.channel, from: moved.from, to: moved.to, epoch: moved.epoch, releaseId: moved.releaseId };
+  }
+
+  /**
+   * The gate decision a rollback releases on: the version's own when it passed or was overridden; with
+   * `override`, a failed one is overridden now and a version never gated gets a failed decision that carries
+   * the override. Both are audited. Idempotent: a retry finds the override already there, or the decision by key.
+   */
+  async function overrideForRollback(input: MoveRequest, override: boolean): Promise<number | undefined> {
+    const decision = await registry.getGateDecisionFor(input.line, input.to);
+    if (decision && (decision.verdict === 'pass' || decision.override)) return decision.id;
+    if (!override) return undefined; // rollbackRefusal has refused this already
+    const reason = `rollback: ${input.reason.replace(/^rollback: /, '')}`;
+    if (decision) return (await registry.overrideGateDecision({ id: decision.id, actor: input.actor, reason })).id;
+    return registry.recordGateDecision({
+      line: input.line,
+      key: `${input.requestKey}:override`,
+      candidate: input.to,
+      champion: null,
+      verdict: 'fail',
+      suites: [],
+      summary: 'never gated; released by an override on rollback',
+      override: { actor: input.actor, reason },
+      actor: input.actor,
+    });
   }
 
   /** A line whose cycle schedule exists and is not paused waits for ticks; Temporal holds that truth. */

@@ -92,6 +92,42 @@ export const GateRules = z
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
 
+/** A bound in an override: a number sets it, `null` removes it (no such bound for that metric). */
+const ThresholdOverride = z.object({ loss: z.number().nullable().optional(), exactMatch: z.number().nullable().optional() }).strict();
+
+/**
+ * What `--gate` takes: any part of GateRules, to the depth the user writes it. It is merged into the line's
+ * rules key by key (`mergeDeep`), so `{"maxRegression":{"loss":0.02}}` changes that one bound and keeps the
+ * exact-match bound beside it.
+ */
+export const GateRulesOverride = z
+  .object({
+    floors: ThresholdOverride.optional(),
+    maxRegression: ThresholdOverride.optional(),
+    minImprovement: ThresholdOverride.optional(),
+    suites: z
+      .record(z.string(), z.object({ floors: ThresholdOverride.optional(), maxRegression: ThresholdOverride.optional() }).strict().nullable())
+      .optional(),
+  })
+  .strict();
+export type GateRulesOverride = z.infer<typeof GateRulesOverride>;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * `override` laid over `base` all the way down: objects merge key by key, any other value replaces what
+ * was there, and `null` removes the key. Neither input is changed. Pure (workflow code may use it).
+ */
+export function mergeDeep<T>(base: T, override: unknown): T {
+  if (!isPlainObject(base) || !isPlainObject(override)) return (override === undefined ? base : override) as T;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(override)) {
+    if (value === null) delete out[key];
+    else if (value !== undefined) out[key] = mergeDeep(out[key], value);
+  }
+  return out as T;
+}
+
 /** How a passing candidate travels candidate -> canary -> stable. */
 export const PromotionPolicy = z
   .object({
@@ -197,12 +233,12 @@ export const CliArgs = {
     foundation: LineName.optional(),
     steps: wholeNumber('--steps', 1, 1_000_000).optional(),
     recipe: CliJson.pipe(RecipeOverride).optional(),
-    gate: CliJson.optional(),
+    gate: CliJson.pipe(GateRulesOverride).optional(),
     canaryWindow: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 5m or 2h'),
     actor: Actor,
   }),
   line: z.object({ line: LineName }),
-  rollback: z.object({ line: LineName, to: CliVersion, reason: Reason, actor: Actor, channel: ChannelName }),
+  rollback: z.object({ line: LineName, to: CliVersion, reason: Reason, actor: Actor, channel: ChannelName, override: z.boolean().optional() }),
   review: z.object({ line: LineName, version: CliVersion, actor: Actor, reason: Reason.optional() }),
   reportRegression: z.object({ line: LineName, reason: Reason, actor: Actor, evidence: z.string().min(1).optional() }),
   appBind: z.object({ app: AppName, target: CliChannelRef, policy: z.enum(['follow', 'hold'], { error: 'the policy is follow or hold' }), actor: Actor }),
@@ -221,13 +257,16 @@ export const CliArgs = {
 
 /**
  * Validates a command's arguments with `schema`; a problem is reported under the name the user typed
- * (`names`: field -> `--to` or `<line>`), so `explain` prints `--to: a version number is a whole number ...`.
+ * (`names`: field -> `--to` or `<line>`), so `explain` prints `--to: a version number is a whole number ...`;
+ * with `under`, every problem is reported under that one argument (`--gate.floors.loss: ...`).
  */
-export function parseCliArgs<S extends z.ZodType>(schema: S, values: Record<string, unknown>, names: Record<string, string> = {}): z.output<S> {
+export function parseCliArgs<S extends z.ZodType>(schema: S, values: unknown, names: Record<string, string> = {}, under?: string): z.output<S> {
   const r = schema.safeParse(values);
   if (r.success) return r.data;
   throw new z.ZodError(
     r.error.issues.map((i) => {
+      // A value checked whole after merging (`--gate` over the defaults) is reported under its option.
+      if (under !== undefined) return { ...i, path: [under, ...i.path] } as z.core.$ZodIssue;
       const [first, ...rest] = i.path;
       const shown =
         typeof first === 'string' ? (names[first] ?? (first.length > 1 ? `--${first.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : first)) : first;

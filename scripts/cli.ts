@@ -2,10 +2,13 @@
  * The `perennial` CLI (commander). Each command lives in scripts/commands/ and registers itself here.
  * Errors a user can act on print one message and exit 1; bad arguments exit 2.
  */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { explain } from '../schemas/io.ts';
 import { UserError } from './commands/context.ts';
+import { RequestRefusedError } from './ops.ts';
 import * as app from './commands/app.ts';
 import * as audit from './commands/audit.ts';
 import * as drop from './commands/drop.ts';
@@ -39,6 +42,11 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`perennial: ${err.message}`);
       return err.exitCode;
     }
+    if (err instanceof RequestRefusedError) {
+      // The workflow's own reason; the Temporal error around it ("Workflow Update failed") says nothing more.
+      console.error(`perennial: ${err.message}`);
+      return 1;
+    }
     if (err instanceof ZodError) {
       console.error(`perennial: ${explain(err)}`);
       return 2;
@@ -50,6 +58,29 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bin/perennial.mjs') || process.argv[1]?.endsWith('scripts/cli.ts')) {
-  process.exit(await main(process.argv));
+/**
+ * Runs the CLI as a process and exits with its status: the bin (`bin/perennial.mjs`, however npm links it)
+ * and `tsx scripts/cli.ts` both end here. A reader that goes away (`perennial status | head -4`) ends the
+ * command quietly with 141 (128 + SIGPIPE), as `git log | head` does; Node ignores SIGPIPE, so without
+ * this the next write raises an unhandled EPIPE with a stack trace.
+ */
+export async function run(argv: string[] = process.argv): Promise<never> {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') process.exit(141);
+      throw err;
+    });
+  }
+  process.exit(await main(argv));
+}
+
+// `tsx scripts/cli.ts` (npm run perennial); the bin imports this module and calls run() itself.
+if (isEntry(process.argv[1])) await run();
+
+function isEntry(script: string | undefined): boolean {
+  try {
+    return script !== undefined && import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false; // argv[1] is not a file (node -e, a REPL)
+  }
 }

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DropRequest, type RecipeOverride } from '../schemas/io.ts';
 import { sha256Hex } from '../activities/drops.ts';
@@ -22,7 +23,23 @@ import {
   type LineState,
 } from '../workflows/messages.ts';
 
-/** An update's validator or handler failure, with the message that explains it rather than "Workflow Update failed". */
+/**
+ * A workflow refused an update: its validator, or the handler's activity, said why. `message` is that
+ * reason (`support has no version 99; it has 1-5`), never "Workflow Update failed"; `type` is the failure
+ * type (`NotFoundError`, `GateRefusedError`, ...); the Temporal error is the cause.
+ */
+export class RequestRefusedError extends Error {
+  constructor(
+    message: string,
+    readonly type: string | undefined,
+    options: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'RequestRefusedError';
+  }
+}
+
+/** Runs an update; a refusal becomes a RequestRefusedError carrying the workflow's own message. */
 async function update<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
@@ -31,7 +48,8 @@ async function update<T>(call: Promise<T>): Promise<T> {
       let cause: unknown = err.cause;
       while (cause instanceof Error && cause.cause instanceof Error && (cause.name === 'ActivityFailure' || cause.message === 'Activity task failed'))
         cause = cause.cause;
-      throw new Error(cause instanceof Error ? cause.message : err.message, { cause: err });
+      const type = cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+      throw new RequestRefusedError(cause instanceof Error ? cause.message : err.message, type, { cause: err });
     }
     throw err;
   }
@@ -164,7 +182,7 @@ function withStart(t: LoopTarget, line: string) {
 }
 
 /** Moves `stable` (or another channel) back to an earlier version, starting the line workflow if needed. */
-export async function rollback(t: LoopTarget, line: string, req: { to: number; reason: string; actor: string; channel?: string }) {
+export async function rollback(t: LoopTarget, line: string, req: { to: number; reason: string; actor: string; channel?: string; override?: boolean }) {
   return update(t.client.workflow.executeUpdateWithStart(rollbackUpdate, { args: [req], startWorkflowOperation: withStart(t, line) }));
 }
 

@@ -111,6 +111,8 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         actor: req.actor,
         reason: `rollback: ${req.reason}`,
         requestKey: `rollback:${line}:${currentUpdateInfo()!.id}`,
+        // The activity refuses a version that does not exist, or whose gate failed without an override.
+        rollback: { override: req.override === true },
       });
       state.channels[channel] = req.to;
       return move;
@@ -121,6 +123,8 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
           throw ApplicationFailure.nonRetryable(`--to must be a version number, got ${req.to}`, ErrorType.InvalidRequest);
         if (!req.reason?.trim()) throw ApplicationFailure.nonRetryable('a rollback needs --reason', ErrorType.InvalidRequest);
         if (!req.actor?.trim()) throw ApplicationFailure.nonRetryable('a rollback needs an actor', ErrorType.InvalidRequest);
+        if (req.override !== undefined && typeof req.override !== 'boolean')
+          throw ApplicationFailure.nonRetryable(`override is true or false, got ${String(req.override)}`, ErrorType.InvalidRequest);
       },
     },
   );

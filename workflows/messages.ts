@@ -68,6 +68,8 @@ export interface RollbackRequest {
   reason: string;
   actor: string;
   channel?: string;
+  /** Roll back to a version whose gate failed or never ran; recorded as an override (actor, reason). */
+  override?: boolean;
 }
 
 export interface ChannelMove {

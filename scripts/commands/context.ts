@@ -2,6 +2,7 @@
  * How a CLI command reaches the installation: the running stack's state file under the data folder, or
  * TEMPORAL_ADDRESS / DATABASE_URL from the environment (a real cluster and database).
  */
+import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { readRunningStack, type StackState } from '../stack/state.ts';
@@ -67,6 +68,44 @@ export async function openClient(target: Target = findTarget()): Promise<{ clien
     throw new UserError(`cannot reach Temporal at ${target.temporalAddress}: ${err.message}`);
   });
   return { client: new Client({ connection, namespace: target.namespace }), target, close: () => connection.close() };
+}
+
+/**
+ * Checks that `path` (given as `arg`, e.g. `<file>` or `--evidence`) is a file this process can read, before
+ * anything is sent: otherwise the line would record the digest of nothing for a file it never saw. Exit 2.
+ */
+export function readableFile(path: string, arg: string): string {
+  const full = resolve(path);
+  const stat = statOf(full, arg);
+  if (stat.isDirectory()) throw new UserError(`${arg}: ${full} is a folder, not a file`, 2);
+  if (!stat.isFile()) throw new UserError(`${arg}: ${full} is not a regular file`, 2);
+  try {
+    accessSync(full, constants.R_OK);
+  } catch (err) {
+    throw new UserError(`${arg}: ${full} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 2);
+  }
+  return full;
+}
+
+/** Checks that `path` is a folder this process can list (`watch <dir>`). Exit 2. */
+export function readableFolder(path: string, arg: string): string {
+  const full = resolve(path);
+  if (!statOf(full, arg).isDirectory()) throw new UserError(`${arg}: ${full} is not a folder`, 2);
+  try {
+    accessSync(full, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    throw new UserError(`${arg}: ${full} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 2);
+  }
+  return full;
+}
+
+function statOf(full: string, arg: string) {
+  try {
+    return statSync(full);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? `${arg}: ${full} does not exist` : `${arg}: ${full} cannot be read (${code ?? (err as Error).message})`, 2);
+  }
 }
 
 /** Prints `value` as JSON when --json was given, else calls `human`. */

@@ -1,8 +1,8 @@
 /** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
 import type { Command } from 'commander';
-import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
+import { CliArgs, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { sendDrop, waitForCycle } from '../ops.ts';
-import { openClient, openRegistry, output, UserError } from './context.ts';
+import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 
 export function register(program: Command) {
   program
@@ -14,11 +14,15 @@ export function register(program: Command) {
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
       const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: o.recipe }, { line: '<line>', file: '<file>' });
+      readableFile(file, '<file>');
       const reg = openRegistry();
+      let effectiveRecipe: Recipe | undefined;
       try {
-        await reg.registry.getLine(line).catch(() => {
+        const stored = await reg.registry.getLine(line).catch(() => {
           throw new UserError(`line ${line} does not exist; create it first: perennial line create ${line} --kind foundation (or --foundation <line>)`);
         });
+        // What this drop's cycle trains with: the line's recipe with the override laid over it, checked whole.
+        if (recipe) effectiveRecipe = parseCliArgs(Recipe, mergeDeep(stored.recipe, recipe), {}, '--recipe');
       } finally {
         await reg.close();
       }
@@ -26,8 +30,14 @@ export function register(program: Command) {
       try {
         const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source, recipe, requestedBy: process.env.USER });
         const result = o.wait ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
-        output(o.json, { ...sent, result }, () => {
+        output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
           console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
+          if (effectiveRecipe)
+            console.log(
+              `recipe for this drop: ${Object.entries(effectiveRecipe)
+                .map(([k, v]) => `${k} ${v}${k in recipe! ? ' (override)' : ''}`)
+                .join(', ')}`,
+            );
           if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
           else
             console.log(

@@ -1,7 +1,8 @@
 /** `perennial line create|list`: model lines and their recipes, gate rules and promotion policy (data, not code). */
+import { isDeepStrictEqual } from 'node:util';
 import type { Command } from 'commander';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
-import { CliArgs, GateRules, LineSpec, parseCliArgs } from '../../schemas/io.ts';
+import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
 export function register(program: Command) {
@@ -45,8 +46,9 @@ export function register(program: Command) {
         const modelConfig = (
           o.kind === 'application' ? (await registry.getLine(o.foundation!)).modelConfig : MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS]
         ) as LineSpec['modelConfig'];
-        const recipe = { ...DEFAULT_RECIPE, ...(o.recipe ?? {}), ...(o.steps ? { steps: o.steps } : {}) };
-        const gateRules = GateRules.parse({ ...DEFAULT_GATE_RULES, ...(o.gate as object | undefined) });
+        // Overrides are laid over the defaults key by key at every depth, then validated whole.
+        const recipe = parseCliArgs(Recipe, mergeDeep(mergeDeep(DEFAULT_RECIPE, o.recipe), o.steps ? { steps: o.steps } : undefined), {}, '--recipe');
+        const gateRules = parseCliArgs(GateRules, mergeDeep(DEFAULT_GATE_RULES, o.gate), {}, '--gate');
         const spec = LineSpec.parse({
           name,
           kind: o.kind,
@@ -57,7 +59,13 @@ export function register(program: Command) {
           promotion: { ...DEFAULT_PROMOTION, canaryWindow: o.canaryWindow, requireApproval: Boolean(o.requireApproval) },
         });
         const created = await registry.ensureLine({ ...spec, foundationLine: spec.foundation, actor: o.actor });
-        output(o.json, created, () => console.log(`line ${name} (${spec.kind}${spec.foundation ? ` on ${spec.foundation}` : ''}) is ready`));
+        output(o.json, created, () => {
+          console.log(`line ${name} (${spec.kind}${spec.foundation ? ` on ${spec.foundation}` : ''}) is ready`);
+          // What the line will run with, as stored: an existing line keeps the rules it was created with.
+          const kept = !isDeepStrictEqual([created.recipe, created.gateRules], [spec.recipe, spec.gateRules]);
+          if (kept) console.log('  (it already existed: its stored recipe and gate rules were kept, not the ones given)');
+          console.log(kept ? formatRules(created.gateRules as GateRules, created.recipe as Recipe) : formatRules(spec.gateRules, spec.recipe));
+        });
       } finally {
         await close();
       }
@@ -82,4 +90,28 @@ export function register(program: Command) {
         await close();
       }
     });
+}
+
+/** The effective gate rules and recipe of a line, one rule kind per line. */
+export function formatRules(rules: GateRules, recipe: Recipe): string {
+  const bounds = (t: { loss?: number; exactMatch?: number } | undefined) =>
+    Object.entries(t ?? {})
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || '(none)';
+  const out = [
+    'gate rules:',
+    `  floors          ${bounds(rules.floors).padEnd(28)}(loss at most, exact match at least)`,
+    `  maxRegression   ${bounds(rules.maxRegression).padEnd(28)}(loss: fraction it may rise; exact match: points it may fall)`,
+    `  minImprovement  ${bounds(rules.minImprovement).padEnd(28)}(what the new drop's suites must gain)`,
+  ];
+  for (const [suite, o] of Object.entries(rules.suites ?? {}))
+    out.push(`  suite ${suite}: floors ${bounds(o.floors)}; maxRegression ${bounds(o.maxRegression)}`);
+  out.push(
+    // In the schema's order (a stored recipe comes back from jsonb with its keys reordered).
+    `recipe: ${Object.keys(Recipe.shape)
+      .filter((k) => k in recipe)
+      .map((k) => `${k} ${recipe[k as keyof Recipe]}`)
+      .join(', ')}`,
+  );
+  return out.join('\n');
 }

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { overrideGate, reportRegression, review, rollback } from '../ops.ts';
-import { openClient, output, UserError } from './context.ts';
+import { rollbackRefusal } from '../../activities/release.ts';
+import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 
 const defaultActor = process.env.USER ?? 'operator';
 
@@ -13,16 +14,36 @@ export function register(program: Command) {
     .requiredOption('--to <version>', 'the version to serve again')
     .requiredOption('--reason <text>', 'why (kept in the release history and the audit log)')
     .option('--channel <name>', 'the channel to move', 'stable')
+    .option('--override', 'the version failed its gate (or was never gated): release it anyway; recorded with --reason and --actor')
     .option('--actor <name>', 'who rolls back', defaultActor)
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
-      const { line: _, ...req } = parseCliArgs(CliArgs.rollback, { line, to: o.to, reason: o.reason, actor: o.actor, channel: o.channel }, { line: '<line>' });
+      const { line: _, ...req } = parseCliArgs(
+        CliArgs.rollback,
+        { line, to: o.to, reason: o.reason, actor: o.actor, channel: o.channel, override: o.override === true ? true : undefined },
+        { line: '<line>' },
+      );
+      // Asked of the registry first, so a refusal is answered before anything is started; the rollback
+      // activity checks the same again (it is the authority) and its refusal reaches the user the same way.
+      const reg = openRegistry();
+      let overriding = false;
+      try {
+        await reg.registry.getLine(line).catch(() => {
+          throw new UserError(`line ${line} does not exist`);
+        });
+        const refused = await rollbackRefusal(reg.registry, line, req.to, req.override === true);
+        if (refused) throw new UserError(refused.refusal);
+        overriding = req.override === true && (await rollbackRefusal(reg.registry, line, req.to, false)) !== null;
+      } finally {
+        await reg.close();
+      }
       const { client, target, close } = await openClient();
       try {
         const move = await rollback({ client, taskQueue: target.taskQueue }, line, req);
-        output(o.json, move, () =>
-          console.log(`${line}@${move.channel}: ${move.from ?? 'none'} -> ${move.to} (epoch ${move.epoch}, release ${move.releaseId})`),
-        );
+        output(o.json, { ...move, override: overriding ? { actor: req.actor, reason: req.reason } : null }, () => {
+          if (overriding) console.log(`gate override recorded for ${line}@${move.to} by ${req.actor}: ${req.reason}`);
+          console.log(`${line}@${move.channel}: ${move.from ?? 'none'} -> ${move.to} (epoch ${move.epoch}, release ${move.releaseId})`);
+        });
       } finally {
         await close();
       }
@@ -65,6 +86,7 @@ export function register(program: Command) {
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
       const { line: _, ...req } = parseCliArgs(CliArgs.reportRegression, { line, reason: o.reason, actor: o.actor, evidence: o.evidence }, { line: '<line>' });
+      if (req.evidence) readableFile(req.evidence, '--evidence');
       const { client, close } = await openClient();
       try {
         const ack = await reportRegression(client, line, req);

@@ -65,7 +65,14 @@ export function register(program: Command) {
 
       async function watch(name: string) {
         const bar = new SingleBar(
-          { format: `${name} {phase} |{bar}| {value}/{total} steps  loss {loss}  {cycle}`, hideCursor: true, clearOnComplete: false },
+          {
+            format: `${name} {phase} |{bar}| {value}/{total} steps  loss {loss}  {cycle}`,
+            hideCursor: true,
+            clearOnComplete: false,
+            // Not a terminal (`| tee`, `| head`): a line every 2 s, so a log gets the progress and a closed reader ends the watch.
+            noTTYOutput: true,
+            notTTYSchedule: 2000,
+          },
           Presets.shades_classic,
         );
         let started = false;

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { sendDrop } from '../ops.ts';
 import { DropWatcher, ledgerFor } from '../watcher.ts';
-import { openClient } from './context.ts';
+import { openClient, readableFile, readableFolder } from './context.ts';
 
 export function register(program: Command) {
   program
@@ -14,13 +14,17 @@ export function register(program: Command) {
     .option('--once', 'scan once and exit (for cron jobs and tests)')
     .action(async (dir: string, o) => {
       const args = parseCliArgs(CliArgs.watch, { dir, line: o.line, settle: o.settle }, { dir: '<dir>' });
+      readableFolder(dir, '<dir>');
       const { client, target, close } = await openClient();
       const watcher = new DropWatcher({
         dir,
         line: args.line,
         ledgerPath: ledgerFor(target.dataDir, dir),
         settleMs: o.once ? 0 : args.settle,
-        send: async (line, path) => (await sendDrop({ client, taskQueue: target.taskQueue }, line, path, { requestedBy: 'watch' })).request,
+        // A file removed between the scan and the send is refused (the next scan no longer lists it), never
+        // sent as the digest of nothing.
+        send: async (line, path) =>
+          (await sendDrop({ client, taskQueue: target.taskQueue }, line, readableFile(path, 'watch'), { requestedBy: 'watch' })).request,
         log: (line) => console.log(line),
       });
       try {

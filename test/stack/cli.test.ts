@@ -65,7 +65,9 @@ describe('the perennial CLI', () => {
     const rb = await cli('rollback', line, '--to', 'two', '--reason', 'x');
     expect(rb.code).toBe(2);
     expect(rb.err).toMatch(/version number/);
-    expect((await cli('drop', 'no-such-line', '/tmp/x.jsonl')).err).toMatch(/line no-such-line does not exist; create it first/);
+    const file = join(loop.dataDir, 'x.jsonl');
+    writeFileSync(file, '{"text":"a drop for a line that is not there"}\n');
+    expect((await cli('drop', 'no-such-line', file)).err).toMatch(/line no-such-line does not exist; create it first/);
   });
 
   it('creates a line, sends drops, shows versions and status, rolls back, binds an app, traces lineage', async () => {

@@ -68,6 +68,7 @@ const connectsFirst: [string[], RegExp][] = [
   [['line', 'create', '../x', '--kind', 'foundation'], /<name>: a line name is 1-63 lowercase letters/],
   [['line', 'create', 'x', '--kind', 'sideways'], /--kind: the kind is foundation or application/],
   [['line', 'create', 'x', '--kind', 'foundation', '--steps', 'many'], /--steps is a whole number/],
+  [['line', 'create', 'x', '--kind', 'foundation', '--gate', '{"maxRegresion":{"loss":0.02}}'], /--gate: .*maxRegresion/],
   [['versions', 'Support!'], /<line>: a line name is 1-63 lowercase letters/],
   [['status', '../x'], /<line>: a line name is 1-63 lowercase letters/],
   [['app', 'bind', '../helpdesk', 'support@stable'], /<app>: an? application name is 1-63 lowercase letters/],

@@ -1,0 +1,50 @@
+/**
+ * Overrides (`--gate`, `--recipe`) are laid over the defaults at every depth and validated whole; a bound
+ * given as null is removed. Version lists in refusals read as ranges.
+ */
+import { describe, expect, it } from 'vitest';
+import { ZodError } from 'zod';
+import { numberRanges } from '../../activities/release.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
+import { CliArgs, explain, GateRules, mergeDeep, parseCliArgs } from '../../schemas/io.ts';
+
+describe('mergeDeep', () => {
+  it('changes only the keys an override names, at any depth', () => {
+    expect(mergeDeep(DEFAULT_GATE_RULES, { maxRegression: { loss: 0.02 } })).toEqual({ ...DEFAULT_GATE_RULES, maxRegression: { loss: 0.02, exactMatch: 0.1 } });
+    expect(mergeDeep(DEFAULT_GATE_RULES, { suites: { facts: { floors: { exactMatch: 0.5 } } } }).suites).toEqual({ facts: { floors: { exactMatch: 0.5 } } });
+    expect(mergeDeep(DEFAULT_RECIPE, { steps: 400 })).toEqual({ ...DEFAULT_RECIPE, steps: 400 });
+    expect(mergeDeep(DEFAULT_RECIPE, undefined)).toEqual(DEFAULT_RECIPE);
+  });
+
+  it('removes a key given as null and leaves its inputs alone', () => {
+    const before = structuredClone(DEFAULT_GATE_RULES);
+    expect(mergeDeep(DEFAULT_GATE_RULES, { floors: { loss: null } }).floors).toEqual({ exactMatch: 0 });
+    expect(DEFAULT_GATE_RULES).toEqual(before);
+  });
+
+  it('validates the merged rules under the option the user typed', () => {
+    const problem = (gate: string) => {
+      try {
+        const o = parseCliArgs(CliArgs.lineCreate, { name: 'x', kind: 'foundation', canaryWindow: '0s', actor: 'me', gate });
+        parseCliArgs(GateRules, mergeDeep(DEFAULT_GATE_RULES, o.gate), {}, '--gate');
+      } catch (err) {
+        if (err instanceof ZodError) return explain(err);
+        throw err;
+      }
+      return 'accepted';
+    };
+    expect(problem('{"maxRegression":{"loss":0.02}}')).toBe('accepted');
+    expect(problem('{"maxRegresion":{"loss":0.02}}')).toMatch(/^--gate: .*maxRegresion/);
+    expect(problem('{"maxRegression":{"los":0.02}}')).toMatch(/^--gate\.maxRegression: .*los/);
+    expect(problem('{"floors":{"loss":"low"}}')).toMatch(/^--gate\.floors\.loss: /);
+  });
+});
+
+describe('numberRanges', () => {
+  it('reads like a person writes it', () => {
+    expect(numberRanges([1, 2, 3, 4, 5])).toBe('1-5');
+    expect(numberRanges([7, 1, 2, 3])).toBe('1-3, 7');
+    expect(numberRanges([4])).toBe('4');
+    expect(numberRanges([])).toBe('');
+  });
+});
