@@ -34,6 +34,7 @@ import type { ArtifactStore, ObjectCheck } from './artifacts.ts';
 import {
   appendAuditEntry,
   exportAuditRoot,
+  sealAuditRoot,
   verifyAuditLog,
   type AuditEntry,
   type AuditInput,
@@ -1385,9 +1386,14 @@ export class Registry {
     return verifyAuditLog(this.db, this.auditDir, this.trusted);
   }
 
-  /** Signs the log's current Merkle root and appends it to `<auditDir>/roots.jsonl`; refuses if the log does not verify. */
+  /** Verifies the whole log, signs its current Merkle root and appends it to `<auditDir>/roots.jsonl` and the database; refuses if the log does not verify. */
   async exportAuditRoot(): Promise<ExportedRoot> {
     return exportAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+  }
+
+  /** Signs a new root from the last one's frontier and the entries since (O(log n) plus the tail); refuses if the tail or the last root does not check out. */
+  async sealAuditLog(): Promise<ExportedRoot> {
+    return sealAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
   }
 
   // ---- verification and lineage ------------------------------------------------------------------------
