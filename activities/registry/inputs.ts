@@ -109,6 +109,8 @@ export const FinishTrainingRunInput = z.object({
   artifactDigest: Digest.optional(),
   /** The training activity's name for the same digest. */
   weightsDigest: Digest.optional(),
+  /** Checkpoints written (or resumed from), so verification covers them. */
+  checkpoints: z.array(z.object({ digest: Digest, step: Count })).max(100_000).optional(),
   error: z.string().max(8000).optional(),
 });
 

@@ -662,6 +662,8 @@ export class Registry {
       artifactDigest?: string;
       /** Same as artifactDigest (the training activity's name for it). */
       weightsDigest?: string;
+      /** The checkpoints the run wrote or resumed from; `verify` re-hashes them with the version. */
+      checkpoints?: { digest: string; step: number }[];
       error?: string;
     },
     actor: string = DEFAULT_ACTOR,
@@ -687,6 +689,7 @@ export class Registry {
           backend: p.backend ?? null,
           finalLoss: p.finalLoss ?? null,
           artifactDigest,
+          checkpoints: p.checkpoints ?? [],
           error: p.error ?? null,
           finishedAt: new Date(),
         })
@@ -706,6 +709,7 @@ export class Registry {
           finalLoss: p.finalLoss ?? null,
           artifactDigest,
           error: p.error ?? null,
+          ...(p.checkpoints?.length ? { checkpoints: p.checkpoints } : {}),
         },
       });
       return this.#runInfo(tx, updated!, line!.name);
@@ -1400,7 +1404,9 @@ export class Registry {
 
   /**
    * Re-hashes every file of the selected versions (all, one line's, or one) and checks every manifest
-   * signature, that each manifest names its own line and version, and that it lists the recorded files.
+   * signature, that each manifest names its own line and version, and that it lists the recorded files; and
+   * every other artifact a version depends on: the stored drops it was trained on and its training run's
+   * checkpoints, and (for one version) the drops of its ancestry and foundation, whose records feed replay.
    * Read-only; reports problems instead of throwing.
    */
   async verifyArtifacts(line?: string, version?: number): Promise<ArtifactVerification> {
@@ -1435,7 +1441,38 @@ export class Registry {
       }
     }
     if (version !== undefined && checked === 0) throw new NotFoundError(`version ${line}@${version}`);
+    if (line !== undefined && version !== undefined) problems.push(...(await this.#verifyAncestry(line, version, check)));
     return { ok: problems.length === 0, checked, files: checks.size, problems };
+  }
+
+  /** The drops of a version's parents and foundation (replayed into its training), named under the version. */
+  async #verifyAncestry(line: string, version: number, check: (digest: string, size?: number) => Promise<ObjectCheck>): Promise<ArtifactProblem[]> {
+    const problems: ArtifactProblem[] = [];
+    const seen = new Set<string>();
+    const visit = async (l: Lineage, own: boolean) => {
+      const groups = [...(own ? [] : [{ from: l.version, drops: l.drops }]), ...l.parents.map((p) => ({ from: p.version, drops: p.drops }))];
+      for (const { from, drops } of groups) {
+        for (const d of drops) {
+          if (seen.has(d.digest)) continue;
+          seen.add(d.digest);
+          const c = await check(d.digest);
+          if (c.problem !== null)
+            problems.push({
+              line,
+              version,
+              file: `drop ${d.source} ${d.digest} (replayed from ${from.line}@${from.version})`,
+              reason: c.problem,
+              ...(c.path ? { path: c.path } : {}),
+            });
+        }
+      }
+    };
+    const depth = 1_000_000;
+    const mine = await this.lineage(line, version, { depth });
+    for (const d of mine.drops) seen.add(d.digest); // checked as the version's own
+    await visit(mine, true);
+    if (mine.foundation) await visit(await this.lineage(mine.foundation.line, mine.foundation.version, { depth }), false);
+    return problems;
   }
 
   async #verifyVersion(row: VersionRow, check: (digest: string, size?: number) => Promise<ObjectCheck>): Promise<ArtifactProblem[]> {
@@ -1471,6 +1508,23 @@ export class Registry {
     const weights = m.files.filter((f) => f.role === 'weights').map((f) => f.digest);
     if (!weights.includes(row.v.artifactDigest)) {
       problems.push({ ...where, file: `weights ${row.v.artifactDigest}`, reason: 'the recorded weights digest is not in the signed manifest' });
+    }
+    // The drops it was trained on (their records also feed later versions' replay) and its run's checkpoints.
+    const drops = await this.db
+      .select({ digest: dataDrops.digest, source: dataDrops.source })
+      .from(versionDrops)
+      .innerJoin(dataDrops, eq(dataDrops.id, versionDrops.dropId))
+      .where(eq(versionDrops.versionId, row.v.id))
+      .orderBy(asc(dataDrops.id));
+    for (const d of drops) {
+      const c = await check(d.digest);
+      if (c.problem !== null) problems.push({ ...where, file: `drop ${d.source} ${d.digest}`, reason: c.problem, ...(c.path ? { path: c.path } : {}) });
+    }
+    const [run] = await this.db.select({ checkpoints: trainingRuns.checkpoints }).from(trainingRuns).where(eq(trainingRuns.versionId, row.v.id));
+    for (const cp of run?.checkpoints ?? []) {
+      const c = await check(cp.digest);
+      if (c.problem !== null)
+        problems.push({ ...where, file: `checkpoint ${cp.digest} (step ${cp.step})`, reason: c.problem, ...(c.path ? { path: c.path } : {}) });
     }
     const recorded = await this.db.select().from(versionFiles).where(eq(versionFiles.versionId, row.v.id));
     const signedSet = new Set(m.files.map((f) => `${f.role} ${f.digest} ${f.size}`));

@@ -148,3 +148,8 @@ ALTER TABLE "evaluations" ADD COLUMN "weights_digest" text;
 ALTER TABLE "evaluations" ADD COLUMN "code_revision" text;
 --> statement-breakpoint
 ALTER TABLE "evaluations" ADD CONSTRAINT "evaluations_weights_digest_format" CHECK (char_length("evaluations"."weights_digest") = 64 and "evaluations"."weights_digest" ~ '^[0-9a-f]+$');
+--> statement-breakpoint
+-- The checkpoints a training run wrote or resumed from, so `perennial verify` re-hashes them with the version.
+ALTER TABLE "training_runs" ADD COLUMN "checkpoints" jsonb DEFAULT '[]'::jsonb NOT NULL;
+--> statement-breakpoint
+ALTER TABLE "training_runs" ADD CONSTRAINT "training_runs_checkpoints_array" CHECK (jsonb_typeof("training_runs"."checkpoints") = 'array');
