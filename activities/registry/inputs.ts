@@ -141,6 +141,7 @@ export const RecordEvaluationInput = z.object({
   metrics: JsonObject,
   dataDigest: Digest.optional(),
   backend: z.string().min(1).max(100).optional(),
+  codeRevision: z.string().min(1).max(200).optional(),
   actor: Actor.optional(),
 });
 

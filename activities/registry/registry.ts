@@ -217,6 +217,9 @@ export interface EvaluationInfo {
   metrics: Json;
   dataDigest: string | null;
   backend: string | null;
+  /** The weights measured (the version's), and the code revision that measured them. */
+  weightsDigest: string | null;
+  codeRevision: string | null;
   evaluatedAt: Date;
 }
 
@@ -966,6 +969,8 @@ export class Registry {
     metrics: Json;
     dataDigest?: string;
     backend?: string;
+    /** The revision of the code that measured it: a stored result is reused only by the same revision. */
+    codeRevision?: string;
     actor?: string;
   }): Promise<EvaluationInfo> {
     const p = parseInput('recordEvaluation', RecordEvaluationInput, input);
@@ -979,7 +984,14 @@ export class Registry {
         .where(and(eq(evaluationSuites.lineId, suiteLine.id), eq(evaluationSuites.name, p.suite)));
       if (!suite) throw new NotFoundError(`suite ${suiteLine.name}/${p.suite}`);
       const evaluatedAt = new Date();
-      const values = { metrics: p.metrics, dataDigest: p.dataDigest ?? null, backend: p.backend ?? null, evaluatedAt };
+      const values = {
+        metrics: p.metrics,
+        dataDigest: p.dataDigest ?? null,
+        backend: p.backend ?? null,
+        weightsDigest: version.artifactDigest,
+        codeRevision: p.codeRevision ?? null,
+        evaluatedAt,
+      };
       await tx
         .insert(evaluations)
         .values({ versionId: version.id, suiteId: suite.id, ...values })
@@ -988,7 +1000,15 @@ export class Registry {
         actor: p.actor ?? DEFAULT_ACTOR,
         action: 'evaluation.record',
         subject: `${p.line}@${p.version}`,
-        details: { suite: p.suite, suiteLine: suiteLine.name, metrics: p.metrics, dataDigest: values.dataDigest, backend: values.backend },
+        details: {
+          suite: p.suite,
+          suiteLine: suiteLine.name,
+          metrics: p.metrics,
+          dataDigest: values.dataDigest,
+          backend: values.backend,
+          weightsDigest: values.weightsDigest,
+          codeRevision: values.codeRevision,
+        },
       });
       return { line: p.line, version: p.version, suite: p.suite, suiteLine: suiteLine.name, kind: suite.kind, ...values };
     });
@@ -1007,6 +1027,8 @@ export class Registry {
         metrics: evaluations.metrics,
         dataDigest: evaluations.dataDigest,
         backend: evaluations.backend,
+        weightsDigest: evaluations.weightsDigest,
+        codeRevision: evaluations.codeRevision,
         evaluatedAt: evaluations.evaluatedAt,
       })
       .from(evaluations)
