@@ -75,7 +75,11 @@ async function main() {
     }
     const verified = await registry.verifyAudit();
     if (!verified.ok) throw new Error(`the log does not verify: ${verified.firstBad?.reason}`);
-    console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; log of ${size} entries, ${ROUNDS} rounds`);
+    console.log(
+      `load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}; log of ${size} entries, ${ROUNDS} rounds`,
+    );
     console.log(`full export (verify everything, sign):       median ${median(full).toFixed(0)} ms  (${full.map((x) => x.toFixed(0)).join(', ')})`);
     console.log(`seal from the frontier (+${TAIL} entries, sign): median ${median(seal).toFixed(1)} ms  (${seal.map((x) => x.toFixed(1)).join(', ')})`);
     await app.close();

@@ -92,7 +92,9 @@ export async function appendAuditEntry(tx: Tx, input: AuditInput): Promise<Audit
   };
   const expected = sha256Hex(entryBody(entry));
   if (expected !== entry.hash)
-    throw new Error(`audit entry ${entry.seq} (${entry.action} ${entry.subject}): the database hashed it as ${entry.hash.slice(0, 16)}…, canonical.ts as ${expected.slice(0, 16)}…; not committed`);
+    throw new Error(
+      `audit entry ${entry.seq} (${entry.action} ${entry.subject}): the database hashed it as ${entry.hash.slice(0, 16)}…, canonical.ts as ${expected.slice(0, 16)}…; not committed`,
+    );
   return entry;
 }
 
@@ -339,6 +341,13 @@ async function verifyWithTree(
   auditDir: string,
   trusted: readonly Verifier[],
 ): Promise<{ verification: AuditVerification; tree: MerkleTree; hashes: string[] }> {
+  // Roots first (the database's, then the file's), then the chain: a seal writes its line before it commits
+  // its row, and signs only committed entries, so whatever is read here is covered by what is read after it.
+  const recorded = await db
+    .select({ seq: auditRoots.seq, treeSize: auditRoots.treeSize, rootHash: auditRoots.rootHash })
+    .from(auditRoots)
+    .orderBy(asc(auditRoots.seq));
+  const lines = await readRoots(auditDir);
   const tree = new MerkleTree();
   const hashes: string[] = [];
   const { problems } = await scanChain(db, { after: 0, prevHash: AUDIT_GENESIS_HASH }, (e) => {
@@ -346,7 +355,6 @@ async function verifyWithTree(
     hashes.push(e.hash);
   });
   const n = tree.size;
-  const lines = await readRoots(auditDir);
   const signed: { line: number; root: AuditRoot }[] = [];
   (lines ?? []).forEach((text, i) => {
     const opened = openRoot(text, `${ROOTS_FILE} line ${i + 1}`, trusted);
@@ -356,10 +364,6 @@ async function verifyWithTree(
 
   // The database keeps its own list of the roots it signed: a file deleted, truncated or swapped for an older
   // copy no longer holds them all. (A root in the file the database lacks is a seal whose commit failed.)
-  const recorded = await db
-    .select({ seq: auditRoots.seq, treeSize: auditRoots.treeSize, rootHash: auditRoots.rootHash })
-    .from(auditRoots)
-    .orderBy(asc(auditRoots.seq));
   const inFile = new Set(signed.map((s) => `${s.root.treeSize} ${s.root.rootHash}`));
   const missing = recorded.filter((r) => !inFile.has(`${r.treeSize} ${r.rootHash}`));
   if (missing.length > 0) {
@@ -454,7 +458,9 @@ export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, 
     if (!last) return null;
     const where = `the database's last root (over ${last.treeSize} entries, ${last.rootHash.slice(0, 16)}…)`;
     if (!(await signedRootInFile(auditDir, trusted, last)))
-      throw refuse(`${where} is not in ${ROOTS_FILE} with a valid signature (the file was deleted, truncated or edited, or the database's record forged); run perennial audit verify`);
+      throw refuse(
+        `${where} is not in ${ROOTS_FILE} with a valid signature (the file was deleted, truncated or edited, or the database's record forged); run perennial audit verify`,
+      );
     let frontier: MerkleFrontier;
     try {
       frontier = new MerkleFrontier(last.treeSize, last.frontier);
@@ -463,7 +469,10 @@ export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, 
     }
     if (frontier.root() !== last.rootHash) throw refuse(`${where}: its recorded frontier does not hash to it`);
     if (last.treeSize > 0) {
-      const [head] = await tx.select({ hash: auditLog.hash }).from(auditLog).where(sql`${auditLog.seq} = ${last.treeSize}`);
+      const [head] = await tx
+        .select({ hash: auditLog.hash })
+        .from(auditLog)
+        .where(sql`${auditLog.seq} = ${last.treeSize}`);
       if (head?.hash !== last.lastHash)
         throw refuse(`entry ${last.treeSize}, the last one ${where} covers, is ${head ? 'no longer the entry that was signed' : 'gone'}`);
     }

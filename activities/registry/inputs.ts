@@ -110,7 +110,10 @@ export const FinishTrainingRunInput = z.object({
   /** The training activity's name for the same digest. */
   weightsDigest: Digest.optional(),
   /** Checkpoints written (or resumed from), so verification covers them. */
-  checkpoints: z.array(z.object({ digest: Digest, step: Count })).max(100_000).optional(),
+  checkpoints: z
+    .array(z.object({ digest: Digest, step: Count }))
+    .max(100_000)
+    .optional(),
   error: z.string().max(8000).optional(),
 });
 

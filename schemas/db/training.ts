@@ -31,7 +31,10 @@ export const trainingRuns = pgTable(
     finalLoss: doublePrecision(),
     artifactDigest: text(),
     /** The checkpoints the run wrote or resumed from (migration 0003), re-hashed by `perennial verify`. */
-    checkpoints: jsonb().$type<{ digest: string; step: number }[]>().notNull().default(sql`'[]'::jsonb`),
+    checkpoints: jsonb()
+      .$type<{ digest: string; step: number }[]>()
+      .notNull()
+      .default(sql`'[]'::jsonb`),
     error: text(),
     // One version per run: this is what makes createVersion idempotent for a retried activity.
     versionId: ref().references(() => versions.id),

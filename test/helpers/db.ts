@@ -153,7 +153,13 @@ export async function seedDrop(registry: Registry, line: string, source = 'fixtu
 export async function seedVersion(
   t: { registry: Registry; store: ArtifactStore },
   line: string,
-  opts: { parent?: number | null; drops?: string[]; foundation?: { line: string; version: number }; key?: string; checkpoints?: { digest: string; step: number }[] } = {},
+  opts: {
+    parent?: number | null;
+    drops?: string[];
+    foundation?: { line: string; version: number };
+    key?: string;
+    checkpoints?: { digest: string; step: number }[];
+  } = {},
 ): Promise<{ version: number; manifestDigest: string; weightsDigest: string; key: string }> {
   const key = opts.key ?? `run-${line}-${randomBytes(6).toString('hex')}`;
   const weightsDigest = await t.store.put(randomBytes(2048));
