@@ -1,7 +1,8 @@
 /**
  * Evaluate: measure one version on a list of suites (held-out loss and perplexity for text suites, greedy
  * exact match for probe suites) and record every result. A stored result is reused only when it was
- * measured on exactly the same records (same data digest), so superseded probes never leave a stale number.
+ * measured on the same weights, exactly the same records (same data digest, so superseded probes never leave a
+ * stale number), the same backend and the same code revision; anything else is measured again.
  */
 import { Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
@@ -61,18 +62,27 @@ export function evaluationActivities(deps: ActivityDeps) {
     data: Map<string, SuiteData>,
   ): Promise<Record<string, Metrics>> {
     const ctx = Context.current();
-    const stored = input.fresh ? [] : await deps.registry.getEvaluations(input.line, input.version);
+    const [stored, backend, version] = await Promise.all([
+      input.fresh ? [] : deps.registry.getEvaluations(input.line, input.version),
+      initBackend(),
+      deps.registry.getVersion(input.line, input.version),
+    ]);
     const out: Record<string, Metrics> = {};
     const todo: SuiteRef[] = [];
     for (const suite of input.suites) {
-      const prior = stored.find((e) => e.suite === suite.name && e.dataDigest === data.get(suite.name)!.dataDigest);
+      const prior = stored.find(
+        (e) =>
+          e.suite === suite.name &&
+          e.dataDigest === data.get(suite.name)!.dataDigest &&
+          e.weightsDigest === version.weightsDigest &&
+          e.backend === backend &&
+          e.codeRevision === deps.codeRevision,
+      );
       if (prior) out[suite.name] = prior.metrics as Metrics;
       else todo.push(suite);
     }
     if (todo.length === 0) return out;
 
-    const backend = await initBackend();
-    const version = await deps.registry.getVersion(input.line, input.version);
     const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
     const model = LanguageModel.create(config, weights);
     try {
@@ -90,6 +100,7 @@ export function evaluationActivities(deps: ActivityDeps) {
           metrics,
           dataDigest: d.dataDigest,
           backend,
+          codeRevision: deps.codeRevision,
         });
         out[suite.name] = metrics;
         ctx.heartbeat({ suite: suite.name });

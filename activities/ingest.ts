@@ -4,14 +4,17 @@
  * and recorded, then reported as a non-retryable InvalidDataError naming the file and the line.
  *
  * The request is validated here (zod) because a `dataDrop` signal can come from any Temporal client, not only
- * the CLI; the file is opened without blocking and must be a regular file of at most MAX_DROP_BYTES outside
- * the installation's own folders (keys, store, database), so no request can make a worker hang, exhaust its
- * memory, write outside quarantine/, or train on (or copy) the signing key.
+ * the CLI; the file must lie in a configured drop root (PERENNIAL_DROP_ROOTS: a client of the unauthenticated
+ * local dev server can name any path) and is opened without blocking and must be a regular file of at most
+ * MAX_DROP_BYTES outside the installation's own folders (keys, store, database), so no request can make a
+ * worker hang, exhaust its memory, write outside quarantine/, read a file of the worker's user outside the
+ * roots, or train on (or copy) the signing key. What ingest keeps in quarantine is its owner's alone (0700/0600).
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
-import { basename, join, resolve, sep } from 'node:path';
+import { chmod, lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, delimiter, join, resolve, sep } from 'node:path';
 import { DropRequest, SourceName, explain } from '../schemas/io.ts';
 import { ErrorType } from '../workflows/options.ts';
 import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from './drops.ts';
@@ -45,14 +48,40 @@ export function protectedFolders(dataDir: string, env: NodeJS.ProcessEnv = proce
   ];
 }
 
+/**
+ * The folders drops may be read from: PERENNIAL_DROP_ROOTS (separated by `:`, `;` on Windows), else
+ * `<data>/drops`, `<data>/demo-drops` (the demo's) and the system's temporary folder (where the tests, the
+ * benchmarks and most scripts write theirs). Read on every drop, so a worker's environment decides.
+ */
+export function dropRoots(dataDir: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const listed = (env.PERENNIAL_DROP_ROOTS ?? '')
+    .split(delimiter)
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  if (listed.length > 0) return listed.map((p) => resolve(p));
+  const root = resolve(dataDir);
+  return [join(root, 'drops'), join(root, 'demo-drops'), resolve(tmpdir())];
+}
+
+const isInside = (p: string, folder: string) => p === folder || p.startsWith(folder.endsWith(sep) ? folder : folder + sep);
+
 /** The bytes of a drop file, or why they cannot be read; never blocks on a pipe or reads past MAX_DROP_BYTES. */
 export async function readDropFile(path: string, dataDir: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
+  const roots = dropRoots(dataDir);
+  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => r)));
+  const outside = {
+    problem: `the path is outside the drop roots (${roots.join(', ')}); drops are read only from there: move the file into one, or add its folder to PERENNIAL_DROP_ROOTS where the workers run`,
+  };
+  // Checked on the name first, so a path outside is not even resolved (no probing which files exist there).
+  if (![...roots, ...realRoots].some((r) => isInside(resolve(path), r))) return outside;
   let real: string;
   try {
     real = await realpath(path);
   } catch (err) {
     return { problem: fileProblem(err) };
   }
+  // Then on the file it resolves to: a link in a root to a file elsewhere is elsewhere.
+  if (!realRoots.some((r) => isInside(real, r))) return outside;
   for (const folder of protectedFolders(dataDir)) {
     const inside = (p: string) => p === folder.path || p.startsWith(folder.path + sep);
     const resolved = await realpath(folder.path).catch(() => folder.path);
@@ -121,7 +150,10 @@ export function ingestActivities(deps: ActivityDeps) {
     // The digest is checked (or computed) before it gets here; this is the last guard before it names a folder.
     if (!DIGEST.test(record.digest)) throw new Error(`refusing to quarantine under ${JSON.stringify(record.digest.slice(0, 80))}`);
     const dir = join(quarantineRoot, record.digest);
-    await mkdir(dir, { recursive: true });
+    // Quarantined bytes are drop data, and may be anyone's: the owner's alone.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(quarantineRoot, 0o700);
+    await chmod(dir, 0o700);
     if (bytes) await atomicWrite(join(dir, 'content'), bytes);
     await atomicWrite(join(dir, 'reason.json'), Buffer.from(JSON.stringify(record, null, 2) + '\n'));
     return dir;
@@ -278,7 +310,8 @@ function safeJson(value: unknown): string {
 
 async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, bytes, { flush: true });
+  await writeFile(tmp, bytes, { flush: true, mode: 0o600 });
+  await chmod(tmp, 0o600); // a temp file left by a crash keeps its old mode; writeFile's mode applies only on create
   await rename(tmp, path);
 }
 

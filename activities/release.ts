@@ -239,16 +239,18 @@ export function releaseActivities(deps: ActivityDeps) {
     /**
      * Signs the audit log's Merkle root and appends it to the roots file outside the database, so releases
      * are anchored where a database superuser cannot rewrite them. Refuses (and fails) on a broken log.
-     * Signing re-verifies the whole log (3.8 s at 100,000 entries), so after a cycle it runs only when the
-     * last root is older than PERENNIAL_AUDIT_SEAL_SECONDS (default 600; 0 = after every cycle);
-     * `perennial audit export` signs one at any time.
+     * A seal extends the last root's Merkle frontier by the entries since (O(log n) plus the tail), so it runs
+     * after every cycle by default; PERENNIAL_AUDIT_SEAL_SECONDS > 0 seals only when the last root is older.
+     * `perennial audit export` verifies the whole log and signs one at any time.
      */
     async sealAuditLog(): Promise<{ treeSize: number; rootHash: string } | { skipped: string }> {
-      const minAgeMs = Number(process.env.PERENNIAL_AUDIT_SEAL_SECONDS ?? 600) * 1000;
-      const last = await stat(join(registry.auditDir, ROOTS_FILE)).catch(() => null);
-      const age = last ? Date.now() - last.mtimeMs : Infinity;
-      if (age < minAgeMs) return { skipped: `the last root was signed ${Math.round(age / 1000)} s ago` };
-      const { root } = await registry.exportAuditRoot();
+      const minAgeMs = Number(process.env.PERENNIAL_AUDIT_SEAL_SECONDS ?? 0) * 1000;
+      if (minAgeMs > 0) {
+        const last = await stat(join(registry.auditDir, ROOTS_FILE)).catch(() => null);
+        const age = last ? Date.now() - last.mtimeMs : Infinity;
+        if (age < minAgeMs) return { skipped: `the last root was signed ${Math.round(age / 1000)} s ago` };
+      }
+      const { root } = await registry.sealAuditLog();
       return { treeSize: root.treeSize, rootHash: root.rootHash };
     },
 

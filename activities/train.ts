@@ -124,6 +124,8 @@ export function trainingActivities(deps: ActivityDeps) {
 
       const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
       let lastCheckpoint = previous?.checkpoint;
+      // Recorded with the run, so `perennial verify` re-hashes every checkpoint the version was trained through.
+      const checkpoints: { digest: string; step: number }[] = lastCheckpoint ? [{ digest: lastCheckpoint, step: resumedFromStep }] : [];
       let lastCheckpointStep = resume ? resumedFromStep : undefined;
       let lastLoss = previous?.loss;
       let lastSignal = 0;
@@ -140,6 +142,7 @@ export function trainingActivities(deps: ActivityDeps) {
           onCheckpoint: async (bytes, step) => {
             lastCheckpoint = await deps.store.put(bytes);
             lastCheckpointStep = step;
+            checkpoints.push({ digest: lastCheckpoint, step });
             ctx.heartbeat({ step, checkpoint: lastCheckpoint, checkpointStep: step, loss: lastLoss } satisfies TrainingHeartbeat);
           },
           onProgress: async (p) => {
@@ -183,7 +186,7 @@ export function trainingActivities(deps: ActivityDeps) {
         resumedFromStep,
         lossCurve: result.lossCurve.slice(-50),
       };
-      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs) });
+      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs), checkpoints });
       return outcome;
     },
   };

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ArtifactIntegrityError, InvalidDigestError } from '../../schemas/errors.ts';
 
@@ -34,6 +34,7 @@ export class ArtifactStore {
   readonly root: string;
   #realRoot: Promise<string> | undefined;
   #tmpDir: Promise<string> | undefined;
+  #private = false;
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -63,11 +64,11 @@ export class ArtifactStore {
     const [folder, tmpDir] = await Promise.all([this.#folder(digest, true), this.#tmp()]);
     const temp = join(tmpDir, `${digest}.${process.pid}.${randomBytes(6).toString('hex')}`);
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-    let handle: FileHandle | undefined = await open(temp, flags, 0o444).catch(async (err: NodeJS.ErrnoException) => {
+    let handle: FileHandle | undefined = await open(temp, flags, 0o400).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
       this.#tmpDir = undefined; // the tmp folder was removed under us: make it again, once
       await this.#tmp();
-      return open(temp, flags, 0o444);
+      return open(temp, flags, 0o400);
     });
     try {
       await handle.writeFile(bytes);
@@ -153,7 +154,12 @@ export class ArtifactStore {
   }
 
   async #root(create: boolean): Promise<string> {
-    if (create) await mkdir(this.root, { recursive: true, mode: 0o755 });
+    if (create && !this.#private) {
+      // Weights, checkpoints and drops are data: the owner's alone, also for a store made before this rule.
+      await mkdir(this.root, { recursive: true, mode: 0o700 });
+      await chmod(this.root, 0o700);
+      this.#private = true;
+    }
     // The root itself may be a link an operator made (to another disk); everything below it may not.
     this.#realRoot ??= realpath(this.root).catch((err: unknown) => {
       this.#realRoot = undefined;
@@ -166,7 +172,7 @@ export class ArtifactStore {
   #tmp(): Promise<string> {
     this.#tmpDir ??= (async () => {
       const dir = join(await this.#root(true), 'tmp');
-      await mkdir(dir, { recursive: true, mode: 0o755 });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.#assertRealDir(dir);
       return dir;
     })().catch((err: unknown) => {
@@ -181,7 +187,7 @@ export class ArtifactStore {
     const root = await this.#root(create);
     const shard = join(root, 'sha256');
     const folder = join(shard, digest.slice(0, 2));
-    if (create) await mkdir(folder, { recursive: true, mode: 0o755 });
+    if (create) await mkdir(folder, { recursive: true, mode: 0o700 });
     await Promise.all([this.#assertRealDir(shard), this.#assertRealDir(folder)]);
     return folder;
   }

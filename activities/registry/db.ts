@@ -36,14 +36,18 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../schemas/migrations
 
 // Advisory lock keys (two int4 keys: the project's tag and a purpose), shared by every process.
 const LOCK_TAG = 0x7065726e; // 'pern'
-export const LOCKS = { migrate: [LOCK_TAG, 1], audit: [LOCK_TAG, 2] } as const;
+// `audit` is also written out in perennial_audit_append (migration 0003).
+export const LOCKS = { migrate: [LOCK_TAG, 1], audit: [LOCK_TAG, 2], seal: [LOCK_TAG, 3] } as const;
 
 /**
  * Privileges of the application role per table: no DELETE or TRUNCATE anywhere (the registry is history),
  * and only SELECT and INSERT on the append-only tables. Tables not listed get the default.
  */
 const TABLE_PRIVILEGES: Record<string, string> = {
-  audit_log: 'SELECT, INSERT',
+  // No INSERT: entries go in only through perennial_audit_append (migration 0003), which stamps the time,
+  // takes the chain's lock and computes the hash itself.
+  audit_log: 'SELECT',
+  audit_roots: 'SELECT, INSERT',
   releases: 'SELECT, INSERT',
   versions: 'SELECT, INSERT',
   version_files: 'SELECT, INSERT',
@@ -182,6 +186,7 @@ async function grantAppRole(sql: postgres.Sql, role: AppRole): Promise<void> {
         await tx.unsafe(`GRANT ${TABLE_PRIVILEGES[name] ?? DEFAULT_PRIVILEGES} ON ${table} TO ${ident}`);
       }
       await tx.unsafe(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${ident}`);
+      await tx.unsafe(`GRANT EXECUTE ON FUNCTION public.perennial_audit_append(text, text, text, jsonb) TO ${ident}`);
       await tx.unsafe(`REVOKE ALL ON SCHEMA drizzle FROM ${ident}`);
     }),
   );

@@ -109,6 +109,11 @@ export const FinishTrainingRunInput = z.object({
   artifactDigest: Digest.optional(),
   /** The training activity's name for the same digest. */
   weightsDigest: Digest.optional(),
+  /** Checkpoints written (or resumed from), so verification covers them. */
+  checkpoints: z
+    .array(z.object({ digest: Digest, step: Count }))
+    .max(100_000)
+    .optional(),
   error: z.string().max(8000).optional(),
 });
 
@@ -139,6 +144,7 @@ export const RecordEvaluationInput = z.object({
   metrics: JsonObject,
   dataDigest: Digest.optional(),
   backend: z.string().min(1).max(100).optional(),
+  codeRevision: z.string().min(1).max(200).optional(),
   actor: Actor.optional(),
 });
 

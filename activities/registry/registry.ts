@@ -34,6 +34,7 @@ import type { ArtifactStore, ObjectCheck } from './artifacts.ts';
 import {
   appendAuditEntry,
   exportAuditRoot,
+  sealAuditRoot,
   verifyAuditLog,
   type AuditEntry,
   type AuditInput,
@@ -217,6 +218,9 @@ export interface EvaluationInfo {
   metrics: Json;
   dataDigest: string | null;
   backend: string | null;
+  /** The weights measured (the version's), and the code revision that measured them. */
+  weightsDigest: string | null;
+  codeRevision: string | null;
   evaluatedAt: Date;
 }
 
@@ -723,6 +727,8 @@ export class Registry {
       artifactDigest?: string;
       /** Same as artifactDigest (the training activity's name for it). */
       weightsDigest?: string;
+      /** The checkpoints the run wrote or resumed from; `verify` re-hashes them with the version. */
+      checkpoints?: { digest: string; step: number }[];
       error?: string;
     },
     actor: string = DEFAULT_ACTOR,
@@ -748,6 +754,7 @@ export class Registry {
           backend: p.backend ?? null,
           finalLoss: p.finalLoss ?? null,
           artifactDigest,
+          checkpoints: p.checkpoints ?? [],
           error: p.error ?? null,
           finishedAt: new Date(),
         })
@@ -767,6 +774,7 @@ export class Registry {
           finalLoss: p.finalLoss ?? null,
           artifactDigest,
           error: p.error ?? null,
+          ...(p.checkpoints?.length ? { checkpoints: p.checkpoints } : {}),
         },
       });
       return this.#runInfo(tx, updated!, line!.name);
@@ -1023,6 +1031,8 @@ export class Registry {
     metrics: Json;
     dataDigest?: string;
     backend?: string;
+    /** The revision of the code that measured it: a stored result is reused only by the same revision. */
+    codeRevision?: string;
     actor?: string;
   }): Promise<EvaluationInfo> {
     const p = parseInput('recordEvaluation', RecordEvaluationInput, input);
@@ -1036,7 +1046,14 @@ export class Registry {
         .where(and(eq(evaluationSuites.lineId, suiteLine.id), eq(evaluationSuites.name, p.suite)));
       if (!suite) throw new NotFoundError(`suite ${suiteLine.name}/${p.suite}`);
       const evaluatedAt = new Date();
-      const values = { metrics: p.metrics, dataDigest: p.dataDigest ?? null, backend: p.backend ?? null, evaluatedAt };
+      const values = {
+        metrics: p.metrics,
+        dataDigest: p.dataDigest ?? null,
+        backend: p.backend ?? null,
+        weightsDigest: version.artifactDigest,
+        codeRevision: p.codeRevision ?? null,
+        evaluatedAt,
+      };
       await tx
         .insert(evaluations)
         .values({ versionId: version.id, suiteId: suite.id, ...values })
@@ -1045,7 +1062,15 @@ export class Registry {
         actor: p.actor ?? DEFAULT_ACTOR,
         action: 'evaluation.record',
         subject: `${p.line}@${p.version}`,
-        details: { suite: p.suite, suiteLine: suiteLine.name, metrics: p.metrics, dataDigest: values.dataDigest, backend: values.backend },
+        details: {
+          suite: p.suite,
+          suiteLine: suiteLine.name,
+          metrics: p.metrics,
+          dataDigest: values.dataDigest,
+          backend: values.backend,
+          weightsDigest: values.weightsDigest,
+          codeRevision: values.codeRevision,
+        },
       });
       return { line: p.line, version: p.version, suite: p.suite, suiteLine: suiteLine.name, kind: suite.kind, ...values };
     });
@@ -1064,6 +1089,8 @@ export class Registry {
         metrics: evaluations.metrics,
         dataDigest: evaluations.dataDigest,
         backend: evaluations.backend,
+        weightsDigest: evaluations.weightsDigest,
+        codeRevision: evaluations.codeRevision,
         evaluatedAt: evaluations.evaluatedAt,
       })
       .from(evaluations)
@@ -1476,16 +1503,23 @@ export class Registry {
     return verifyAuditLog(this.db, this.auditDir, this.trusted);
   }
 
-  /** Signs the log's current Merkle root and appends it to `<auditDir>/roots.jsonl`; refuses if the log does not verify. */
+  /** Verifies the whole log, signs its current Merkle root and appends it to `<auditDir>/roots.jsonl` and the database; refuses if the log does not verify. */
   async exportAuditRoot(): Promise<ExportedRoot> {
     return exportAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+  }
+
+  /** Signs a new root from the last one's frontier and the entries since (O(log n) plus the tail); refuses if the tail or the last root does not check out. */
+  async sealAuditLog(): Promise<ExportedRoot> {
+    return sealAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
   }
 
   // ---- verification and lineage ------------------------------------------------------------------------
 
   /**
    * Re-hashes every file of the selected versions (all, one line's, or one) and checks every manifest
-   * signature, that each manifest names its own line and version, and that it lists the recorded files.
+   * signature, that each manifest names its own line and version, and that it lists the recorded files; and
+   * every other artifact a version depends on: the stored drops it was trained on and its training run's
+   * checkpoints, and (for one version) the drops of its ancestry and foundation, whose records feed replay.
    * Read-only; reports problems instead of throwing.
    */
   async verifyArtifacts(line?: string, version?: number): Promise<ArtifactVerification> {
@@ -1520,7 +1554,38 @@ export class Registry {
       }
     }
     if (version !== undefined && checked === 0) throw new NotFoundError(`version ${line}@${version}`);
+    if (line !== undefined && version !== undefined) problems.push(...(await this.#verifyAncestry(line, version, check)));
     return { ok: problems.length === 0, checked, files: checks.size, problems };
+  }
+
+  /** The drops of a version's parents and foundation (replayed into its training), named under the version. */
+  async #verifyAncestry(line: string, version: number, check: (digest: string, size?: number) => Promise<ObjectCheck>): Promise<ArtifactProblem[]> {
+    const problems: ArtifactProblem[] = [];
+    const seen = new Set<string>();
+    const visit = async (l: Lineage, own: boolean) => {
+      const groups = [...(own ? [] : [{ from: l.version, drops: l.drops }]), ...l.parents.map((p) => ({ from: p.version, drops: p.drops }))];
+      for (const { from, drops } of groups) {
+        for (const d of drops) {
+          if (seen.has(d.digest)) continue;
+          seen.add(d.digest);
+          const c = await check(d.digest);
+          if (c.problem !== null)
+            problems.push({
+              line,
+              version,
+              file: `drop ${d.source} ${d.digest} (replayed from ${from.line}@${from.version})`,
+              reason: c.problem,
+              ...(c.path ? { path: c.path } : {}),
+            });
+        }
+      }
+    };
+    const depth = 1_000_000;
+    const mine = await this.lineage(line, version, { depth });
+    for (const d of mine.drops) seen.add(d.digest); // checked as the version's own
+    await visit(mine, true);
+    if (mine.foundation) await visit(await this.lineage(mine.foundation.line, mine.foundation.version, { depth }), false);
+    return problems;
   }
 
   async #verifyVersion(row: VersionRow, check: (digest: string, size?: number) => Promise<ObjectCheck>): Promise<ArtifactProblem[]> {
@@ -1556,6 +1621,23 @@ export class Registry {
     const weights = m.files.filter((f) => f.role === 'weights').map((f) => f.digest);
     if (!weights.includes(row.v.artifactDigest)) {
       problems.push({ ...where, file: `weights ${row.v.artifactDigest}`, reason: 'the recorded weights digest is not in the signed manifest' });
+    }
+    // The drops it was trained on (their records also feed later versions' replay) and its run's checkpoints.
+    const drops = await this.db
+      .select({ digest: dataDrops.digest, source: dataDrops.source })
+      .from(versionDrops)
+      .innerJoin(dataDrops, eq(dataDrops.id, versionDrops.dropId))
+      .where(eq(versionDrops.versionId, row.v.id))
+      .orderBy(asc(dataDrops.id));
+    for (const d of drops) {
+      const c = await check(d.digest);
+      if (c.problem !== null) problems.push({ ...where, file: `drop ${d.source} ${d.digest}`, reason: c.problem, ...(c.path ? { path: c.path } : {}) });
+    }
+    const [run] = await this.db.select({ checkpoints: trainingRuns.checkpoints }).from(trainingRuns).where(eq(trainingRuns.versionId, row.v.id));
+    for (const cp of run?.checkpoints ?? []) {
+      const c = await check(cp.digest);
+      if (c.problem !== null)
+        problems.push({ ...where, file: `checkpoint ${cp.digest} (step ${cp.step})`, reason: c.problem, ...(c.path ? { path: c.path } : {}) });
     }
     const recorded = await this.db.select().from(versionFiles).where(eq(versionFiles.versionId, row.v.id));
     const signedSet = new Set(m.files.map((f) => `${f.role} ${f.digest} ${f.size}`));

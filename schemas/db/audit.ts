@@ -1,4 +1,7 @@
-/** The audit log: append-only (triggers in migration 0001), hash-chained, Merkle roots signed outside the database. */
+/**
+ * The audit log: append-only (triggers in migration 0001), hash-chained, written only through the
+ * `perennial_audit_append` function (migration 0003), Merkle roots signed outside the database and recorded in it.
+ */
 import { sql } from 'drizzle-orm';
 import { bigint, check, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { digestCheck, instant, notBlank } from './columns.ts';
@@ -30,5 +33,30 @@ export const auditLog = pgTable(
     digestCheck('audit_log_prev_hash_format', t.prevHash),
     digestCheck('audit_log_hash_format', t.hash),
     notBlank('audit_log_actor_not_blank', t.actor),
+  ],
+);
+
+/**
+ * One row per signed root (migration 0003): the database's own count and last root, so a deleted or truncated
+ * `roots.jsonl` is noticed, and the Merkle frontier (the roots of the perfect subtrees, largest first) of the
+ * tree that was signed, so the next seal hashes only the entries since. Append-only, like the log.
+ */
+export const auditRoots = pgTable(
+  'audit_roots',
+  {
+    seq: bigint({ mode: 'number' }).primaryKey(),
+    treeSize: bigint({ mode: 'number' }).notNull(),
+    rootHash: text().notNull(),
+    lastHash: text().notNull(),
+    frontier: jsonb().$type<string[]>().notNull(),
+    keyId: text().notNull(),
+    signedAt: instant().notNull(),
+  },
+  (t) => [
+    check('audit_roots_seq_positive', sql`${t.seq} >= 1`),
+    check('audit_roots_tree_size_nonnegative', sql`${t.treeSize} >= 0`),
+    digestCheck('audit_roots_root_hash_format', t.rootHash),
+    digestCheck('audit_roots_last_hash_format', t.lastHash),
+    check('audit_roots_frontier_array', sql`jsonb_typeof(${t.frontier}) = 'array'`),
   ],
 );

@@ -43,6 +43,9 @@ export const evaluations = pgTable(
     /** Digest of the exact records measured (a suite's probes can be superseded), so a stale result is recognisable. */
     dataDigest: text(),
     backend: text(),
+    /** The weights and code revision measured (migration 0003): a stored result is reused only when all four match. */
+    weightsDigest: text(),
+    codeRevision: text(),
     evaluatedAt: instant().notNull().defaultNow(),
   },
   (t) => [
@@ -50,5 +53,6 @@ export const evaluations = pgTable(
     index('evaluations_suite_idx').on(t.suiteId),
     check('evaluations_metrics_object', sql`jsonb_typeof(${t.metrics}) = 'object'`),
     digestCheck('evaluations_data_digest_format', t.dataDigest),
+    digestCheck('evaluations_weights_digest_format', t.weightsDigest),
   ],
 );

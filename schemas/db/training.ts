@@ -30,6 +30,11 @@ export const trainingRuns = pgTable(
     backend: text(),
     finalLoss: doublePrecision(),
     artifactDigest: text(),
+    /** The checkpoints the run wrote or resumed from (migration 0003), re-hashed by `perennial verify`. */
+    checkpoints: jsonb()
+      .$type<{ digest: string; step: number }[]>()
+      .notNull()
+      .default(sql`'[]'::jsonb`),
     error: text(),
     // One version per run: this is what makes createVersion idempotent for a retried activity.
     versionId: ref().references(() => versions.id),
@@ -45,6 +50,7 @@ export const trainingRuns = pgTable(
     check('training_runs_finished_when_done', sql`(${t.status} = 'running') = (${t.finishedAt} is null)`),
     check('training_runs_key_not_blank', sql`length(btrim(${t.key})) > 0`),
     digestCheck('training_runs_artifact_digest_format', t.artifactDigest),
+    check('training_runs_checkpoints_array', sql`jsonb_typeof(${t.checkpoints}) = 'array'`),
     nonNegative('training_runs_steps_non_negative', t.steps),
     nonNegative('training_runs_tokens_non_negative', t.tokens),
     nonNegative('training_runs_flops_non_negative', t.flops),

@@ -13,7 +13,9 @@ export function parseTarget(target: string | undefined): { line?: string; versio
 export function register(program: Command) {
   program
     .command('verify [target]')
-    .description('re-hash the files of every version (or of <line> / <line>@<version>) and check their signed manifests; exit 1 naming each file at fault')
+    .description(
+      're-hash the files of every version (or of <line> / <line>@<version>), the drops and checkpoints each depends on, and check their signed manifests; exit 1 naming each one at fault',
+    )
     .option('--json', 'print JSON')
     .action(async (target: string | undefined, o: { json?: boolean }) => {
       const { line, version } = parseTarget(target);

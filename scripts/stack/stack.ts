@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import { temporalConnectionOptions } from '../../workers/config.ts';
 import { startPostgres, type PostgresHandle } from './postgres.ts';
 import { registerSearchAttributes, startTemporal, type TemporalHandle } from './temporal.ts';
 import { killOnExit } from './wait.ts';
-import type { StackState } from './state.ts';
+import { privateDataDir, privateDir, type StackState } from './state.ts';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -67,6 +67,7 @@ async function prepareDatabase(opts: StackOptions, env: NodeJS.ProcessEnv): Prom
   const postgres = await startPostgres({ root, port: opts.postgresPort });
   const passwordFile = join(opts.dataDir, 'app-role-password');
   if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
+  chmodSync(passwordFile, 0o600);
   const role = { name: DEFAULT_APP_ROLE, password: readFileSync(passwordFile, 'utf8').trim() };
   await migrateDatabase(postgres.adminUrl, { appRole: role });
   return { url: appDatabaseUrl(postgres.adminUrl, role), postgres };
@@ -83,8 +84,7 @@ async function prepareTemporal(opts: StackOptions, env: NodeJS.ProcessEnv): Prom
     }
     return { address: env.TEMPORAL_ADDRESS };
   }
-  const dir = join(opts.dataDir, 'temporal');
-  mkdirSync(dir, { recursive: true });
+  const dir = privateDir(join(opts.dataDir, 'temporal')); // workflow histories
   const temporal = await startTemporal({
     dbFile: join(dir, 'temporal.db'),
     port: opts.temporalPort,
@@ -98,9 +98,12 @@ async function prepareTemporal(opts: StackOptions, env: NodeJS.ProcessEnv): Prom
 
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const env = opts.env ?? process.env;
-  const dataDir = resolve(opts.dataDir);
-  mkdirSync(join(dataDir, 'run'), { recursive: true });
-  mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  // Everything the stack and its children (dev server, PostgreSQL, workers) create is their owner's alone:
+  // the data folder holds drops, weights, the database URL with the app role's password, keys and logs.
+  process.umask(0o077);
+  const dataDir = privateDataDir(resolve(opts.dataDir), { embeddedPostgres: !env.DATABASE_URL });
+  privateDir(join(dataDir, 'run'));
+  privateDir(join(dataDir, 'logs'));
   const started = Date.now();
   const settled = await Promise.allSettled([prepareDatabase({ ...opts, dataDir }, env), prepareTemporal({ ...opts, dataDir }, env), bundleWorkflows()]);
   if (settled.some((s) => s.status === 'rejected')) {
@@ -115,7 +118,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     Awaited<ReturnType<typeof bundleWorkflows>>,
   ];
   const bundlePath = join(dataDir, 'run', 'workflow-bundle.js');
-  await writeFile(bundlePath, bundle.code);
+  await writeFile(bundlePath, bundle.code, { mode: 0o600 });
   opts.log(`PostgreSQL and Temporal ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const workerEnv: NodeJS.ProcessEnv = {
@@ -136,7 +139,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // Worker output goes to a log file per process; the terminal keeps the stack's own progress.
-    const logFile = createWriteStream(join(dataDir, 'logs', `${kind}-worker-${child.pid}.log`), { flags: 'a' });
+    const logFile = createWriteStream(join(dataDir, 'logs', `${kind}-worker-${child.pid}.log`), { flags: 'a', mode: 0o600 });
     child.stderr!.pipe(logFile);
     const ready = new Promise<void>((ok, fail) => {
       const lines = createInterface({ input: child.stdout! });

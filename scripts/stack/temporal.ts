@@ -82,7 +82,7 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
     ...(process.env.PERENNIAL_TEMPORAL_SYNC_FULL ? [] : ['--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal']),
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? opts.port + 1000), '--ui-ip', '127.0.0.1']),
   ];
-  const log = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
+  const log = opts.logFile ? openSync(opts.logFile, 'a', 0o600) : 'ignore';
   const address = `127.0.0.1:${opts.port}`;
   let child: ChildProcess;
   let exitCode: number | null | undefined;

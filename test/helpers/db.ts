@@ -135,10 +135,17 @@ export async function seedLine(registry: Registry, name: string, foundationLine?
   });
 }
 
-/** Records an accepted drop with unique content; returns its digest. */
+/** Records an accepted drop with unique content, stored in the artifact store as ingest stores it; returns its digest. */
 export async function seedDrop(registry: Registry, line: string, source = 'fixture'): Promise<string> {
-  const digest = randomBytes(32).toString('hex');
-  await registry.recordDrop({ line, digest, source, status: 'accepted', counts: { records: 10, train: 8, heldOut: 2 }, storedPath: `/data/drops/${digest}` });
+  const digest = await registry.store.put(Buffer.from(`{"text": "fixture ${randomBytes(12).toString('hex')}"}\n`));
+  await registry.recordDrop({
+    line,
+    digest,
+    source,
+    status: 'accepted',
+    counts: { records: 10, train: 8, heldOut: 2 },
+    storedPath: registry.store.pathOf(digest),
+  });
   return digest;
 }
 
@@ -146,7 +153,13 @@ export async function seedDrop(registry: Registry, line: string, source = 'fixtu
 export async function seedVersion(
   t: { registry: Registry; store: ArtifactStore },
   line: string,
-  opts: { parent?: number | null; drops?: string[]; foundation?: { line: string; version: number }; key?: string } = {},
+  opts: {
+    parent?: number | null;
+    drops?: string[];
+    foundation?: { line: string; version: number };
+    key?: string;
+    checkpoints?: { digest: string; step: number }[];
+  } = {},
 ): Promise<{ version: number; manifestDigest: string; weightsDigest: string; key: string }> {
   const key = opts.key ?? `run-${line}-${randomBytes(6).toString('hex')}`;
   const weightsDigest = await t.store.put(randomBytes(2048));
@@ -161,6 +174,7 @@ export async function seedVersion(
     backend: 'cpu',
     finalLoss: 2.5,
     artifactDigest: weightsDigest,
+    ...(opts.checkpoints ? { checkpoints: opts.checkpoints } : {}),
   });
   const created = await t.registry.createVersion({
     line,

@@ -60,7 +60,10 @@ describe('the store', () => {
     const digest = await t.store.put(bytes);
     expect(digest).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(t.store.pathOf(digest)).toBe(join(t.store.root, 'sha256', digest.slice(0, 2), digest));
-    expect(statSync(t.store.pathOf(digest)).mode & 0o777).toBe(0o444);
+    // Weights and drops are data: the owner's alone (file 0400, folders 0700).
+    expect(statSync(t.store.pathOf(digest)).mode & 0o777).toBe(0o400);
+    for (const dir of [t.store.root, join(t.store.root, 'sha256'), join(t.store.root, 'sha256', digest.slice(0, 2)), join(t.store.root, 'tmp')])
+      expect(statSync(dir).mode & 0o777, dir).toBe(0o700);
     expect(Buffer.from(await t.store.get(digest)).equals(bytes)).toBe(true);
     expect(await t.store.put(bytes)).toBe(digest);
     expect(readdirSync(join(t.store.root, 'tmp'))).toEqual([]);
@@ -267,6 +270,44 @@ describe('verification of stored versions', () => {
     await expect(admin`insert into version_files (version_id, role, digest, size) values (1, 'config', '../../etc/passwd', 1)`).rejects.toThrow(
       /version_files_digest_format/,
     );
+  });
+
+  it('verifies the drops and checkpoints a version depends on, naming each one at fault', async () => {
+    await seedLine(t.registry, 'deps');
+    const d1 = await seedDrop(t.registry, 'deps', 'catalogue');
+    const d2 = await seedDrop(t.registry, 'deps', 'prices');
+    const checkpoint = await t.store.put(randomBytes(512));
+    const v1 = await seedVersion(t, 'deps', { drops: [d1], checkpoints: [{ digest: checkpoint, step: 5 }] });
+    const v2 = await seedVersion(t, 'deps', { parent: v1.version, drops: [d2] });
+    expect(await t.registry.verifyArtifacts('deps')).toMatchObject({ ok: true, checked: 2 });
+
+    // A flipped byte in a stored drop (its records feed v1's training and v2's replay), and in a checkpoint.
+    const flip = (digest: string) => {
+      const path = t.store.pathOf(digest);
+      chmodSync(path, 0o600);
+      const bytes = readFileSync(path);
+      const original = Buffer.from(bytes);
+      bytes[3] = bytes[3]! ^ 0x01;
+      writeFileSync(path, bytes);
+      return original;
+    };
+    const originals = [flip(d1), flip(checkpoint)];
+    const all = await t.registry.verifyArtifacts('deps');
+    expect(all.ok).toBe(false);
+    expect(all.problems).toEqual([
+      expect.objectContaining({ version: 1, file: `drop catalogue ${d1}`, reason: expect.stringMatching(/^content hashes to /) }),
+      expect.objectContaining({ version: 1, file: `checkpoint ${checkpoint} (step 5)`, reason: expect.stringMatching(/^content hashes to /) }),
+    ]);
+    // Verifying v2 alone still names the drop it replays from v1.
+    const one = await t.registry.verifyArtifacts('deps', v2.version);
+    expect(one.problems).toEqual([
+      expect.objectContaining({ version: 2, file: `drop catalogue ${d1} (replayed from deps@1)`, reason: expect.stringMatching(/^content hashes to /) }),
+    ]);
+    // Repair: the same bytes put back.
+    for (const digest of [d1, checkpoint]) rmSync(t.store.pathOf(digest));
+    expect((await t.registry.verifyArtifacts('deps')).problems.map((p) => p.reason)).toEqual(['missing', 'missing']);
+    for (const bytes of originals) await t.store.put(bytes);
+    expect((await t.registry.verifyArtifacts('deps')).ok).toBe(true);
   });
 
   it('verifies every version when given no target', async () => {

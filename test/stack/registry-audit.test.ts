@@ -1,10 +1,10 @@
 /** The audit log: append-only for the application role and the owner, hash-chained, with signed roots a superuser cannot forge. */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { entryBody, MerkleTree, ROOTS_FILE } from '../../activities/registry/audit.ts';
+import { entryBody, entryLeaf, MerkleTree, ROOTS_FILE } from '../../activities/registry/audit.ts';
 import { canonicalJson, sha256Hex } from '../../activities/registry/canonical.ts';
 import { AUDIT_ROOT_PAYLOAD_TYPE, generateKeys, signEnvelope } from '../../activities/registry/signing.ts';
 import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
@@ -185,6 +185,111 @@ describe('hash chain and signed roots', () => {
     const bad = run();
     expect(bad.stdout).toMatch(/audit log BROKEN at entry 3: entry 3 \(training.start/);
     expect(bad.status).toBe(1);
+  });
+});
+
+describe('the append path', () => {
+  it('refuses a correctly hashed entry the application role forges', async () => {
+    const app = t.app.sql;
+    const [head] = await app<{ seq: string; hash: string }[]>`select seq::text, hash from audit_log order by seq desc limit 1`;
+    const forged = {
+      seq: Number(head!.seq) + 1,
+      at: new Date('2020-01-01T00:00:00.000Z'),
+      actor: 'alice',
+      action: 'channel.move',
+      subject: 'audited@stable',
+      details: { reason: 'backdated approval' },
+      prevHash: head!.hash,
+    };
+    const hash = sha256Hex(entryBody(forged));
+    // Before migration 0003 this insert succeeded, verified, and was signed at the next seal.
+    await expect(
+      app`insert into audit_log (seq, at, actor, action, subject, details, prev_hash, hash)
+          values (${forged.seq}, ${forged.at.toISOString()}, ${forged.actor}, ${forged.action}, ${forged.subject}, ${JSON.stringify(forged.details)}::jsonb, ${forged.prevHash}, ${hash})`,
+    ).rejects.toThrow('permission denied for table audit_log');
+    // The one way in stamps its own time, number and hash: the caller chooses none of them.
+    const [row] = await app<{ seq: string; at: string; prev_hash: string; hash: string }[]>`
+      select seq::text, at, prev_hash, hash from perennial_audit_append('alice', 'note.add', 'audited', ${JSON.stringify({ a: 1 })}::jsonb)`;
+    expect(Number(row!.seq)).toBe(forged.seq);
+    expect(row!.prev_hash).toBe(head!.hash);
+    expect(Date.now() - new Date(row!.at).getTime()).toBeLessThan(60_000);
+    const result = await t.registry.verifyAudit();
+    expect(result).toMatchObject({ ok: true, entries: forged.seq });
+    expect((await t.registry.listAudit({ limit: 1000 })).some((e) => e.details.reason === 'backdated approval')).toBe(false);
+  });
+
+  it('hashes in the database exactly as canonical.ts does, whatever the details', async () => {
+    const details = {
+      z: [1, -0, 0.1, 1e21, 1e-7, 123456789012345680000, 1.5e-6, 2 ** 53, -3.25e100, 1e-300],
+      é: { nested: [true, false, null, [], {}], A: 'quote " backslash \\ tab \t nl \n ctl \u0001 \u001f del \u007f' },
+      '😀': 'astral 😀 and bmp \u2028',
+      '': 'empty key',
+      b10: 10,
+      b9: 9,
+    };
+    const entry = await t.registry.appendAudit({ actor: 'ops', action: 'note.add', subject: 'audited', details });
+    expect(entry.hash).toBe(sha256Hex(entryBody(entry)));
+    const stored = (await t.registry.listAudit({ after: entry.seq - 1, limit: 1 }))[0]!;
+    expect(stored.hash).toBe(sha256Hex(entryBody(stored)));
+    expect((await t.registry.verifyAudit()).ok).toBe(true);
+  });
+});
+
+describe('signed roots recorded in the database', () => {
+  it('fails verification when roots.jsonl is deleted or truncated', async () => {
+    await t.registry.exportAuditRoot();
+    await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: {} });
+    await t.registry.exportAuditRoot();
+    const file = join(t.auditDir, ROOTS_FILE);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(await t.registry.verifyAudit()).toMatchObject({ ok: true, roots: 2 });
+
+    writeFileSync(file, lines[0] + '\n');
+    let result = await t.registry.verifyAudit();
+    expect(result.ok).toBe(false);
+    expect(result.firstBad).toMatchObject({ kind: 'roots-file' });
+    expect(result.firstBad!.reason).toMatch(/the database records 2 signed roots but roots.jsonl holds 1/);
+
+    rmSync(file);
+    result = await t.registry.verifyAudit();
+    expect(result.ok).toBe(false);
+    expect(result.firstBad!.reason).toMatch(/the database records 2 signed roots but roots.jsonl is missing/);
+    // Nor does a seal sign on top of a file that lost its roots.
+    await expect(t.registry.sealAuditLog()).rejects.toThrow(/refusing to sign/);
+  });
+});
+
+describe('sealing from the Merkle frontier', () => {
+  it('hashes only the entries since the last root and signs the same root a full scan computes', async () => {
+    const first = await t.registry.exportAuditRoot();
+    for (let i = 0; i < 5; i++) await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: { i } });
+    const sealed = await t.registry.sealAuditLog();
+    expect(sealed.hashed).toBe(5);
+    expect(sealed.root.treeSize).toBe(first.root.treeSize + 5);
+    const tree = new MerkleTree();
+    for (const e of await t.registry.listAudit({ limit: 1000 })) tree.push(entryLeaf(e));
+    expect(sealed.root.rootHash).toBe(tree.root());
+    // A seal with nothing new hashes nothing.
+    expect((await t.registry.sealAuditLog()).hashed).toBe(0);
+    expect(await t.registry.verifyAudit()).toMatchObject({ ok: true, roots: 3 });
+  });
+
+  it('refuses to seal over a tail entry a superuser changed, or a frontier no signed root vouches for', async () => {
+    await t.registry.exportAuditRoot();
+    await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: { i: 1 } });
+    const last = (await t.registry.listAudit({ limit: 1000 })).at(-1)!;
+    await asSuperuser((tx) => tx`update audit_log set actor = 'mallory' where seq = ${last.seq}`);
+    await expect(t.registry.sealAuditLog()).rejects.toThrow(new RegExp(`refusing to sign the audit root: entry ${last.seq} .* was altered`));
+    await asSuperuser((tx) => tx`update audit_log set actor = 'ops' where seq = ${last.seq}`);
+
+    // The application role may record roots, but a frontier that no signed root matches is not built on.
+    const app = t.app.sql;
+    const [row] = await app<{ seq: string; tree_size: string; root_hash: string; last_hash: string; key_id: string }[]>`
+      select seq::text, tree_size::text, root_hash, last_hash, key_id from audit_roots order by seq desc limit 1`;
+    await app`insert into audit_roots (seq, tree_size, root_hash, last_hash, frontier, key_id, signed_at)
+      values (${Number(row!.seq) + 1}, ${row!.tree_size}, ${'ab'.repeat(32)}, ${row!.last_hash}, ${JSON.stringify(['ab'.repeat(32)])}::jsonb, ${row!.key_id}, now())`;
+    await expect(t.registry.sealAuditLog()).rejects.toThrow(/refusing to sign the audit root: .*not in roots.jsonl/);
   });
 });
 

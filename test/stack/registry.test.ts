@@ -7,7 +7,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MerkleTree } from '../../activities/registry/audit.ts';
 import { canonicalJson } from '../../activities/registry/canonical.ts';
-import { migrateDatabase } from '../../activities/registry/db.ts';
+import { MIGRATIONS_FOLDER, migrateDatabase } from '../../activities/registry/db.ts';
 import { loadOrCreateKeys, pae } from '../../activities/registry/signing.ts';
 import { InvalidInputError, NotFoundError, RegistryConflictError } from '../../schemas/errors.ts';
 import { FIXTURE_LINE, openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
@@ -28,8 +28,8 @@ describe('migrations and the application role', () => {
     const admin = postgres(t.database.adminUrl, { max: 1, onnotice: () => {} });
     try {
       const [{ n }] = (await admin`select count(*)::int as n from drizzle.__drizzle_migrations`) as unknown as [{ n: number }];
-      // One row per committed migration.
-      const journal = JSON.parse(readFileSync(new URL('../../schemas/migrations/meta/_journal.json', import.meta.url), 'utf8')) as { entries: unknown[] };
+      // Each committed migration applied once (not twice by the two processes).
+      const journal = JSON.parse(readFileSync(join(MIGRATIONS_FOLDER, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] };
       expect(n).toBe(journal.entries.length);
       const [{ owner }] = (await admin`select tableowner as owner from pg_tables where tablename = 'versions'`) as unknown as [{ owner: string }];
       expect(owner).not.toBe(t.database.appRole);

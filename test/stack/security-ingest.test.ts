@@ -6,7 +6,7 @@
  * secret, or writes outside the data folder's quarantine/.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
@@ -178,8 +178,12 @@ describe('special files and secrets', () => {
     const fifo = join(dropDir, 'pipe.jsonl');
     execFileSync('mkfifo', [fifo]);
     await expectQuarantined(request(fifo), /pipe\.jsonl: the path is not a regular file \(a device, pipe or socket\)$/);
-    await expectQuarantined(request('/dev/zero'), /^\/dev\/zero: the path is not a regular file/);
-    await expectQuarantined(request('/dev/urandom'), /^\/dev\/urandom: the path is not a regular file/);
+    // Devices are outside every drop root; with /dev made a root they are still refused, as devices.
+    await expectQuarantined(request('/dev/zero'), /^\/dev\/zero: the path is outside the drop roots/);
+    await withDropRoots([dropDir, '/dev'], async () => {
+      await expectQuarantined(request('/dev/zero', sha256Hex('/dev/zero as a root')), /^\/dev\/zero: the path is not a regular file/);
+      await expectQuarantined(request('/dev/urandom'), /^\/dev\/urandom: the path is not a regular file/);
+    });
     await expectQuarantined(request(dropDir), /: the path is a folder, not a file$/);
     const loop = join(dropDir, 'loop.jsonl');
     symlinkSync(loop, loop);
@@ -217,6 +221,59 @@ describe('special files and secrets', () => {
       .trim()
       .split('\n');
     expect(copies.map((p) => relative(t.dir, p))).toEqual(['keys/ed25519.key']);
+  });
+});
+
+/** Runs `fn` with PERENNIAL_DROP_ROOTS set to `roots` (the workers read it on every drop). */
+async function withDropRoots(roots: string[], fn: () => Promise<void>) {
+  const saved = process.env.PERENNIAL_DROP_ROOTS;
+  process.env.PERENNIAL_DROP_ROOTS = roots.join(':');
+  try {
+    await fn();
+  } finally {
+    if (saved === undefined) delete process.env.PERENNIAL_DROP_ROOTS;
+    else process.env.PERENNIAL_DROP_ROOTS = saved;
+  }
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('drop roots and file modes', () => {
+  const secret = '{"text": "a private note of the worker\'s user"}\n';
+
+  it('refuses a file outside the drop roots without reading or copying it, naming the path and the roots', async () => {
+    const elsewhere = join(t.dir, 'elsewhere');
+    mkdirSync(elsewhere, { recursive: true });
+    const file = join(elsewhere, 'private.jsonl');
+    writeFileSync(file, secret);
+    await withDropRoots([dropDir], async () => {
+      const outside = new RegExp(`^${escapeRe(file)}: the path is outside the drop roots \\(${escapeRe(dropDir)}\\)`);
+      // A wrong digest made ingest copy the bytes into quarantine/<digest>/content; with the right one it trained on them.
+      await expectQuarantined({ path: file, digest: sha256Hex('something else'), source: 'outsider' }, outside);
+      await expectQuarantined({ path: file, digest: sha256Hex(secret), source: 'outsider' }, outside);
+      // A link inside a root to a file outside is outside.
+      const link = join(dropDir, 'looks-inside.jsonl');
+      symlinkSync(file, link);
+      await expectQuarantined({ path: link, digest: sha256Hex('via a link'), source: 'outsider' }, /looks-inside\.jsonl: the path is outside the drop roots/);
+      // A file in a root is read as before.
+      const inside = join(dropDir, 'inside.jsonl');
+      writeFileSync(inside, '{"text": "inside the root"}\n{"text": "and another"}\n');
+      expect(await ingestRequest({ path: inside, digest: sha256Hex(readFileSync(inside)), source: 'insider' })).toEqual({ status: 'accepted' });
+    });
+    const copies = execFileSync('grep', ['-rlF', 'a private note', t.dir], { encoding: 'utf8' }).trim().split('\n');
+    expect(copies.map((p) => relative(t.dir, p))).toEqual(['elsewhere/private.jsonl']);
+  });
+
+  it('keeps quarantined bytes and reasons readable by their owner only', async () => {
+    const file = join(dropDir, 'changed-later.jsonl');
+    writeFileSync(file, '{"text": "changed after it was sent"}\n');
+    const digest = sha256Hex('what was sent');
+    await expectQuarantined({ path: file, digest, source: 'changed' }, /the file changed after it was sent/, { keepsContent: true });
+    const kept = join(quarantineRoot(), digest);
+    expect(statSync(quarantineRoot()).mode & 0o777).toBe(0o700);
+    expect(statSync(kept).mode & 0o777).toBe(0o700);
+    expect(statSync(join(kept, 'content')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(kept, 'reason.json')).mode & 0o777).toBe(0o600);
   });
 });
 

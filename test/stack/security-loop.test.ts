@@ -15,8 +15,8 @@
  *   quarantined with their reasons and crash no worker.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,7 +94,7 @@ describe('hostile drops sent straight to a line workflow', () => {
     const cases: [unknown, RegExp][] = [
       [{ path: '/nonexistent.jsonl', digest: '../../../../escaped', source: 'hostile' }, /drop request for \/nonexistent\.jsonl is invalid: digest: /],
       [{ path: 'relative/drop.jsonl', digest: fresh('relative'), source: 'hostile' }, /path: the drop path must be absolute/],
-      [{ path: '/dev/zero', digest: fresh('zero'), source: 'hostile' }, /^\/dev\/zero: the path is not a regular file/],
+      [{ path: '/dev/zero', digest: fresh('zero'), source: 'hostile' }, /^\/dev\/zero: the path is outside the drop roots/],
       [{ path: fifo, digest: fresh('fifo'), source: 'hostile' }, /pipe\.jsonl: the path is not a regular file/],
       [{ path: keyFile, digest: sha256Hex(readFileSync(keyFile)), source: 'hostile' }, /ed25519\.key: the path is inside the installation's keys folder/],
       [{ path: '/tmp/x.jsonl', digest: fresh('recipe'), source: 'hostile', recipe: { steps: 'forever' } }, /recipe\.steps: /],
@@ -171,6 +171,29 @@ describe('the loop at work', () => {
 });
 
 describe('data sovereignty', () => {
+  it('keeps everything it wrote under the data folder readable by its owner only', async () => {
+    await s.registry.exportAuditRoot(); // the roots file too
+    const open: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        const rel = relative(s.dataDir, path);
+        // The test's own drop folder, and the public key, which is meant to be handed out.
+        if (rel === 'drops' || rel === join('keys', 'ed25519.pub.pem')) continue;
+        const st = lstatSync(path);
+        if (st.isDirectory()) {
+          if ((st.mode & 0o077) !== 0) open.push(`${rel}/ ${(st.mode & 0o777).toString(8)}`);
+          walk(path);
+        } else if (st.isFile() && (st.mode & 0o077) !== 0) open.push(`${rel} ${(st.mode & 0o777).toString(8)}`);
+      }
+    };
+    walk(s.dataDir);
+    expect(open).toEqual([]);
+    for (const dir of ['artifacts', 'quarantine', 'audit', 'logs', 'keys', 'temporal', 'run']) expect(readdirSync(s.dataDir), dir).toContain(dir);
+    // The data folder itself: 0700, or 0711 as root so the embedded PostgreSQL (user postgres) reaches its own folder.
+    expect(lstatSync(s.dataDir).mode & 0o777).toBe(process.getuid?.() === 0 ? 0o711 : 0o700);
+  });
+
   it('opened no connection from a worker process except to loopback', async () => {
     const attempts = readJsonLines<{ api: string; host: string | null; port: number | null; loopback: boolean; pid: number }>(netLog);
     // The hook saw the workers' own connections (the PostgreSQL driver), so it was loaded and working.
@@ -251,13 +274,14 @@ describe('data sovereignty', () => {
       await refused('select * from drizzle.__drizzle_migrations', denied);
       await refused(`alter role ${me!.user} superuser`, denied);
       expect((await s.registry.verifyAudit()).ok).toBe(true);
-      // It may append (that is its job), but an entry it forges breaks the chain where it stands.
+      // It appends only through perennial_audit_append, which stamps the time and hashes: no row of its own making.
       const [last] = await app<{ seq: number; hash: string }[]>`select seq::int as seq, hash from audit_log order by seq desc limit 1`;
-      await app`insert into audit_log (seq, at, actor, action, subject, details, prev_hash, hash)
-        values (${last!.seq + 1}, now(), 'mallory', 'channel.move', 'sec-main@stable', ${app.json({ to: 99 })}, ${last!.hash}, ${'f'.repeat(64)})`;
-      const verdict = await s.registry.verifyAudit();
-      expect(verdict.ok).toBe(false);
-      expect(verdict.firstBad).toMatchObject({ seq: last!.seq + 1 });
+      await refused(
+        `insert into audit_log (seq, at, actor, action, subject, details, prev_hash, hash)
+          values (${last!.seq + 1}, now(), 'mallory', 'channel.move', 'sec-main@stable', '{"to": 99}', '${last!.hash}', '${'f'.repeat(64)}')`,
+        denied,
+      );
+      expect((await s.registry.verifyAudit()).ok).toBe(true);
     } finally {
       await app.end({ timeout: 5 });
     }
