@@ -208,6 +208,14 @@ export function causalAttention(qkv: tf.Tensor2D, batch: number, time: number, h
 /**
  * Cross-entropy of `logits` [rows, vocab] against `targets`, weighting each row by `weights` (0 for
  * padding) and dividing by `count`. The gradient (softmax - onehot)·w/count is written out either way.
+ *
+ * The loss is log-sum-exp minus the target logit, never the log of a probability: a target probability
+ * can underflow float32 (a logit 100 below the row's maximum gives e^-100, a denormal), and TensorFlow's
+ * CPU kernels and most GPU kernels flush denormals to zero, so log(p) would be -Infinity there however p
+ * is clamped (any clamp below 1.18e-38 is itself flushed; one above caps the loss). The log-sum-exp comes
+ * from the softmax, one fast kernel on wasm (exp and logSoftmax are slow there): with m the row maximum,
+ * softmax at the arg-max is 1/Σexp(x - m), at least 1/vocab, so log Σexp(x) = m - log(max softmax)
+ * is exact and finite on every backend.
  */
 export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array, weights: Float32Array, count: number): tf.Scalar {
   // Built in JS: tfjs-wasm's OneHot ignores dtype 'float32' and writes integer bits (1 -> 1.4e-45).
@@ -217,12 +225,12 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array, weights: 
   const onehot = tf.tensor2d(hot, [targets.length, vocab]);
   const w = tf.tensor1d(weights);
   return customOp<[tf.Tensor2D], tf.Scalar>((lg) => {
-    // tf.softmax is one fast kernel on wasm; logSoftmax is six slow ones. The price: a target
-    // probability that underflows float32 is clamped, capping that token's loss at about 87.
     const probs = tf.softmax(lg);
-    const picked = tf.maximum(tf.sum(tf.mul(probs, onehot), 1), 1e-38);
+    // Per row: m - target logit (>= 0, exact in float32) plus -log(max softmax) (in [0, log vocab]).
+    const margin = tf.sub(tf.max(lg, 1), tf.sum(tf.mul(lg, onehot), 1));
+    const perRow = tf.sub(margin, tf.log(tf.max(probs, 1)));
     return {
-      value: tf.div(tf.sum(tf.mul(tf.neg(tf.log(picked)), w)), count),
+      value: tf.div(tf.sum(tf.mul(perRow, w)), count),
       keep: [probs, onehot, w],
       gradFunc: (dy, _inputs, [p, oh, wk]) => [tf.mul(tf.sub(p!, oh!), tf.reshape(tf.mul(wk!, tf.div(dy, count)), [-1, 1]))],
     };
