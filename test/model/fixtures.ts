@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { nativeBuild } from '../../model/backend.ts';
 import type { Probe } from '../../model/evaluate.ts';
 import type { Recipe } from '../../model/train.ts';
 
@@ -45,6 +46,7 @@ export function recipe(overrides: Partial<Recipe> = {}): Recipe {
 export const TEST_BACKENDS: string[] = ['cpu', 'wasm', ...(nativeAddonBuilt() ? ['node'] : [])];
 
 function nativeAddonBuilt(): boolean {
+  if (nativeBuild('cpu')) return true;
   try {
     const pkg = createRequire(import.meta.url).resolve('@tensorflow/tfjs-node/package.json');
     return existsSync(join(dirname(pkg), 'lib', 'napi-v8', 'tfjs_binding.node'));
