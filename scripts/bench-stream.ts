@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackendInfo } from '../model/backend.ts';
-import { type ModelConfig, parameterCount, preset } from '../model/config.ts';
+import { type ModelConfig, PRESETS, type PresetName, parameterCount, preset } from '../model/config.ts';
 import {
   type BenchmarkResult,
   type PlasticityOptions,
@@ -122,6 +122,7 @@ function fromRecommended(): Pick<Plan, 'recipe' | 'knobs' | 'recipeSource'> {
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    model: { type: 'string' },
     drops: { type: 'string' },
     demo: { type: 'boolean', default: false },
     sweep: { type: 'string' },
@@ -154,6 +155,7 @@ const { values: args } = parseArgs({
 
 const HELP = `npm run bench:stream -- [options]
   --quick                 tiny model, 4 drops, all strategies (< 3 min); default: the full preset (small model, 10 drops + 20-drop plasticity run)
+  --model tiny|small|base the model preset instead of the plan's (base: d256, 4 layers, ctx 256; worth it on native TensorFlow)
   --drops DIR             measure your own drop files (name order; each split with parseDrop) instead of the generator
   --demo                  the release loop demo's stream: its foundation text as the base, then catalogue A, catalogue B,
                           FAQ and the load-rule change (the malformed and poisoned drops are left out: the loop rejects them)
@@ -343,6 +345,10 @@ function parseSweep(spec: string, plan: Plan): Strategy[] {
 
 function resolvePlan(): Plan {
   const plan = args.quick ? PRESETS_.quick() : PRESETS_.full();
+  if (args.model !== undefined) {
+    if (!(args.model in PRESETS)) throw new Error(`--model must be one of ${Object.keys(PRESETS).join(', ')}, got ${args.model}`);
+    plan.config = preset(args.model as PresetName);
+  }
   if (args.recipe === 'product') Object.assign(plan, { ...fromProductRecipe(DEFAULT_RECIPE), recipeSource: 'DEFAULT_RECIPE (schemas/defaults.ts)' });
   else if (args.recipe === 'recommended') Object.assign(plan, fromRecommended());
   else if (args.recipe) throw new Error(`--recipe must be product or recommended, got ${args.recipe}`);
