@@ -46,8 +46,8 @@ export interface NativeBuild {
 }
 
 /** The native build made by `npm install` for `variant`, if there is one (its manifest is written last). */
-export function nativeBuild(variant: 'cpu' | 'gpu'): NativeBuild | undefined {
-  const base = join(ROOT, '.tools', 'tfjs-native', variant);
+export function nativeBuild(variant: 'cpu' | 'gpu', root = ROOT): NativeBuild | undefined {
+  const base = join(root, '.tools', 'tfjs-native', variant);
   try {
     const manifest = JSON.parse(readFileSync(join(base, 'perennial-native.json'), 'utf8')) as { package: string; tensorflow: string };
     const dir = join(base, 'node_modules', ...manifest.package.split('/'));
@@ -59,15 +59,22 @@ export function nativeBuild(variant: 'cpu' | 'gpu'): NativeBuild | undefined {
 
 const NATIVE_VARIANT: Record<string, 'cpu' | 'gpu'> = { '@tensorflow/tfjs-node': 'cpu', '@tensorflow/tfjs-node-gpu': 'gpu' };
 
-/** Imports a package; for the native ones, the project's own build when there is one (it is CommonJS). */
-export const importPackage: Importer = async (specifier) => {
+/** Imports a package; for the native ones, the build under `root` when there is one (it is CommonJS). */
+export function packageImporter(root = ROOT): Importer {
+  return (specifier) => importFrom(root, specifier);
+}
+
+/** The default importer: the project's own native builds, else the packages by name. */
+export const importPackage: Importer = packageImporter();
+
+async function importFrom(root: string, specifier: string): Promise<unknown> {
   const variant = NATIVE_VARIANT[specifier];
-  const build = variant ? nativeBuild(variant) : undefined;
+  const build = variant ? nativeBuild(variant, root) : undefined;
   // TensorFlow logs its CPU-feature and oneDNN banners to stderr at load unless told otherwise.
   if (variant) process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   if (build) return createRequire(import.meta.url)(build.dir) as unknown;
   return import(specifier);
-};
+}
 
 /** What the chooser did: the backend in use and why the ones before it were skipped. */
 export interface BackendInfo {

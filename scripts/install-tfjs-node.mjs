@@ -43,7 +43,8 @@ const VARIANTS = {
     // find them through their RUNPATH ($ORIGIN/../nvidia/*/lib), which the layout below reproduces.
     requirement: `tensorflow[and-cuda]==${TF_VERSION}`,
     wheel: `tensorflow-${TF_VERSION}-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl`,
-    sha256: undefined, // not pinned: not yet downloaded on a machine of this project (see README)
+    // Pins tensorflow itself; the nvidia-* wheels come as pip resolves the extra's ranges (checked by pip).
+    sha256: '481499fd0f824583de8945be61d5e827898cdaa4f5ea1bc2cc28ca2ccff8229e',
   },
 };
 
@@ -114,7 +115,9 @@ async function fetchWheels(python, variant) {
     rmSync(tmp, { recursive: true, force: true });
     try {
       const args = ['-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--only-binary=:all:'];
-      args.push('--python-version', PY_TAG.version, '--implementation', 'cp', '--abi', PY_TAG.abi, '--platform', PY_TAG.platform);
+      args.push('--python-version', PY_TAG.version, '--implementation', 'cp', '--abi', PY_TAG.abi);
+      // The nvidia-* wheels carry newer manylinux tags than tensorflow's own; all run on glibc >= 2.28.
+      for (const platform of [PY_TAG.platform, 'manylinux_2_27_x86_64', 'manylinux_2_28_x86_64']) args.push('--platform', platform);
       args.push('--dest', tmp);
       // cpu needs the one wheel; gpu needs tensorflow's nvidia-* dependencies (and pip fetches its Python ones too).
       if (variant === 'cpu') args.push('--no-deps');

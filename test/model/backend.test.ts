@@ -1,7 +1,10 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BACKEND_ENV, type Importer, backendName, importPackage, initBackend, initBackendInfo, nativeBuild } from '../../model/backend.ts';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BACKEND_ENV, type Importer, backendName, importPackage, initBackend, initBackendInfo, nativeBuild, packageImporter } from '../../model/backend.ts';
 import { trainModel } from '../../model/train.ts';
 import { preset } from '../../model/config.ts';
 import { initWeights } from '../../model/transformer.ts';
@@ -109,6 +112,28 @@ describe('backend chooser', () => {
     expect(info.name).toBe('wasm');
     expect(info.skipped.map((s) => s.split(':')[0])).toEqual(['gpu', 'node']);
     expect(tf.sum(tf.tensor1d([1, 2, 3])).dataSync()[0]).toBe(6);
+  });
+});
+
+describe('a native build that does not load', () => {
+  it('is skipped with its cause and the chooser falls back to wasm (an addon that is not a shared object)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'perennial-native-'));
+    try {
+      const base = join(root, '.tools', 'tfjs-native', 'cpu');
+      const pkg = join(base, 'node_modules', '@tensorflow', 'tfjs-node');
+      mkdirSync(join(pkg, 'lib', 'napi-v8'), { recursive: true });
+      writeFileSync(join(base, 'perennial-native.json'), JSON.stringify({ package: '@tensorflow/tfjs-node', tensorflow: '2.20.0' }));
+      writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@tensorflow/tfjs-node', main: 'index.js' }));
+      writeFileSync(join(pkg, 'index.js'), "require('./lib/napi-v8/tfjs_binding.node');");
+      writeFileSync(join(pkg, 'lib', 'napi-v8', 'tfjs_binding.node'), 'not an ELF file');
+      expect(nativeBuild('cpu', root)?.dir).toBe(pkg);
+      const info = await initBackendInfo({ importer: packageImporter(root) });
+      expect(info.name).toBe('wasm');
+      expect(info.skipped[1]).toMatch(/^node: .*(invalid ELF header|too short)/);
+      await expect(initBackend({ force: 'node', importer: packageImporter(root) })).rejects.toThrow(/force=node requested, but it cannot be used/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
