@@ -448,7 +448,7 @@ async function main(): Promise<void> {
     const mainJobs = strategies.filter((s) => !fromLong(s)).map((s) => job('main', drops, s));
     const longJobs = longStrategies.map((s) => job('plasticity', longDrops, s));
     log(
-      `backend ${backend.name}; model d${config.dModel} ${config.nLayers} layers ctx ${config.context} (${parameterCount(config).toLocaleString('en-US')} parameters); ` +
+      `backend ${backend.label}; model d${config.dModel} ${config.nLayers} layers ctx ${config.context} (${parameterCount(config).toLocaleString('en-US')} parameters); ` +
         `per drop ${plan.recipe.steps} steps x batch ${plan.recipe.batchSize}, lr ${plan.recipe.learningRate}; replay ${plan.knobs.replayRatio} (${plan.knobs.replayMix ?? 'balanced'}), l2Pull ${plan.knobs.l2Pull}`,
     );
     const results = await runJobs([...mainJobs, ...longJobs], Math.max(1, Number(args.jobs)), dir);
@@ -472,7 +472,7 @@ async function main(): Promise<void> {
     const elapsedMs = performance.now() - started;
     const meta = {
       preset: plan.name,
-      backend: backend.name,
+      backend: backend.label,
       source,
       config,
       baseTraining: plan.baseTraining,
@@ -524,7 +524,7 @@ async function main(): Promise<void> {
       }
       out.push(
         '',
-        `total ${(elapsedMs / 60_000).toFixed(1)} min (${plan.name} preset, ${backend.name}, ${Number(args.jobs)} process(es)); compute per strategy in FLOPs estimated as tokens x flopsPerToken; retraining after every drop: ${flops(bench.retrainFlops)}`,
+        `total ${(elapsedMs / 60_000).toFixed(1)} min (${plan.name} preset, ${backend.label}, ${Number(args.jobs)} process(es)); compute per strategy in FLOPs estimated as tokens x flopsPerToken; retraining after every drop: ${flops(bench.retrainFlops)}`,
       );
       console.log(out.join('\n'));
     }
@@ -533,7 +533,7 @@ async function main(): Promise<void> {
         args.html,
         htmlReport(bench, {
           title: `perennial learning-quality benchmark (${plan.name})`,
-          notes: [`stream: ${source}`, `recipe: ${plan.recipeSource}`, `elapsed ${(elapsedMs / 60_000).toFixed(1)} min on ${backend.name}`],
+          notes: [`stream: ${source}`, `recipe: ${plan.recipeSource}`, `elapsed ${(elapsedMs / 60_000).toFixed(1)} min on ${backend.label}`],
           extra: longResults.map((r) => ({ title: `${r.strategy.name}: ${r.dropNames.length}-drop plasticity stream`, result: r })),
         }),
       );
