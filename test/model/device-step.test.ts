@@ -3,9 +3,10 @@
  * step (JS AdamW), and native TensorFlow against wasm: same results to float32 rounding, exact resume,
  * no leaked tensors.
  */
+import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { initBackend } from '../../model/backend.ts';
+import { initBackend, nativeBuild } from '../../model/backend.ts';
 import { preset } from '../../model/config.ts';
 import { type TrainOptions, type TrainResult, trainModel } from '../../model/train.ts';
 import { initWeights } from '../../model/transformer.ts';
@@ -86,5 +87,17 @@ describe('on-device training step', () => {
     expect(native.backend).toMatch(/^tensorflow-cpu/);
     expectCurvesClose(native.lossCurve, wasm.lossCurve, 1e-3);
     expect(weightDistance(native, wasm)).toBeLessThan(1e-2);
+  });
+
+  // Runs only where `PERENNIAL_NATIVE_TF=gpu npm install` built tfjs-node-gpu and nvidia-smi sees a GPU;
+  // elsewhere vitest reports it as skipped (not run).
+  const gpuVisible = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' }).status === 0;
+  it.runIf(nativeBuild('gpu') !== undefined && gpuVisible)('on the GPU build, trains on the GPU and matches wasm (loss within 1e-3)', async () => {
+    await initBackend({ force: 'wasm' });
+    const wasm = await trainModel(job());
+    await initBackend({ force: 'gpu' });
+    const gpu = await trainModel(job());
+    expect(gpu.backend).toMatch(/^tensorflow-gpu \S+ on (?!CPU)/);
+    expectCurvesClose(gpu.lossCurve, wasm.lossCurve, 1e-3);
   });
 });
