@@ -49,6 +49,7 @@ const VARIANTS = {
 };
 
 const MANIFEST = 'perennial-native.json';
+const KEEP_NPM_ENV = /^npm_config_(registry|cache|userconfig|globalconfig|proxy|https_proxy|noproxy|strict_ssl|cafile|ca|cert|key|@.*:registry|\/\/.*)$/i;
 
 class Skip extends Error {}
 
@@ -231,8 +232,9 @@ async function install(variant) {
     run('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--no-save', '--loglevel=error', `${v.pkg}@${TFJS_NODE_VERSION}`], {
       cwd: stage,
       what: `npm install ${v.pkg}@${TFJS_NODE_VERSION}`,
-      // This runs inside the project's own npm install: keep its settings (e.g. --ignore-scripts off) out.
-      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_'))),
+      // This runs inside the project's own npm install: keep that run's settings (omit, save, global, ...)
+      // out, but keep where packages come from (registry, cache, proxies, certificates).
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_') || KEEP_NPM_ENV.test(k))),
     });
     // tfjs-node must register into the project's own @tensorflow/tfjs: drop the staged copies, so that
     // require('@tensorflow/tfjs') from the package walks up to the project's node_modules.
