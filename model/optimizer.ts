@@ -127,8 +127,14 @@ export class DeviceAdamW {
     this.beta2 = options.beta2 ?? 0.95;
     this.epsilon = options.epsilon ?? 1e-8;
     for (const [name, p] of params) {
-      this.m.set(name, tf.tidy(() => tf.variable(tf.zeros(p.shape), false)));
-      this.v.set(name, tf.tidy(() => tf.variable(tf.zeros(p.shape), false)));
+      this.m.set(
+        name,
+        tf.tidy(() => tf.variable(tf.zeros(p.shape), false)),
+      );
+      this.v.set(
+        name,
+        tf.tidy(() => tf.variable(tf.zeros(p.shape), false)),
+      );
       if (reference && options.l2Pull > 0) {
         const ref = reference.get(name);
         if (!ref || ref.data.length !== p.size) throw new Error(`reference weights: tensor ${name} is missing or has a different size`);

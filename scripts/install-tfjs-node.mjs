@@ -137,7 +137,12 @@ async function fetchWheels(python, variant) {
     }
   }
   const wheels = [cached];
-  if (variant === 'gpu') wheels.push(...readdirNames(WHEELS).filter((f) => f.startsWith('nvidia_') && f.endsWith('.whl')).map((f) => join(WHEELS, f)));
+  if (variant === 'gpu')
+    wheels.push(
+      ...readdirNames(WHEELS)
+        .filter((f) => f.startsWith('nvidia_') && f.endsWith('.whl'))
+        .map((f) => join(WHEELS, f)),
+    );
   return wheels;
 }
 
@@ -246,7 +251,15 @@ async function install(variant) {
     const napi = 8;
     run(
       process.execPath,
-      [nodeGyp, 'rebuild', `--nodedir=${nodeDir}`, '--loglevel=error', `--napi_build_version=${napi}`, '--module_name=tfjs_binding', `--module_path=${join(pkgDir, 'lib', `napi-v${napi}`)}`],
+      [
+        nodeGyp,
+        'rebuild',
+        `--nodedir=${nodeDir}`,
+        '--loglevel=error',
+        `--napi_build_version=${napi}`,
+        '--module_name=tfjs_binding',
+        `--module_path=${join(pkgDir, 'lib', `napi-v${napi}`)}`,
+      ],
       { cwd: pkgDir, what: 'node-gyp rebuild of the tfjs-node addon', env: { ...process.env, JOBS: '2' } },
     );
     if (!existsSync(join(pkgDir, 'lib', `napi-v${napi}`, 'tfjs_binding.node'))) throw new Skip('node-gyp built no tfjs_binding.node');
@@ -260,7 +273,9 @@ async function install(variant) {
     );
     rmSync(final, { recursive: true, force: true });
     renameSync(stage, final);
-    log(`built native TensorFlow ${loaded.tensorflow} (${v.pkg}@${TFJS_NODE_VERSION}, ${variant}) into .tools/tfjs-native/${variant} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    log(
+      `built native TensorFlow ${loaded.tensorflow} (${v.pkg}@${TFJS_NODE_VERSION}, ${variant}) into .tools/tfjs-native/${variant} in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+    );
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }

@@ -79,15 +79,18 @@ describe('on-device training step', () => {
 
   // The kernels round differently (matmul blocking, oneDNN), and Adam divides by sqrt(v): an element whose
   // gradient is ~0 can move by up to lr in either direction. Hence 1e-2 on weights, 1e-3 on the loss.
-  it.runIf(TEST_BACKENDS.includes('node'))('native TensorFlow (device step) matches wasm (host step) over 8 steps: loss within 1e-3, weights within 1e-2', async () => {
-    await initBackend({ force: 'wasm' });
-    const wasm = await trainModel(job());
-    await initBackend({ force: 'node' });
-    const native = await trainModel(job());
-    expect(native.backend).toMatch(/^tensorflow-cpu/);
-    expectCurvesClose(native.lossCurve, wasm.lossCurve, 1e-3);
-    expect(weightDistance(native, wasm)).toBeLessThan(1e-2);
-  });
+  it.runIf(TEST_BACKENDS.includes('node'))(
+    'native TensorFlow (device step) matches wasm (host step) over 8 steps: loss within 1e-3, weights within 1e-2',
+    async () => {
+      await initBackend({ force: 'wasm' });
+      const wasm = await trainModel(job());
+      await initBackend({ force: 'node' });
+      const native = await trainModel(job());
+      expect(native.backend).toMatch(/^tensorflow-cpu/);
+      expectCurvesClose(native.lossCurve, wasm.lossCurve, 1e-3);
+      expect(weightDistance(native, wasm)).toBeLessThan(1e-2);
+    },
+  );
 
   // Runs only where `PERENNIAL_NATIVE_TF=gpu npm install` built tfjs-node-gpu and nvidia-smi sees a GPU;
   // elsewhere vitest reports it as skipped (not run).
