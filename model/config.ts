@@ -20,6 +20,8 @@ export interface ModelConfig {
 export const PRESETS = {
   tiny: { vocabSize: VOCAB_SIZE, dModel: 32, nLayers: 1, nHeads: 2, context: 32, mlpRatio: 4 },
   small: { vocabSize: VOCAB_SIZE, dModel: 64, nLayers: 2, nHeads: 4, context: 64, mlpRatio: 4 },
+  /** ~3.3M parameters: big enough that the native backend's matmuls, not per-op overhead, set the pace. */
+  base: { vocabSize: VOCAB_SIZE, dModel: 256, nLayers: 4, nHeads: 8, context: 256, mlpRatio: 4 },
 } as const satisfies Record<string, ModelConfig>;
 
 /** Name of a preset in PRESETS. */

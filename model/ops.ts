@@ -37,6 +37,15 @@ function customOp<A extends [tf.Tensor, ...tf.Tensor[]], R extends tf.Tensor>(f:
   return (...inputs: A) => op(...inputs);
 }
 
+/**
+ * Whether the current backend is native TensorFlow, where every kernel exists and host round trips are
+ * the cost: lookups, one-hot targets and the optimiser then stay on the device. wasm and the JS cpu
+ * backend keep the JS paths (wasm lacks the gather gradient; on cpu the host is the device anyway).
+ */
+export function onDevice(): boolean {
+  return tf.getBackend() === 'tensorflow';
+}
+
 function t2(x: tf.Tensor2D): tf.Tensor2D {
   return tf.transpose(x, [1, 0]);
 }
@@ -92,6 +101,17 @@ export const tiedHead = customOp<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((h, ta
  */
 export function embed(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const [vocab, width] = table.shape;
+  if (onDevice()) {
+    // Native TensorFlow has gather and UnsortedSegmentSum: the lookup and its gradient stay on the device
+    // (on CPU the segment sum is a sequential loop, so it is deterministic too).
+    for (const id of ids) if (!(id >= 0 && id < vocab)) throw new Error(`token id ${id} is outside the vocabulary (${vocab})`);
+    const idx = tf.tensor1d(ids, 'int32');
+    return customOp<[tf.Tensor2D], tf.Tensor2D>((tbl) => ({
+      value: tf.gather(tbl, idx),
+      keep: [idx],
+      gradFunc: (dy, _inputs, [i]) => [tf.unsortedSegmentSum(dy, i! as tf.Tensor1D, vocab) as tf.Tensor2D],
+    }))(table);
+  }
   return customOp<[tf.Tensor2D], tf.Tensor2D>((tbl) => {
     const values = tbl.dataSync() as Float32Array;
     const out = new Float32Array(ids.length * width);
@@ -208,21 +228,35 @@ export function causalAttention(qkv: tf.Tensor2D, batch: number, time: number, h
 /**
  * Cross-entropy of `logits` [rows, vocab] against `targets`, weighting each row by `weights` (0 for
  * padding) and dividing by `count`. The gradient (softmax - onehot)·w/count is written out either way.
+ *
+ * The loss is log-sum-exp minus the target logit, never the log of a probability: a target probability
+ * can underflow float32 (a logit 100 below the row's maximum gives e^-100, a denormal), and TensorFlow's
+ * CPU kernels and most GPU kernels flush denormals to zero, so log(p) would be -Infinity there however p
+ * is clamped (any clamp below 1.18e-38 is itself flushed; one above caps the loss). The log-sum-exp comes
+ * from the softmax, one fast kernel on wasm (exp and logSoftmax are slow there): with m the row maximum,
+ * softmax at the arg-max is 1/Σexp(x - m), at least 1/vocab, so log Σexp(x) = m - log(max softmax)
+ * is exact and finite on every backend.
  */
 export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array, weights: Float32Array, count: number): tf.Scalar {
-  // Built in JS: tfjs-wasm's OneHot ignores dtype 'float32' and writes integer bits (1 -> 1.4e-45).
   const vocab = logits.shape[1];
-  const hot = new Float32Array(targets.length * vocab);
-  for (let r = 0; r < targets.length; r++) hot[r * vocab + targets[r]!] = 1;
-  const onehot = tf.tensor2d(hot, [targets.length, vocab]);
+  let onehot: tf.Tensor2D;
+  if (onDevice()) {
+    // Built on the device from the int32 targets: uploading rows·vocab floats per step is what costs there.
+    onehot = tf.cast(tf.oneHot(tf.tensor1d(targets, 'int32'), vocab), 'float32') as tf.Tensor2D;
+  } else {
+    // Built in JS: tfjs-wasm's OneHot ignores dtype 'float32' and writes integer bits (1 -> 1.4e-45).
+    const hot = new Float32Array(targets.length * vocab);
+    for (let r = 0; r < targets.length; r++) hot[r * vocab + targets[r]!] = 1;
+    onehot = tf.tensor2d(hot, [targets.length, vocab]);
+  }
   const w = tf.tensor1d(weights);
   return customOp<[tf.Tensor2D], tf.Scalar>((lg) => {
-    // tf.softmax is one fast kernel on wasm; logSoftmax is six slow ones. The price: a target
-    // probability that underflows float32 is clamped, capping that token's loss at about 87.
     const probs = tf.softmax(lg);
-    const picked = tf.maximum(tf.sum(tf.mul(probs, onehot), 1), 1e-38);
+    // Per row: m - target logit (>= 0, exact in float32) plus -log(max softmax) (in [0, log vocab]).
+    const margin = tf.sub(tf.max(lg, 1), tf.sum(tf.mul(lg, onehot), 1));
+    const perRow = tf.sub(margin, tf.log(tf.max(probs, 1)));
     return {
-      value: tf.div(tf.sum(tf.mul(tf.neg(tf.log(picked)), w)), count),
+      value: tf.div(tf.sum(tf.mul(perRow, w)), count),
       keep: [probs, onehot, w],
       gradFunc: (dy, _inputs, [p, oh, wk]) => [tf.mul(tf.sub(p!, oh!), tf.reshape(tf.mul(wk!, tf.div(dy, count)), [-1, 1]))],
     };

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { backendName, initBackend } from './backend.ts';
 import { type ModelConfig, flopsPerToken, validateConfig } from './config.ts';
 import { BatchSampler, type Source } from './data.ts';
-import { AdamW } from './optimizer.ts';
+import { onDevice } from './ops.ts';
+import { AdamW, DeviceAdamW } from './optimizer.ts';
 import { LanguageModel } from './transformer.ts';
 import { type Weights, checkWeights, decodeSafetensors, encodeSafetensors, weightsDigest } from './weights.ts';
 
@@ -66,6 +67,12 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   /** Steps per loss-curve point (default: steps / 100, at least 1). */
   lossEvery?: number;
+  /**
+   * Run the optimiser on the device (DeviceAdamW) instead of in JS. Default: on native TensorFlow only,
+   * where the per-step round trip of every gradient and weight is the bottleneck; on wasm the JS AdamW
+   * is faster than hundreds of small dispatches. Both give the same results to float32 rounding.
+   */
+  deviceStep?: boolean;
 }
 
 /** Output of trainModel. Totals (steps, tokens, flops, lossCurve) include steps done before a resume. */
@@ -247,12 +254,17 @@ function resumeFrom(bytes: Uint8Array, expected: Record<string, string>, steps: 
   return { ...checkpoint, log };
 }
 
-function writeCheckpoint(step: number, optimizer: AdamW, meta: Record<string, string>, log: LossLog): Uint8Array {
+function writeCheckpoint(
+  step: number,
+  state: { weights: Weights; m: Map<string, Float32Array>; v: Map<string, Float32Array> },
+  meta: Record<string, string>,
+  log: LossLog,
+): Uint8Array {
   const tensors: Weights = new Map();
-  for (const [name, p] of optimizer.params) {
+  for (const [name, p] of state.weights) {
     tensors.set(name, p);
-    tensors.set(MOMENT1 + name, { shape: p.shape, data: optimizer.m.get(name)! });
-    tensors.set(MOMENT2 + name, { shape: p.shape, data: optimizer.v.get(name)! });
+    tensors.set(MOMENT1 + name, { shape: p.shape, data: state.m.get(name)! });
+    tensors.set(MOMENT2 + name, { shape: p.shape, data: state.v.get(name)! });
   }
   return encodeSafetensors(tensors, {
     ...meta,
@@ -287,14 +299,6 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const params = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, t] of start) params.set(name, { shape: [...t.shape], data: t.data.slice() });
   const { weightDecay, gradClip, l2Pull } = recipe;
-  const optimizer = new AdamW(params, { weightDecay, gradClip, l2Pull }, opts.reference);
-  if (resumed) {
-    for (const name of params.keys()) {
-      optimizer.m.get(name)!.set(resumed.m.get(name)!);
-      optimizer.v.get(name)!.set(resumed.v.get(name)!);
-    }
-  }
-
   const sampler = new BatchSampler(opts.sources, config.context, recipe.seed);
   // A resumed run keeps the checkpoint's interval, so its curve continues the same series.
   const lossEvery = Number(resumed?.metadata.lossEvery ?? opts.lossEvery ?? Math.max(1, Math.floor(recipe.steps / 100)));
@@ -304,9 +308,28 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const names = [...model.variables.keys()];
   const tokensPerStep = recipe.batchSize * config.context;
 
+  // Host step: gradients down, JS AdamW on `params`, weights up. Device step: DeviceAdamW on the model's
+  // variables, and only the loss scalar comes back each step (the non-finite check needs it at step k).
+  const device = opts.deviceStep ?? onDevice();
+  const hostOptimizer = device ? undefined : new AdamW(params, { weightDecay, gradClip, l2Pull }, opts.reference);
+  const deviceOptimizer = device ? new DeviceAdamW(model.variables, { weightDecay, gradClip, l2Pull }, opts.reference) : undefined;
+  if (resumed) {
+    if (deviceOptimizer) deviceOptimizer.loadMoments(resumed.m, resumed.v);
+    for (const name of hostOptimizer ? params.keys() : []) {
+      hostOptimizer!.m.get(name)!.set(resumed.m.get(name)!);
+      hostOptimizer!.v.get(name)!.set(resumed.v.get(name)!);
+    }
+  }
+  /** Weights and moments as they are now, for a checkpoint or the result. */
+  const snapshot = (): { weights: Weights; m: Map<string, Float32Array>; v: Map<string, Float32Array> } => {
+    if (hostOptimizer) return { weights: params, m: hostOptimizer.m, v: hostOptimizer.v };
+    return { weights: model.exportWeights(), ...deviceOptimizer!.readMoments() };
+  };
+
   let step = resumed?.step ?? 0;
   let stopped = false;
   let lastReport = { time: performance.now(), step };
+  let finalWeights: Weights | undefined;
   try {
     while (step < recipe.steps) {
       if (opts.shouldStop?.()) {
@@ -315,16 +338,23 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       }
       const t = step + 1;
       const { ids, targets } = sampler.batch(t, recipe.batchSize);
-      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets, recipe.batchSize), variables);
-      const loss = value.dataSync()[0]!;
-      const gradArrays = new Map<string, Float32Array>();
-      names.forEach((name, i) => gradArrays.set(name, grads[variables[i]!.name]!.dataSync() as Float32Array));
-      tf.dispose([value, ...Object.values(grads)]);
-      if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, loss);
-
       const lr = learningRateAt(t, recipe);
-      optimizer.step(gradArrays, lr, t);
-      model.loadWeights(params);
+      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets, recipe.batchSize), variables);
+      let loss: number;
+      try {
+        loss = value.dataSync()[0]!;
+        if (!Number.isFinite(loss)) throw new TrainingDivergedError(t, loss);
+        if (deviceOptimizer) {
+          deviceOptimizer.step(new Map(names.map((name, i) => [name, grads[variables[i]!.name]!])), lr, t);
+        } else {
+          const gradArrays = new Map<string, Float32Array>();
+          names.forEach((name, i) => gradArrays.set(name, grads[variables[i]!.name]!.dataSync() as Float32Array));
+          hostOptimizer!.step(gradArrays, lr, t);
+        }
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+      if (hostOptimizer) model.loadWeights(params);
       step = t;
 
       log.sum += loss;
@@ -340,18 +370,20 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         await opts.onProgress?.({ step, steps: recipe.steps, loss: mean, learningRate: lr, tokensPerSecond });
       }
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && opts.onCheckpoint) {
-        await opts.onCheckpoint(writeCheckpoint(step, optimizer, { ...meta, lossEvery: String(lossEvery) }, log), step);
+        await opts.onCheckpoint(writeCheckpoint(step, snapshot(), { ...meta, lossEvery: String(lossEvery) }, log), step);
       }
       // Let timers and I/O run (heartbeats, cancellation): the step itself is synchronous.
       await yieldToEventLoop();
     }
+    finalWeights = snapshot().weights;
   } finally {
+    deviceOptimizer?.dispose();
     model.dispose();
   }
 
   const tokens = step * tokensPerStep;
   const weights: Weights = new Map();
-  for (const [name, p] of params) weights.set(name, { shape: p.shape, data: p.data });
+  for (const [name, p] of finalWeights) weights.set(name, { shape: p.shape, data: p.data });
   return {
     weights,
     steps: step,

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackendInfo } from '../model/backend.ts';
-import { type ModelConfig, parameterCount, preset } from '../model/config.ts';
+import { type ModelConfig, PRESETS, type PresetName, parameterCount, preset } from '../model/config.ts';
 import {
   type BenchmarkResult,
   type PlasticityOptions,
@@ -122,6 +122,7 @@ function fromRecommended(): Pick<Plan, 'recipe' | 'knobs' | 'recipeSource'> {
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    model: { type: 'string' },
     drops: { type: 'string' },
     demo: { type: 'boolean', default: false },
     sweep: { type: 'string' },
@@ -154,6 +155,7 @@ const { values: args } = parseArgs({
 
 const HELP = `npm run bench:stream -- [options]
   --quick                 tiny model, 4 drops, all strategies (< 3 min); default: the full preset (small model, 10 drops + 20-drop plasticity run)
+  --model tiny|small|base the model preset instead of the plan's (base: d256, 4 layers, ctx 256; worth it on native TensorFlow)
   --drops DIR             measure your own drop files (name order; each split with parseDrop) instead of the generator
   --demo                  the release loop demo's stream: its foundation text as the base, then catalogue A, catalogue B,
                           FAQ and the load-rule change (the malformed and poisoned drops are left out: the loop rejects them)
@@ -343,6 +345,10 @@ function parseSweep(spec: string, plan: Plan): Strategy[] {
 
 function resolvePlan(): Plan {
   const plan = args.quick ? PRESETS_.quick() : PRESETS_.full();
+  if (args.model !== undefined) {
+    if (!(args.model in PRESETS)) throw new Error(`--model must be one of ${Object.keys(PRESETS).join(', ')}, got ${args.model}`);
+    plan.config = preset(args.model as PresetName);
+  }
   if (args.recipe === 'product') Object.assign(plan, { ...fromProductRecipe(DEFAULT_RECIPE), recipeSource: 'DEFAULT_RECIPE (schemas/defaults.ts)' });
   else if (args.recipe === 'recommended') Object.assign(plan, fromRecommended());
   else if (args.recipe) throw new Error(`--recipe must be product or recommended, got ${args.recipe}`);
@@ -442,7 +448,7 @@ async function main(): Promise<void> {
     const mainJobs = strategies.filter((s) => !fromLong(s)).map((s) => job('main', drops, s));
     const longJobs = longStrategies.map((s) => job('plasticity', longDrops, s));
     log(
-      `backend ${backend.name}; model d${config.dModel} ${config.nLayers} layers ctx ${config.context} (${parameterCount(config).toLocaleString('en-US')} parameters); ` +
+      `backend ${backend.label}; model d${config.dModel} ${config.nLayers} layers ctx ${config.context} (${parameterCount(config).toLocaleString('en-US')} parameters); ` +
         `per drop ${plan.recipe.steps} steps x batch ${plan.recipe.batchSize}, lr ${plan.recipe.learningRate}; replay ${plan.knobs.replayRatio} (${plan.knobs.replayMix ?? 'balanced'}), l2Pull ${plan.knobs.l2Pull}`,
     );
     const results = await runJobs([...mainJobs, ...longJobs], Math.max(1, Number(args.jobs)), dir);
@@ -466,7 +472,7 @@ async function main(): Promise<void> {
     const elapsedMs = performance.now() - started;
     const meta = {
       preset: plan.name,
-      backend: backend.name,
+      backend: backend.label,
       source,
       config,
       baseTraining: plan.baseTraining,
@@ -518,7 +524,7 @@ async function main(): Promise<void> {
       }
       out.push(
         '',
-        `total ${(elapsedMs / 60_000).toFixed(1)} min (${plan.name} preset, ${backend.name}, ${Number(args.jobs)} process(es)); compute per strategy in FLOPs estimated as tokens x flopsPerToken; retraining after every drop: ${flops(bench.retrainFlops)}`,
+        `total ${(elapsedMs / 60_000).toFixed(1)} min (${plan.name} preset, ${backend.label}, ${Number(args.jobs)} process(es)); compute per strategy in FLOPs estimated as tokens x flopsPerToken; retraining after every drop: ${flops(bench.retrainFlops)}`,
       );
       console.log(out.join('\n'));
     }
@@ -527,7 +533,7 @@ async function main(): Promise<void> {
         args.html,
         htmlReport(bench, {
           title: `perennial learning-quality benchmark (${plan.name})`,
-          notes: [`stream: ${source}`, `recipe: ${plan.recipeSource}`, `elapsed ${(elapsedMs / 60_000).toFixed(1)} min on ${backend.name}`],
+          notes: [`stream: ${source}`, `recipe: ${plan.recipeSource}`, `elapsed ${(elapsedMs / 60_000).toFixed(1)} min on ${backend.label}`],
           extra: longResults.map((r) => ({ title: `${r.strategy.name}: ${r.dropNames.length}-drop plasticity stream`, result: r })),
         }),
       );

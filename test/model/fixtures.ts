@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { nativeBuild } from '../../model/backend.ts';
 import type { Probe } from '../../model/evaluate.ts';
 import type { Recipe } from '../../model/train.ts';
 
@@ -32,4 +36,21 @@ export function recipe(overrides: Partial<Recipe> = {}): Recipe {
     seed: 11,
     ...overrides,
   };
+}
+
+/**
+ * Backends the model tests run on: cpu and wasm always, plus the native TensorFlow backend ('node') when
+ * `npm install` built its addon (scripts/install-tfjs-node.mjs). A built addon that fails to load makes
+ * the tests that use it fail: it is not skipped.
+ */
+export const TEST_BACKENDS: string[] = ['cpu', 'wasm', ...(nativeAddonBuilt() ? ['node'] : [])];
+
+function nativeAddonBuilt(): boolean {
+  if (nativeBuild('cpu')) return true;
+  try {
+    const pkg = createRequire(import.meta.url).resolve('@tensorflow/tfjs-node/package.json');
+    return existsSync(join(dirname(pkg), 'lib', 'napi-v8', 'tfjs_binding.node'));
+  } catch {
+    return false;
+  }
 }

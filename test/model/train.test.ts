@@ -38,7 +38,7 @@ describe('trainModel', () => {
   it('lowers the loss of a tiny model within a few hundred steps', async () => {
     await initBackend({ force: 'wasm' });
     const result = await trainModel(options({ recipe: recipe({ steps: 200, batchSize: 8, learningRate: 5e-3 }) }));
-    expect(result.backend).toBe('wasm');
+    expect(result.backend).toBe('wasm-simd');
     expect(result.steps).toBe(200);
     expect(result.lossCurve[0]!).toBeGreaterThan(4.5); // ~ln(259) at init
     expect(result.finalLoss).toBeLessThan(1.5);
