@@ -59,13 +59,14 @@ describe('ways out of a cycle', () => {
     expect((await waitForCycle(loop.client, line, a.request.digest)).verdict).toBe('promoted');
 
     // The recipe's learning rate is capped at 1, which the tiny model survives; an L2 pull this strong overflows
-    // the gradient, the weights turn NaN, and so does the loss (at step 3, every time).
+    // the gradient, the weights turn NaN, and so does the loss (at step 3 on wasm, every time; at step 2 on native
+    // TensorFlow, whose AdamW computes in float32 on the device instead of in float64 on the host).
     const diverging = prose('d2.jsonl', 62);
     const b = await sendDrop(loop, line, diverging, { recipe: { l2Pull: 1e300 } });
     const c = await sendDrop(loop, line, prose('d3.jsonl', 63));
     const failed = await waitForCycle(loop.client, line, b.request.digest, { timeoutMs: 3 * 60_000 });
     expect(failed.verdict).toBe('rejected');
-    expect(failed.reason).toMatch(/^training diverged at step 3 \(loss (nan|inf)\)$/);
+    expect(failed.reason).toMatch(/^training diverged at step [23] \(loss (nan|inf)\)$/);
     expect(failed.version).toBeUndefined();
 
     // One attempt: the failure is typed and non-retryable, not retried for ten minutes.
@@ -80,7 +81,7 @@ describe('ways out of a cycle', () => {
 
     const drop = await loop.registry.getDrop(line, b.request.digest);
     expect(drop).toMatchObject({ status: 'failed' });
-    expect(drop!.reason).toContain('training diverged at step 3');
+    expect(drop!.reason).toContain(failed.reason);
     expect((await loop.registry.getTrainingRun(`${failed.cycleId}:${b.request.digest.slice(0, 16)}`))?.status).toBe('failed');
 
     // The line took its next drop; the failed one feeds neither replay nor the gate.
