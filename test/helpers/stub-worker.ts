@@ -64,12 +64,16 @@ export interface StubHarness {
 let runtimeInstalled = false;
 const IDENTITY = 'perennial-stub-test';
 
+/** Installs the SDK runtime once per test process with a quiet logger. */
+export function installQuietRuntime() {
+  if (runtimeInstalled) return;
+  // ERROR, not WARN: the failures these tests script would each print a stack trace as a warning.
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  runtimeInstalled = true;
+}
+
 export async function startStubHarness(): Promise<StubHarness> {
-  if (!runtimeInstalled) {
-    // ERROR, not WARN: the failures these tests script would each print a stack trace as a warning.
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
-    runtimeInstalled = true;
-  }
+  installQuietRuntime();
   const address = inject('temporalAddress');
   const namespace = inject('temporalNamespace');
   const connection = await Connection.connect({ address });
@@ -91,7 +95,13 @@ export async function startStubHarness(): Promise<StubHarness> {
             calls.push({ name: activity, input });
             const stub = stubs[activity] as ((i: unknown) => Promise<unknown>) | undefined;
             if (!stub) throw ApplicationFailure.nonRetryable(`activity ${activity} is not stubbed in this test`, 'NotStubbedError');
-            return stub(input);
+            try {
+              return await stub(input);
+            } catch (err) {
+              // Failures travel with their stack into the history; recorded fixtures name no local path.
+              if (err instanceof Error) err.stack = `${err.name}: ${err.message}`;
+              throw err;
+            }
           },
         ]),
       );

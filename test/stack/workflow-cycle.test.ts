@@ -79,7 +79,16 @@ describe('cycleWorkflow with stub activities', () => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'promoted', version: 2, channels: { stable: 2, canary: 2, candidate: 2 } });
       expect(result.decision?.verdict).toBe('pass');
-      expect(run.names()).toEqual(['lineSnapshot', 'ingestDrop', 'trainCandidate', 'registerCandidate', 'evaluateVersions', 'recordGate', 'moveChannel', 'moveChannel']);
+      expect(run.names()).toEqual([
+        'lineSnapshot',
+        'ingestDrop',
+        'trainCandidate',
+        'registerCandidate',
+        'evaluateVersions',
+        'recordGate',
+        'moveChannel',
+        'moveChannel',
+      ]);
       const [train] = run.inputs('trainCandidate');
       expect(train).toMatchObject({ line, init: { line, version: 1 }, dropDigest: digestOf('b'), replay: [digestOf('a')], progressTo: `line:${line}` });
       expect(run.inputs('evaluateVersions')[0]).toMatchObject({ versions: [2, 1], suites: [{ name: 'old' }, { name: 'new' }] });
@@ -129,8 +138,12 @@ describe('cycleWorkflow with stub activities', () => {
       expect(run.inputs('recordEvent')).toEqual([
         expect.objectContaining({ action: 'regression.reported', actor: 'ops', version: 2, payload: expect.objectContaining({ confirmed: true }) }),
       ]);
-      expect(run.inputs('settleCanary')).toEqual([expect.objectContaining({ line, version: 2, actor: 'ops', reason: expect.stringMatching(/^automatic rollback: answers got worse/) })]);
-      expect(run.inputs('setDropStatus')).toEqual([expect.objectContaining({ digest: digestOf('b'), status: 'rejected', reason: 'canary regression: answers got worse' })]);
+      expect(run.inputs('settleCanary')).toEqual([
+        expect.objectContaining({ line, version: 2, actor: 'ops', reason: expect.stringMatching(/^automatic rollback: answers got worse/) }),
+      ]);
+      expect(run.inputs('setDropStatus')).toEqual([
+        expect.objectContaining({ digest: digestOf('b'), status: 'rejected', reason: 'canary regression: answers got worse' }),
+      ]);
       expect(run.inputs('moveChannel').map((m) => m.channel)).toEqual(['canary']);
     });
   });
@@ -147,7 +160,9 @@ describe('cycleWorkflow with stub activities', () => {
       });
       const result = await handle.result();
       expect(result.verdict).toBe('promoted');
-      expect(run.inputs('recordEvent')).toEqual([expect.objectContaining({ action: 'regression.reported', payload: expect.objectContaining({ confirmed: false }) })]);
+      expect(run.inputs('recordEvent')).toEqual([
+        expect.objectContaining({ action: 'regression.reported', payload: expect.objectContaining({ confirmed: false }) }),
+      ]);
       expect(run.names()).not.toContain('settleCanary');
       expect(run.inputs('moveChannel').map((m) => m.channel)).toEqual(['canary', 'stable']);
     });

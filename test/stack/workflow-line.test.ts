@@ -52,7 +52,13 @@ describe('lineWorkflow with stub activities', () => {
           [`cycle:${line}:2`, a.digest, 'promoted', 2],
           [`cycle:${line}:3`, b.digest, 'promoted', 3],
         ]);
-        expect(after).toMatchObject({ cyclesStarted: 3, queue: [], seen: [a.digest, b.digest], duplicatesIgnored: 2, channels: { stable: 3, canary: 3, candidate: 3 } });
+        expect(after).toMatchObject({
+          cyclesStarted: 3,
+          queue: [],
+          seen: [a.digest, b.digest],
+          duplicatesIgnored: 2,
+          channels: { stable: 3, canary: 3, candidate: 3 },
+        });
         const first = await run.client.workflow.getHandle(`line:${line}`, handle.signaledRunId).describe();
         expect(first.status.name).toBe('CONTINUED_AS_NEW');
         const now = await handle.describe();
