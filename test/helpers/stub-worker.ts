@@ -4,6 +4,7 @@
  * logic (which activity it calls with what, and the verdict it returns), each path in well under a second.
  */
 import { Client, Connection } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
@@ -53,11 +54,12 @@ export interface StubRun {
 export interface StubHarness {
   client: Client;
   /**
-   * Runs `body` while a workflow worker (`<queue>`) and a "training" worker (`<queue>.training`) serve the
-   * stubs on a fresh task queue. An activity the test did not stub fails the workflow task's activity at once
-   * (non-retryable), naming itself.
+   * Runs `body` with `stubs` serving the activities of every workflow of `line` (ids `line:<line>`,
+   * `cycle:<line>:<n>`, ...). One workflow worker (`<queue>`) and one "training" worker (`<queue>.training`)
+   * serve the whole file; each test owns its line, and the stubs are found by the calling workflow's id. An
+   * activity the test did not stub fails at once (non-retryable), naming itself.
    */
-  withWorkers<T>(name: string, stubs: StubActivities, body: (run: StubRun) => Promise<T>): Promise<T>;
+  withStubs<T>(line: string, stubs: StubActivities, body: (run: StubRun) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -72,6 +74,9 @@ export function installQuietRuntime() {
   runtimeInstalled = true;
 }
 
+/** The line a workflow id belongs to: `line:<line>`, `cycle:<line>:<n>`, `reevaluate:<line>:...`. */
+const lineOf = (workflowId: string) => /^[a-z]+:([^:]+)/.exec(workflowId)?.[1] ?? workflowId;
+
 export async function startStubHarness(): Promise<StubHarness> {
   installQuietRuntime();
   const address = inject('temporalAddress');
@@ -80,43 +85,53 @@ export async function startStubHarness(): Promise<StubHarness> {
   // A fixed identity, so recorded histories name no host or process.
   const client = new Client({ connection, namespace, identity: IDENTITY });
   const native = await NativeConnection.connect({ address });
-  const bundle = { codePath: inject('workflowBundlePath') };
-  let n = 0;
+  const taskQueue = `wf-stub-${process.pid}-${Date.now().toString(36)}`;
+  const lines = new Map<string, { stubs: StubActivities; calls: Call[] }>();
+
+  const activities = Object.fromEntries(
+    ACTIVITY_NAMES.map((activity) => [
+      activity,
+      async (input: unknown) => {
+        const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
+        const script = lines.get(lineOf(workflowId));
+        if (!script) throw ApplicationFailure.nonRetryable(`no test stubs the activities of ${workflowId}`, 'NotStubbedError');
+        script.calls.push({ name: activity, input });
+        const stub = script.stubs[activity] as ((i: unknown) => Promise<unknown>) | undefined;
+        if (!stub) throw ApplicationFailure.nonRetryable(`activity ${activity} is not stubbed in this test`, 'NotStubbedError');
+        try {
+          return await stub(input);
+        } catch (err) {
+          // Failures travel with their stack into the history; recorded fixtures name no local path.
+          if (err instanceof Error) err.stack = `${err.name}: ${err.message}`;
+          throw err;
+        }
+      },
+    ]),
+  );
+  const workflowBundle = { codePath: inject('workflowBundlePath') };
+  const workers = [
+    await Worker.create({ connection: native, namespace, taskQueue, workflowBundle, activities, identity: IDENTITY }),
+    await Worker.create({ connection: native, namespace, taskQueue: trainingQueueFor(taskQueue), activities, identity: IDENTITY }),
+  ];
+  const running = workers.map((w) => w.run());
 
   return {
     client,
-    async withWorkers(name, stubs, body) {
-      const taskQueue = `wf-${name}-${process.pid}-${Date.now().toString(36)}-${++n}`;
+    async withStubs(line, stubs, body) {
+      if (lines.has(line)) throw new Error(`line ${line} is already stubbed in this file`);
       const calls: Call[] = [];
-      const activities = Object.fromEntries(
-        ACTIVITY_NAMES.map((activity) => [
-          activity,
-          async (input: unknown) => {
-            calls.push({ name: activity, input });
-            const stub = stubs[activity] as ((i: unknown) => Promise<unknown>) | undefined;
-            if (!stub) throw ApplicationFailure.nonRetryable(`activity ${activity} is not stubbed in this test`, 'NotStubbedError');
-            try {
-              return await stub(input);
-            } catch (err) {
-              // Failures travel with their stack into the history; recorded fixtures name no local path.
-              if (err instanceof Error) err.stack = `${err.name}: ${err.message}`;
-              throw err;
-            }
-          },
-        ]),
-      );
-      const workflow = await Worker.create({ connection: native, namespace, taskQueue, workflowBundle: bundle, activities, identity: IDENTITY });
-      const training = await Worker.create({ connection: native, namespace, taskQueue: trainingQueueFor(taskQueue), activities, identity: IDENTITY });
-      const run: StubRun = {
+      lines.set(line, { stubs, calls });
+      return body({
         client,
         taskQueue,
         calls,
         inputs: <K extends ActivityName>(activity: K) => calls.filter((c) => c.name === activity).map((c) => c.input as Parameters<Activities[K]>[0]),
         names: () => calls.map((c) => c.name),
-      };
-      return workflow.runUntil(training.runUntil(body(run)));
+      });
     },
     async close() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.allSettled(running);
       await native.close();
       await connection.close();
     },

@@ -75,7 +75,7 @@ function execute(run: StubRun, line: string) {
 describe('cycleWorkflow with stub activities', () => {
   it('promotes a candidate that passes the gate: canary, then stable by compare-and-swap on the snapshot epoch', async () => {
     const line = `wf-promote-${suffix}`;
-    await harness.withWorkers('promote', stubs(line), async (run) => {
+    await harness.withStubs(line, stubs(line), async (run) => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'promoted', version: 2, channels: { stable: 2, canary: 2, candidate: 2 } });
       expect(result.decision?.verdict).toBe('pass');
@@ -101,7 +101,7 @@ describe('cycleWorkflow with stub activities', () => {
 
   it('rejects a candidate that fails the gate: the gate is recorded as failed and no channel moves', async () => {
     const line = `wf-gatefail-${suffix}`;
-    await harness.withWorkers('gatefail', stubs(line, {}, [NO_GAIN]), async (run) => {
+    await harness.withStubs(line, stubs(line, {}, [NO_GAIN]), async (run) => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'rejected', version: 2, reason: 'failed on new', channels: { stable: 1, candidate: 2 } });
       expect(result.channels.canary).toBeUndefined();
@@ -118,7 +118,7 @@ describe('cycleWorkflow with stub activities', () => {
   it('rolls back a canary when a regression report is confirmed by re-evaluation', async () => {
     const line = `wf-rollback-${suffix}`;
     // A long window: the rollback must end it early, not wait it out.
-    await harness.withWorkers('rollback', stubs(line, { canaryWindow: '1m' }, [PASSING, REGRESSED]), async (run) => {
+    await harness.withStubs(line, stubs(line, { canaryWindow: '1m' }, [PASSING, REGRESSED]), async (run) => {
       const report: RegressionReport = { reason: 'answers got worse', actor: 'ops' };
       const started = Date.now();
       // Delivered with the start, so it waits in the cycle's buffer until the canary window opens.
@@ -150,7 +150,7 @@ describe('cycleWorkflow with stub activities', () => {
 
   it('promotes after the canary window when a regression report is not confirmed', async () => {
     const line = `wf-unconfirmed-${suffix}`;
-    await harness.withWorkers('unconfirmed', stubs(line, { canaryWindow: '300ms' }, [PASSING, PASSING]), async (run) => {
+    await harness.withStubs(line, stubs(line, { canaryWindow: '300ms' }, [PASSING, PASSING]), async (run) => {
       const handle = await run.client.workflow.signalWithStart<typeof cycleWorkflow, [RegressionReport]>('cycleWorkflow', {
         taskQueue: run.taskQueue,
         workflowId: `cycle:${line}:2`,
@@ -170,7 +170,7 @@ describe('cycleWorkflow with stub activities', () => {
 
   it('expires an approval that nobody gives: canary settles back and the drop is rejected', async () => {
     const line = `wf-expiry-${suffix}`;
-    await harness.withWorkers('expiry', stubs(line, { requireApproval: true, approvalTimeout: '200ms' }), async (run) => {
+    await harness.withStubs(line, stubs(line, { requireApproval: true, approvalTimeout: '200ms' }), async (run) => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'approval-expired', version: 2, reason: 'no approval within 200ms', channels: { stable: 1, canary: 1 } });
       expect(run.inputs('settleCanary')).toEqual([expect.objectContaining({ version: 2, actor: 'perennial', reason: 'no approval within 200ms' })]);
@@ -181,7 +181,7 @@ describe('cycleWorkflow with stub activities', () => {
 
   it('promotes on approval with the approver as actor, after refusing an approval for another version', async () => {
     const line = `wf-approve-${suffix}`;
-    await harness.withWorkers('approve', stubs(line, { requireApproval: true, approvalTimeout: '1m' }), async (run) => {
+    await harness.withStubs(line, stubs(line, { requireApproval: true, approvalTimeout: '1m' }), async (run) => {
       const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
         taskQueue: run.taskQueue,
         workflowId: `cycle:${line}:2`,
@@ -209,7 +209,7 @@ describe('cycleWorkflow with stub activities', () => {
         return base.moveChannel!(req);
       },
     };
-    await harness.withWorkers('conflict', conflicting, async (run) => {
+    await harness.withStubs(line, conflicting, async (run) => {
       const result = await execute(run, line);
       expect(result.verdict).toBe('conflict');
       expect(result.reason).toMatch(/expected epoch 3, but it is at epoch 4/);
@@ -227,7 +227,7 @@ describe('cycleWorkflow with stub activities', () => {
         throw ApplicationFailure.create({ message: 'loss diverged at step 4 (NaN)', type: 'TrainingDivergedError', nonRetryable: true });
       },
     };
-    await harness.withWorkers('diverged', diverging, async (run) => {
+    await harness.withStubs(line, diverging, async (run) => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'rejected', reason: 'loss diverged at step 4 (NaN)', dropFailed: true, channels: { stable: 1 } });
       expect(result.version).toBeUndefined();
@@ -247,7 +247,7 @@ describe('cycleWorkflow with stub activities', () => {
         throw ApplicationFailure.nonRetryable('line 3: text is empty', 'InvalidDataError');
       },
     };
-    await harness.withWorkers('quarantine', invalid, async (run) => {
+    await harness.withStubs(line, invalid, async (run) => {
       const result = await execute(run, line);
       expect(result).toMatchObject({ verdict: 'quarantined', reason: 'line 3: text is empty' });
       expect(run.names()).toEqual(['lineSnapshot', 'ingestDrop']);

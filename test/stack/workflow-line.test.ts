@@ -23,7 +23,7 @@ describe('lineWorkflow with stub activities', () => {
     let trained = 0;
     // The first training waits for the test, so drops sent meanwhile must queue behind the running cycle.
     stubs.trainCandidate = async () => (++trained === 1 && (await held), TRAINED);
-    await harness.withWorkers('line', stubs, async (run) => {
+    await harness.withStubs(line, stubs, async (run) => {
       const [a, b] = [dropRequest('a'), dropRequest('b')];
       const handle = await run.client.workflow.signalWithStart<typeof lineWorkflow, [DropRequest]>('lineWorkflow', {
         taskQueue: run.taskQueue,

@@ -76,7 +76,7 @@ async function recordLine(harness: Harness, save: Save) {
   const line = 'replay-line';
   // The line's own snapshot and the first cycle's require approval; the second cycle's does not.
   const stubs = promotingStubs(line, (n) => (n <= 2 ? { requireApproval: true, approvalTimeout: '1h' } : {}));
-  await harness.withWorkers('replay-line', stubs, async (run) => {
+  await harness.withStubs(line, stubs, async (run) => {
     const [a, b] = [dropRequest('a'), dropRequest('b')];
     const handle = await run.client.workflow.signalWithStart<typeof lineWorkflow, [DropRequest]>('lineWorkflow', {
       taskQueue: run.taskQueue,
@@ -117,7 +117,7 @@ async function recordRollback(harness: Harness, save: Save) {
     Object.fromEntries(
       versions.map((v, i) => [v, i === 0 ? { old: { loss: ++evaluations > 1 ? 3 : 2 }, new: { loss: 1 } } : { old: { loss: 2 }, new: { loss: 2 } }]),
     );
-  await harness.withWorkers('replay-rollback', stubs, async (run) => {
+  await harness.withStubs(line, stubs, async (run) => {
     const handle = await run.client.workflow.signalWithStart<typeof cycleWorkflow, [RegressionReport]>('cycleWorkflow', {
       taskQueue: run.taskQueue,
       workflowId: `cycle:${line}:2`,
@@ -141,7 +141,7 @@ async function recordDiverged(harness: Harness, save: Save) {
     closeFailedCycle: async () => ({ dropFailed: true }),
     moveChannel: async (req) => moved(line, req.channel, null, req.to),
   };
-  await harness.withWorkers('replay-diverged', stubs, async (run) => {
+  await harness.withStubs(line, stubs, async (run) => {
     const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
       taskQueue: run.taskQueue,
       workflowId: `cycle:${line}:2`,
