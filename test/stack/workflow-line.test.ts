@@ -1,12 +1,24 @@
 /**
  * `lineWorkflow` with stub activities: it queues and deduplicates drops while a cycle runs, and carries the
- * queue, the dedup set and the counters through continue-as-new into the next run.
+ * queue, the dedup set and the counters through continue-as-new into the next run; it forwards a regression
+ * report to the cycle in its canary window; and a cycle that fails outright is closed as a rejected, failed drop.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { lineWorkflow } from '../../workflows/line-workflow.ts';
-import { dataDropSignal, stateQuery } from '../../workflows/messages.ts';
+import { dataDropSignal, reportRegressionUpdate, stateQuery } from '../../workflows/messages.ts';
 import type { DropRequest } from '../../schemas/io.ts';
-import { TRAINED, digestOf, dropRequest, promotingStubs, startStubHarness, until, type StubHarness } from '../helpers/stub-worker.ts';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  TRAINED,
+  digestOf,
+  passingEvaluation,
+  dropRequest,
+  promotingStubs,
+  startStubHarness,
+  until,
+  type StubActivities,
+  type StubHarness,
+} from '../helpers/stub-worker.ts';
 
 let harness: StubHarness;
 beforeAll(async () => void (harness = await startStubHarness()));
@@ -83,6 +95,96 @@ describe('lineWorkflow with stub activities', () => {
         expect(run.inputs('ingestDrop')).toHaveLength(2);
       } finally {
         release();
+        await handle.terminate('test done').catch(() => undefined);
+      }
+    });
+  });
+
+  it('forwards a regression report to the cycle in its canary window, and refuses one outside it', async () => {
+    const line = `wf-report-${suffix}`;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let evaluated = 0;
+    const stubs: StubActivities = {
+      ...promotingStubs(line, () => ({ canaryWindow: '1m' })),
+      trainCandidate: async () => (await held, TRAINED),
+      // The gate passes; the recheck on the report finds `old` regressed.
+      evaluateVersions: async (input) =>
+        ++evaluated === 1
+          ? passingEvaluation(input)
+          : { [input.versions[0]!]: { old: { loss: 3 }, new: { loss: 1 } }, [input.versions[1]!]: { old: { loss: 2 }, new: { loss: 2 } } },
+    };
+    await harness.withStubs(line, stubs, async (run) => {
+      const handle = await run.client.workflow.signalWithStart<typeof lineWorkflow, [DropRequest]>('lineWorkflow', {
+        taskQueue: run.taskQueue,
+        workflowId: `line:${line}`,
+        args: [{ line }],
+        signal: dataDropSignal,
+        signalArgs: [dropRequest('a')],
+      });
+      try {
+        const report = { reason: 'answers got worse', actor: 'ops' };
+        await until(async () => (run.names().includes('trainCandidate') ? true : undefined));
+        await expect(handle.executeUpdate(reportRegressionUpdate, { args: [report] })).rejects.toMatchObject({
+          cause: { message: expect.stringMatching(/has no version in its canary window now \(phase: (ingest|adapt)\)/) },
+        });
+        release();
+        await until(async () => ((await handle.query(stateQuery)).current?.phase === 'canary' ? true : undefined));
+        expect(await handle.executeUpdate(reportRegressionUpdate, { args: [report] })).toEqual({ cycleId: `cycle:${line}:2`, version: 2 });
+        const after = await until(async () => {
+          const s = await handle.query(stateQuery);
+          return s.recent.length === 1 ? s : undefined;
+        });
+        expect(after.recent[0]).toMatchObject({ cycleId: `cycle:${line}:2`, verdict: 'rolled-back', version: 2 });
+        expect(after.channels).toMatchObject({ stable: 1, canary: 1 });
+        expect(run.inputs('settleCanary')).toEqual([expect.objectContaining({ version: 2, actor: 'ops' })]);
+      } finally {
+        release();
+        await handle.terminate('test done').catch(() => undefined);
+      }
+    });
+  });
+
+  it('closes a cycle that fails outright as a rejected, failed drop, which may then be sent again', async () => {
+    const line = `wf-failed-${suffix}`;
+    const base = promotingStubs(line);
+    let registered = 0;
+    const stubs: StubActivities = {
+      ...base,
+      registerCandidate: async (input) => {
+        if (++registered === 1) throw ApplicationFailure.nonRetryable('version row already taken', 'RegistryConflictError');
+        return base.registerCandidate!(input);
+      },
+      closeFailedCycle: async () => ({ dropFailed: true }),
+    };
+    await harness.withStubs(line, stubs, async (run) => {
+      const a = dropRequest('a');
+      const handle = await run.client.workflow.signalWithStart<typeof lineWorkflow, [DropRequest]>('lineWorkflow', {
+        taskQueue: run.taskQueue,
+        workflowId: `line:${line}`,
+        args: [{ line }],
+        signal: dataDropSignal,
+        signalArgs: [a],
+      });
+      try {
+        const first = await until(async () => {
+          const s = await handle.query(stateQuery);
+          return s.recent.length === 1 && s.current === null ? s : undefined;
+        });
+        expect(first.recent[0]).toMatchObject({ cycleId: `cycle:${line}:2`, verdict: 'rejected', reason: 'the cycle failed: version row already taken' });
+        expect(first.seen).toEqual([]); // forgotten: the same content may come again
+        expect(run.inputs('closeFailedCycle')).toEqual([
+          { line, key: `cycle:${line}:2:${digestOf('a').slice(0, 16)}`, digest: a.digest, reason: 'the cycle failed: version row already taken' },
+        ]);
+
+        await handle.signal(dataDropSignal, a);
+        const second = await until(async () => {
+          const s = await handle.query(stateQuery);
+          return s.recent.length === 2 && s.current === null ? s : undefined;
+        });
+        expect(second.recent[1]).toMatchObject({ cycleId: `cycle:${line}:3`, digest: a.digest, verdict: 'promoted' });
+        expect(second.duplicatesIgnored).toBe(0);
+      } finally {
         await handle.terminate('test done').catch(() => undefined);
       }
     });
