@@ -1,0 +1,153 @@
+/**
+ * Determinism guard: committed histories of the line and cycle workflows (test/fixtures/histories/) are
+ * replayed against the current workflow bundle. A change that would make a running line or cycle take another
+ * path on replay (reordered or added commands, a changed timer, a new activity before an old one) fails here,
+ * before it can break the long-lived `line:<name>` workflows of an installation.
+ *
+ * Re-record after an intended, versioned change (with `patched()`, or once nothing old runs any more):
+ *   PERENNIAL_RECORD_HISTORIES=1 npx vitest run test/stack/workflow-replay.test.ts
+ * The recording runs the same workflows over stub activities (test/helpers/stub-worker.ts) on the dev server.
+ */
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { Worker } from '@temporalio/worker';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import type { cycleWorkflow } from '../../workflows/cycle-workflow.ts';
+import type { lineWorkflow } from '../../workflows/line-workflow.ts';
+import {
+  approveUpdate,
+  cycleStateQuery,
+  dataDropSignal,
+  regressionSignal,
+  rollbackUpdate,
+  stateQuery,
+  type RegressionReport,
+} from '../../workflows/messages.ts';
+import type { DropRequest } from '../../schemas/io.ts';
+import { historyFromJson, historyToJson } from '../helpers/histories.ts';
+import { dropRequest, installQuietRuntime, moved, promotingStubs, startStubHarness, until, type StubActivities } from '../helpers/stub-worker.ts';
+
+const DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
+const RECORD = process.env.PERENNIAL_RECORD_HISTORIES === '1';
+
+describe('workflow replay', () => {
+  beforeAll(installQuietRuntime);
+
+  it.runIf(RECORD)('records the histories of the line and cycle workflows', async () => {
+    rmSync(DIR, { recursive: true, force: true });
+    mkdirSync(DIR, { recursive: true });
+    const harness = await startStubHarness();
+    const save = async (name: string, handle: WorkflowHandle) => writeFileSync(join(DIR, `${name}.json`), historyToJson(await handle.fetchHistory()));
+    try {
+      await recordLine(harness, save);
+      await recordRollback(harness, save);
+      await recordDiverged(harness, save);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it('replays every committed history against the current workflow code without a determinism error', async () => {
+    const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
+    expect(files.map((f) => f.split('-')[0])).toEqual(expect.arrayContaining(['line', 'cycle']));
+    const histories = files.map((f) => ({ workflowId: basename(f, '.json'), history: historyFromJson(JSON.parse(readFileSync(join(DIR, f), 'utf8'))) }));
+    const failures: string[] = [];
+    let replayed = 0;
+    for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) {
+      replayed++;
+      if (result.error) failures.push(`${result.workflowId}: ${result.error.name}: ${result.error.message}`);
+    }
+    expect(failures).toEqual([]);
+    expect(replayed).toBe(files.length);
+  });
+});
+
+type Harness = Awaited<ReturnType<typeof startStubHarness>>;
+type Save = (name: string, handle: WorkflowHandle) => Promise<void>;
+
+/**
+ * A line's life over two runs: a first cycle waits for approval while a second drop, a duplicate and a
+ * rollback arrive; it is approved and promoted; the line continues as new with the queued drop, whose cycle
+ * promotes, and continues as new again.
+ */
+async function recordLine(harness: Harness, save: Save) {
+  const line = 'replay-line';
+  // The line's own snapshot and the first cycle's require approval; the second cycle's does not.
+  const stubs = promotingStubs(line, (n) => (n <= 2 ? { requireApproval: true, approvalTimeout: '1h' } : {}));
+  await harness.withStubs(line, stubs, async (run) => {
+    const [a, b] = [dropRequest('a'), dropRequest('b')];
+    const handle = await run.client.workflow.signalWithStart<typeof lineWorkflow, [DropRequest]>('lineWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `line:${line}`,
+      args: [{ line }],
+      signal: dataDropSignal,
+      signalArgs: [a],
+    });
+    const first = run.client.workflow.getHandle<typeof cycleWorkflow>(`cycle:${line}:2`);
+    await until(async () => ((await first.query(cycleStateQuery)).awaitingApproval ? true : undefined));
+    await handle.signal(dataDropSignal, b);
+    await handle.signal(dataDropSignal, a);
+    await handle.executeUpdate(rollbackUpdate, { args: [{ to: 1, reason: 'recorded rollback', actor: 'ops' }] });
+    await first.executeUpdate(approveUpdate, { args: [{ version: 2, actor: 'rev', reason: 'recorded approval' }] });
+    await until(async () => {
+      const s = await handle.query(stateQuery);
+      return s.recent.length === 2 && s.current === null ? true : undefined;
+    });
+    const firstRun = run.client.workflow.getHandle(`line:${line}`, handle.signaledRunId);
+    const continued = (await firstRun.fetchHistory()).events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+    expect(continued).toBeTruthy();
+    const secondRun = run.client.workflow.getHandle(`line:${line}`, continued!);
+    await until(async () => ((await secondRun.describe()).status.name === 'CONTINUED_AS_NEW' ? true : undefined));
+    await save('line-first-run', firstRun);
+    await save('line-continued-run', secondRun);
+    await save('cycle-approved', first);
+    await save('cycle-promoted', run.client.workflow.getHandle(`cycle:${line}:3`));
+    await handle.terminate('recorded');
+  });
+}
+
+/** A cycle whose canary is rolled back on a confirmed regression report. */
+async function recordRollback(harness: Harness, save: Save) {
+  const line = 'replay-rollback';
+  const stubs = promotingStubs(line, () => ({ canaryWindow: '1h' }));
+  let evaluations = 0;
+  stubs.evaluateVersions = async ({ versions }) =>
+    Object.fromEntries(
+      versions.map((v, i) => [v, i === 0 ? { old: { loss: ++evaluations > 1 ? 3 : 2 }, new: { loss: 1 } } : { old: { loss: 2 }, new: { loss: 2 } }]),
+    );
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.signalWithStart<typeof cycleWorkflow, [RegressionReport]>('cycleWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `cycle:${line}:2`,
+      args: [{ line, drop: dropRequest('c'), parentId: `line:${line}` }],
+      signal: regressionSignal,
+      signalArgs: [{ reason: 'recorded regression', actor: 'ops' }],
+    });
+    expect((await handle.result()).verdict).toBe('rolled-back');
+    await save('cycle-rolled-back', handle);
+  });
+}
+
+/** A cycle whose training fails in a way no retry can fix. */
+async function recordDiverged(harness: Harness, save: Save) {
+  const line = 'replay-diverged';
+  const stubs: StubActivities = {
+    ...promotingStubs(line),
+    trainCandidate: async () => {
+      throw ApplicationFailure.create({ message: 'loss diverged at step 4 (NaN)', type: 'TrainingDivergedError', nonRetryable: true });
+    },
+    closeFailedCycle: async () => ({ dropFailed: true }),
+    moveChannel: async (req) => moved(line, req.channel, null, req.to),
+  };
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `cycle:${line}:2`,
+      args: [{ line, drop: dropRequest('d'), parentId: `line:${line}` }],
+    });
+    expect((await handle.result()).verdict).toBe('rejected');
+    await save('cycle-training-failed', handle);
+  });
+}
