@@ -16,7 +16,7 @@ import { chmod, lstat, mkdir, open, readdir, realpath, rename, writeFile } from 
 import { tmpdir } from 'node:os';
 import { basename, delimiter, join, resolve, sep } from 'node:path';
 import { DropRequest, SourceName, explain } from '../schemas/io.ts';
-import { ErrorType } from '../workflows/options.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
 import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from './drops.ts';
 import type { ActivityDeps } from './deps.ts';
 import { suitesOfDrop } from './suites.ts';

@@ -8,8 +8,8 @@ import { initBackend } from '../model/backend.ts';
 import { initWeights } from '../model/transformer.ts';
 import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel, type TrainResult } from '../model/train.ts';
 import { loadModel, saveModel, type Weights } from '../model/weights.ts';
-import { ErrorType } from '../workflows/options.ts';
-import { progressSignal } from '../workflows/messages.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { progressSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { TrainInput, TrainingOutcome } from './types.ts';
 

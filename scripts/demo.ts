@@ -8,7 +8,7 @@ import type { Client } from '@temporalio/client';
 import type { Registry } from '../activities/registry/registry.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
 import type { LineSpec, RecipeOverride } from '../schemas/io.ts';
-import type { CycleSummary } from '../workflows/messages.ts';
+import type { CycleSummary } from '../schemas/contracts/messages.ts';
 import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from './ops.ts';
 import { writeScenario } from './scenario.ts';
 

@@ -9,7 +9,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DropRequest, type RecipeOverride } from '../schemas/io.ts';
 import { sha256Hex } from '../activities/drops.ts';
-import { lineWorkflow, lineWorkflowId } from '../workflows/line-workflow.ts';
+import { lineWorkflowId } from '../schemas/contracts/ids.ts';
+import { lineWorkflow } from '../workflows/line-workflow.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -21,7 +22,7 @@ import {
   stateQuery,
   type CycleSummary,
   type LineState,
-} from '../workflows/messages.ts';
+} from '../schemas/contracts/messages.ts';
 
 /**
  * A workflow refused an update: its validator, or the handler's activity, said why. `message` is that

@@ -4,11 +4,9 @@
  * `stable` on every suite. Schedules are Temporal's own objects: the UI lists and edits them too.
  */
 import { ScheduleNotFoundError, WorkflowNotFoundError, type Client, type ScheduleSpec } from '@temporalio/client';
-import { lineWorkflowId } from '../workflows/line-workflow.ts';
-import { triggerSignal } from '../workflows/messages.ts';
+import { lineWorkflowId, scheduleId, scheduleTickWorkflowId, type ScheduleKind } from '../schemas/contracts/ids.ts';
+import { triggerSignal } from '../schemas/contracts/messages.ts';
 import { scheduleTickWorkflow } from '../workflows/schedule-tick-workflow.ts';
-
-import { scheduleId, type ScheduleKind } from '../workflows/schedule-tick-workflow.ts';
 
 export { scheduleId, type ScheduleKind };
 
@@ -47,7 +45,7 @@ export async function createSchedules(
       workflowType: scheduleTickWorkflow,
       args: [{ line, tick: { kind, scheduleId: id } }] as [Parameters<typeof scheduleTickWorkflow>[0]],
       taskQueue,
-      workflowId: `tick:${line}:${kind}`,
+      workflowId: scheduleTickWorkflowId(line, kind),
     };
     try {
       await client.schedule.create({ scheduleId: id, spec, action, memo: { line, kind } });

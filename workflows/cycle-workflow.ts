@@ -30,9 +30,11 @@ import {
   type CycleVerdict,
   type RegressionReport,
   type ReviewRequest,
-} from './messages.ts';
-import { ErrorType, evaluation, ingest, registryLocal, training, trainingQueueFor } from './options.ts';
-import { LINE, PHASE, VERDICT, VERSION } from './search-attributes.ts';
+} from '../schemas/contracts/messages.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { trainingQueueFor } from '../schemas/contracts/ids.ts';
+import { evaluation, ingest, registryLocal, training } from './options.ts';
+import { LINE, PHASE, VERDICT, VERSION } from '../schemas/contracts/search-attributes.ts';
 
 const SYSTEM_ACTOR = 'perennial';
 

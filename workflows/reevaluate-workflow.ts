@@ -5,8 +5,9 @@
 import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/types.ts';
 import type { Metrics } from './gate.ts';
-import { evaluation, registry, trainingQueueFor } from './options.ts';
-import { LINE, PHASE, VERSION } from './search-attributes.ts';
+import { trainingQueueFor } from '../schemas/contracts/ids.ts';
+import { evaluation, registry } from './options.ts';
+import { LINE, PHASE, VERSION } from '../schemas/contracts/search-attributes.ts';
 
 export interface ReevaluateResult {
   line: string;

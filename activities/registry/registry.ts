@@ -29,7 +29,7 @@ import {
   InvalidInputError,
   NotFoundError,
   RegistryConflictError,
-} from '../../schemas/errors.ts';
+} from '../../schemas/contracts/errors.ts';
 import type { ArtifactStore, ObjectCheck } from './artifacts.ts';
 import {
   appendAuditEntry,

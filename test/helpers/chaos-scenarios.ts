@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readCheckpoint } from '../../model/train.ts';
-import { ChannelConflictError } from '../../schemas/errors.ts';
+import { ChannelConflictError } from '../../schemas/contracts/errors.ts';
 import { openRegistry } from '../../workers/wiring.ts';
 import {
   accountFor,

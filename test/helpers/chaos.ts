@@ -23,8 +23,8 @@ import { startPostgres, type PostgresHandle } from '../../scripts/stack/postgres
 import { startStack, stopChild, type Stack, type WorkerProcess } from '../../scripts/stack/stack.ts';
 import { startTemporal, type TemporalHandle } from '../../scripts/stack/temporal.ts';
 import { freePort } from '../../scripts/stack/wait.ts';
-import { lineWorkflowId } from '../../workflows/line-workflow.ts';
-import type { CycleResult, CycleSummary, LineState } from '../../workflows/messages.ts';
+import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
+import type { CycleResult, CycleSummary, LineState } from '../../schemas/contracts/messages.ts';
 import type { TrainingOutcome } from '../../activities/types.ts';
 import { openRegistry } from '../../workers/wiring.ts';
 import { FaultLedger } from './chaos-verdict.ts';

@@ -16,7 +16,7 @@ import {
   type Envelope,
   type Keys,
 } from '../../activities/registry/signing.ts';
-import { ArtifactIntegrityError, InvalidDigestError, InvalidInputError } from '../../schemas/errors.ts';
+import { ArtifactIntegrityError, InvalidDigestError, InvalidInputError } from '../../schemas/contracts/errors.ts';
 import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

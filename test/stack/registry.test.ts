@@ -9,7 +9,7 @@ import { MerkleTree } from '../../activities/registry/audit.ts';
 import { canonicalJson } from '../../activities/registry/canonical.ts';
 import { MIGRATIONS_FOLDER, migrateDatabase } from '../../activities/registry/db.ts';
 import { loadOrCreateKeys, pae } from '../../activities/registry/signing.ts';
-import { InvalidInputError, NotFoundError, RegistryConflictError } from '../../schemas/errors.ts';
+import { InvalidInputError, NotFoundError, RegistryConflictError } from '../../schemas/contracts/errors.ts';
 import { FIXTURE_LINE, openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

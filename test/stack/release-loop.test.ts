@@ -6,7 +6,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineWorkflowId } from '../../workflows/line-workflow.ts';
+import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
 import { lineState, overrideGate, reportRegression, review, sendDrop, waitForCycle, waitForPhase } from '../../scripts/ops.ts';
 import { buildReport } from '../../scripts/report.ts';
 import { changeSchedules, createSchedules } from '../../scripts/schedules.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { protectedFolders, readDropFile } from '../../activities/ingest.ts';
 import { ArtifactStore } from '../../activities/registry/artifacts.ts';
-import { InvalidDigestError } from '../../schemas/errors.ts';
+import { InvalidDigestError } from '../../schemas/contracts/errors.ts';
 import { ChannelName, LineName, SourceName, VersionRef } from '../../schemas/io.ts';
 import { probeTraversal } from '../helpers/traversal.ts';
 

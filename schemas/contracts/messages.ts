@@ -1,6 +1,6 @@
 /** Signals, queries and updates of the line and cycle workflows, and the shapes they carry. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { DropRequest } from '../schemas/io.ts';
+import type { DropRequest } from '../io.ts';
 import type { GateDecision } from './gate.ts';
 
 export type CyclePhase = 'queued' | 'ingest' | 'adapt' | 'evaluate' | 'gate' | 'canary' | 'awaiting-approval' | 'promote' | 'rollback' | 'done';

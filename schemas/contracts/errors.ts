@@ -1,13 +1,27 @@
 /**
- * Error classes shared across activities, workers and the CLI. Each sets `name` to its class name: Temporal
- * reports it as the failure `type`, so retry policies can list the non-retryable ones by name.
+ * Error types that no retry can fix, and the error classes shared across activities, workers and the CLI.
+ * Activities throw them as ApplicationFailures of these types or as these classes, whose `name` Temporal
+ * reports as the failure `type`; so each class takes its name from `ErrorType`, and retry policies list the
+ * non-retryable ones from the same table (bundle-safe: workflow code imports it).
  */
+export const ErrorType = {
+  InvalidData: 'InvalidDataError',
+  NotFound: 'NotFoundError',
+  ChannelConflict: 'ChannelConflictError',
+  InvalidRequest: 'InvalidRequestError',
+  InvalidInput: 'InvalidInputError',
+  RegistryConflict: 'RegistryConflictError',
+  GateRefused: 'GateRefusedError',
+  InvalidDigest: 'InvalidDigestError',
+  ArtifactIntegrity: 'ArtifactIntegrityError',
+} as const;
+export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
 /** Input that can never succeed (bad name, malformed digest, unknown line): retrying will not help. */
 export class InvalidInputError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = 'InvalidInputError';
+    this.name = ErrorType.InvalidInput;
   }
 }
 
@@ -18,7 +32,7 @@ export class NotFoundError extends Error {
     message?: string,
   ) {
     super(message ?? `${what} does not exist`);
-    this.name = 'NotFoundError';
+    this.name = ErrorType.NotFound;
   }
 }
 
@@ -26,7 +40,7 @@ export class NotFoundError extends Error {
 export class RegistryConflictError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = 'RegistryConflictError';
+    this.name = ErrorType.RegistryConflict;
   }
 }
 
@@ -44,7 +58,7 @@ export class ChannelConflictError extends Error {
         (actualVersion === null ? ' (empty)' : ` (version ${actualVersion})`) +
         '; re-read the channel and decide again',
     );
-    this.name = 'ChannelConflictError';
+    this.name = ErrorType.ChannelConflict;
   }
 }
 
@@ -52,7 +66,7 @@ export class ChannelConflictError extends Error {
 export class GateRefusedError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = 'GateRefusedError';
+    this.name = ErrorType.GateRefused;
   }
 }
 
@@ -60,7 +74,7 @@ export class GateRefusedError extends Error {
 export class InvalidDigestError extends Error {
   constructor(readonly digest: string) {
     super(`not a sha256 digest (64 lower-case hex characters): ${JSON.stringify(digest.length > 80 ? digest.slice(0, 80) + '…' : digest)}`);
-    this.name = 'InvalidDigestError';
+    this.name = ErrorType.InvalidDigest;
   }
 }
 
@@ -72,6 +86,6 @@ export class ArtifactIntegrityError extends Error {
     readonly problem: string,
   ) {
     super(`artifact ${digest} at ${path}: ${problem}`);
-    this.name = 'ArtifactIntegrityError';
+    this.name = ErrorType.ArtifactIntegrity;
   }
 }
