@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { ROOTS_FILE } from './registry/audit.ts';
+import { ROOTS_FILE } from '../registry/audit.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { lineWorkflowId, scheduleId, WorkflowType } from '../schemas/contracts/ids.ts';
 import { LineSpec } from '../schemas/io.ts';

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { Registry } from '../activities/registry/registry.ts';
+import type { Registry } from '../registry/registry.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
 import type { LineSpec, RecipeOverride } from '../schemas/io.ts';
 import type { CycleSummary } from '../schemas/contracts/messages.ts';

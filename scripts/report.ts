@@ -3,7 +3,7 @@
  * the metric curve of every suite across versions with the gate's bounds, the forgetting matrix as a heatmap,
  * the release timeline per channel, and the quarantined and rejected drops with their reasons.
  */
-import type { Registry } from '../activities/registry/registry.ts';
+import type { Registry } from '../registry/registry.ts';
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const fmt = (x: number) => (Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3)) : '-');

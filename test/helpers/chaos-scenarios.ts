@@ -625,7 +625,7 @@ export function readJsonLines<T>(path: string): T[] {
  * many failed with a catchable error, and how many times the driver threw out of a timer instead.
  */
 export async function cutTransactions(url: string, n: number): Promise<{ caught: number; driverCrashes: number }> {
-  const { connectDatabase } = await import('../../activities/registry/db.ts');
+  const { connectDatabase } = await import('../../registry/db.ts');
   const app = connectDatabase(url, { max: 2 });
   const guard = driverCrashGuard();
   let caught = 0;

@@ -10,9 +10,9 @@ import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import fc from 'fast-check';
 import { readDropFile } from '../../activities/ingest.ts';
-import { ArtifactStore } from '../../activities/registry/artifacts.ts';
-import { Name as RegistryName } from '../../activities/registry/inputs.ts';
-import { loadOrCreateKeys } from '../../activities/registry/signing.ts';
+import { ArtifactStore } from '../../registry/artifacts.ts';
+import { Name as RegistryName } from '../../registry/inputs.ts';
+import { loadOrCreateKeys } from '../../registry/signing.ts';
 import { AppName, ChannelName, Digest, LineName, SourceName, VersionNumber, VersionRef } from '../../schemas/io.ts';
 import { sourceName } from '../../scripts/ops.ts';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { protectedFolders, readDropFile } from '../../activities/ingest.ts';
-import { ArtifactStore } from '../../activities/registry/artifacts.ts';
+import { ArtifactStore } from '../../registry/artifacts.ts';
 import { InvalidDigestError } from '../../schemas/contracts/errors.ts';
 import { ChannelName, LineName, SourceName, VersionRef } from '../../schemas/io.ts';
 import { probeTraversal } from '../helpers/traversal.ts';

@@ -12,7 +12,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asc, desc, gt, sql } from 'drizzle-orm';
-import { AUDIT_GENESIS_HASH, auditLog, auditRoots } from '../../schemas/db/index.ts';
+import { AUDIT_GENESIS_HASH, auditLog, auditRoots } from '../schemas/db/index.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 import { LOCKS, prepared, type Database } from './db.ts';
 import { AUDIT_ROOT_PAYLOAD_TYPE, signEnvelope, verifyEnvelope, type Keys, type Verifier } from './signing.ts';

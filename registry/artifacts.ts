@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { ArtifactIntegrityError, InvalidDigestError } from '../../schemas/contracts/errors.ts';
+import { ArtifactIntegrityError, InvalidDigestError } from '../schemas/contracts/errors.ts';
 
 const DIGEST = /^[0-9a-f]{64}$/;
 

@@ -1,6 +1,6 @@
 /** Validation of what callers hand the registry (zod at the boundary): a bad value fails with InvalidInputError naming the field. */
 import { z } from 'zod';
-import { InvalidInputError } from '../../schemas/contracts/errors.ts';
+import { InvalidInputError } from '../schemas/contracts/errors.ts';
 import { canonicalJson } from './canonical.ts';
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;

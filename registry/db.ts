@@ -9,7 +9,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
-import * as schema from '../../schemas/db/index.ts';
+import * as schema from '../schemas/db/index.ts';
 
 /** The Drizzle database type of the registry. */
 export type Database = PostgresJsDatabase<typeof schema>;
@@ -32,7 +32,7 @@ export interface AppRole {
 export const DEFAULT_APP_ROLE = 'perennial_app';
 
 /** The folder of committed `drizzle-kit generate` migrations. */
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../schemas/migrations', import.meta.url));
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../schemas/migrations', import.meta.url));
 
 // Advisory lock keys (two int4 keys: the project's tag and a purpose), shared by every process.
 const LOCK_TAG = 0x7065726e; // 'pern'
