@@ -2,7 +2,7 @@
 import type { Client } from '@temporalio/client';
 import type { ArtifactStore } from '../registry/artifacts.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { DropCache } from './suites.ts';
+import type { DropCache } from '../domain/suites.ts';
 
 export interface ActivityDeps {
   registry: Registry;

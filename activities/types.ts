@@ -1,24 +1,15 @@
 /** Shapes that cross the workflow/activity boundary: ids, digests and small numbers, never data. */
 import type { LineSpec, Recipe, ModelConfig } from '../schemas/io.ts';
+import type { SuiteRef } from '../domain/suites.ts';
 import type { createActivities } from './index.ts';
+
+export type { SuiteRef };
 
 export type Activities = ReturnType<typeof createActivities>;
 
 export interface VersionRef {
   line: string;
   version: number;
-}
-
-/** An evaluation suite: a named held-out part of an accepted drop (text for loss, probes for exact match). */
-export interface SuiteRef {
-  name: string;
-  kind: 'text' | 'probe';
-  /** The line that owns it (an application line also carries its foundation's suites). */
-  line: string;
-  /** The raw content digest of the drop the suite comes from. */
-  dropDigest: string;
-  /** A regression report's evidence: every text record is evaluated, none was trained on. */
-  evidence?: boolean;
 }
 
 export interface LineSnapshot {

@@ -3,7 +3,6 @@
  * whitespace, ECMAScript number formatting. The same value always gives the same bytes, so hashes and
  * signatures over it are reproducible years later and in any other language.
  */
-import { createHash } from 'node:crypto';
 
 /** Serialises `value` canonically; throws on values JSON cannot represent faithfully. */
 export function canonicalJson(value: unknown): string {
@@ -37,7 +36,4 @@ function write(value: unknown, path: string): string {
   }
 }
 
-/** sha256 of bytes or a UTF-8 string, as 64 lower-case hex characters. */
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256Hex } from '../domain/digest.ts';

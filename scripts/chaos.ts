@@ -20,9 +20,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import fc from 'fast-check';
-import { sha256Hex } from '../activities/drops.ts';
+import { sha256Hex } from '../domain/drops.ts';
 import { ingestActivities } from '../activities/ingest.ts';
-import { DropCache } from '../activities/suites.ts';
+import { DropCache } from '../domain/suites.ts';
 import { chaosBaseDir, startChaosStack, waitForDrops, type ChaosStack } from '../test/helpers/chaos.ts';
 import {
   cutTransactions,

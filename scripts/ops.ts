@@ -8,7 +8,7 @@ import { basename, extname, resolve } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DropRequest, type RecipeOverride } from '../schemas/io.ts';
-import { sha256Hex } from '../activities/drops.ts';
+import { sha256Hex } from '../domain/drops.ts';
 import { lineWorkflowId } from '../schemas/contracts/ids.ts';
 import { lineWorkflow } from '../workflows/line-workflow.ts';
 import {

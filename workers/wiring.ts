@@ -7,7 +7,7 @@ import { ArtifactStore } from '../registry/artifacts.ts';
 import { connectDatabase } from '../registry/db.ts';
 import { Registry } from '../registry/registry.ts';
 import { loadOrCreateKeys } from '../registry/signing.ts';
-import { DropCache } from '../activities/suites.ts';
+import { DropCache } from '../domain/suites.ts';
 import { temporalConnectionOptions, type RuntimeConfig } from './config.ts';
 
 let revision: string | undefined;

@@ -58,7 +58,9 @@ export function chaosVerdict(ledger: FaultLedger, broken: readonly string[], kin
   const notInjected = kinds.filter((k) => table[k].injected === 0);
   const problems = [
     ...notInjected.map((k) => `${k}: injected 0 times; a fault that was not injected was not survived`),
-    ...kinds.filter((k) => table[k].injected > 0 && table[k].survived < table[k].injected).map((k) => `${k}: survived ${table[k].survived} of ${table[k].injected} injections`),
+    ...kinds
+      .filter((k) => table[k].injected > 0 && table[k].survived < table[k].injected)
+      .map((k) => `${k}: survived ${table[k].survived} of ${table[k].injected} injections`),
     ...broken,
   ];
   return { ok: problems.length === 0, notInjected, problems };

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import postgres from 'postgres';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
+import { PRESETS } from '../../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import type { DropRequest, LineSpec, Recipe } from '../../schemas/io.ts';
 import { readCheckpoint } from '../../model/train.ts';
 import { lineState, sendDrop } from '../../scripts/ops.ts';
@@ -206,7 +207,7 @@ export async function startChaosStack(opts: ChaosStackOptions): Promise<ChaosSta
       const spec: LineSpec = {
         name,
         kind: 'foundation',
-        modelConfig: MODEL_PRESETS.tiny,
+        modelConfig: PRESETS.tiny,
         recipe: { ...CHAOS_RECIPE, ...o.recipe },
         gateRules: { ...DEFAULT_GATE_RULES },
         promotion: { ...DEFAULT_PROMOTION, ...o.promotion },

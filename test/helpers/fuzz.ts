@@ -5,7 +5,7 @@
  * Shared by test/unit/fuzz*.test.ts, test/stack/security-ingest.test.ts and `npm run chaos`.
  */
 import fc from 'fast-check';
-import { DropFormatError, parseDrop } from '../../activities/drops.ts';
+import { DropFormatError, parseDrop } from '../../domain/drops.ts';
 
 /** Text that must never appear in an error message: planted in the content of bad records. */
 export const LEAK_MARKER = 'zqxLEAKMARKERqxz';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
 import { lineState, overrideGate, reportRegression, review, sendDrop, waitForCycle, waitForPhase } from '../../scripts/ops.ts';
-import { buildReport } from '../../scripts/report.ts';
+import { buildReport } from '../../report/report.ts';
 import { changeSchedules, createSchedules } from '../../scripts/schedules.ts';
 import { generalText, rng } from '../../scripts/scenario.ts';
 import { DropWatcher } from '../../scripts/watcher.ts';

@@ -20,7 +20,7 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../activities/drops.ts';
+import { sha256Hex } from '../../domain/drops.ts';
 import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
 import { lineWorkflow } from '../../workflows/line-workflow.ts';
 import { dataDropSignal } from '../../schemas/contracts/messages.ts';

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { jsonProblem, parseDrop } from '../../activities/drops.ts';
+import { jsonProblem, parseDrop } from '../../domain/drops.ts';
 import {
   LEAK_MARKER,
   anyDrop,

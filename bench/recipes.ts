@@ -1,13 +1,13 @@
 /**
  * The update recipe the learning-quality benchmark recommends for an application line on the `small` model
  * receiving drops of facts (the release loop's demo). Evidence: `npm run bench:stream -- --demo --sweep ...`
- * (table in model/continual/README.md). Against the demo's earlier application recipe (150 steps at lr 2e-3,
+ * (table in bench/README.md). Against the demo's earlier application recipe (150 steps at lr 2e-3,
  * replay 0.5) it learns each new drop's probes (exact match >= 0.83 on every drop, 0.96 on average, against
  * 0.25 minimum / 0.66 average) and keeps earlier probe suites within 0.1 exact match. It relies on the
  * balanced replay mix of activities/train.ts (each earlier drop its own equal share of the replay rows).
  */
-import { DEFAULT_RECIPE } from '../../schemas/defaults.ts';
-import type { Recipe } from '../../schemas/io.ts';
+import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
+import type { Recipe } from '../schemas/io.ts';
 
 export const RECOMMENDED_RECIPE: Recipe = {
   ...DEFAULT_RECIPE,

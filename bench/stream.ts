@@ -5,8 +5,8 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDrop } from '../../activities/drops.ts';
-import type { Probe } from '../evaluate.ts';
+import { parseDrop } from '../domain/drops.ts';
+import type { Probe } from '../model/evaluate.ts';
 
 /** One drop of the stream: its training part and its held-out suites. */
 export interface StreamDrop {
@@ -99,7 +99,15 @@ export function buildSuites(drops: StreamDrop[], base?: StreamDrop): { suites: S
       for (const e of all.slice(n + 1)) for (const p of e.probes) later.set(p.prompt, p.completion);
       const kept = d.probes.filter((p) => !later.has(p.prompt) || later.get(p.prompt) === p.completion);
       if (kept.length) {
-        suites.push({ name: `${d.name}-probes`, kind: 'probe', metric: 'exactMatch', drop: index, texts: [], probes: kept, superseded: d.probes.length - kept.length });
+        suites.push({
+          name: `${d.name}-probes`,
+          kind: 'probe',
+          metric: 'exactMatch',
+          drop: index,
+          texts: [],
+          probes: kept,
+          superseded: d.probes.length - kept.length,
+        });
       }
     }
     const earlier = new Map<string, Probe>();

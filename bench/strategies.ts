@@ -4,7 +4,7 @@
  * how they are held back. Retraining from scratch is the exception by design: it is the cost the product
  * exists to avoid, so it pays for the base training again plus every drop so far.
  */
-import type { Recipe as ProductRecipe } from '../../schemas/io.ts';
+import type { Recipe as ProductRecipe } from '../schemas/io.ts';
 
 /** The per-drop training budget every continuing strategy shares. */
 export interface UpdateRecipe {

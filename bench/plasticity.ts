@@ -4,14 +4,14 @@
  * share of dormant MLP units, and the global weight norm.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ModelConfig } from '../config.ts';
-import { type Probe, evaluateLoss, exactMatch } from '../evaluate.ts';
-import { gelu, layerNorm, linear, causalAttention, embed } from '../ops.ts';
-import { Rng, deriveSeed } from '../random.ts';
-import { encodeDocument, PAD } from '../tokenizer.ts';
-import { trainModel } from '../train.ts';
-import { LanguageModel, initWeights } from '../transformer.ts';
-import type { Weights } from '../weights.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { type Probe, evaluateLoss, exactMatch } from '../model/evaluate.ts';
+import { gelu, layerNorm, linear, causalAttention, embed } from '../model/ops.ts';
+import { Rng, deriveSeed } from '../model/random.ts';
+import { encodeDocument, PAD } from '../model/tokenizer.ts';
+import { trainModel } from '../model/train.ts';
+import { LanguageModel, initWeights } from '../model/transformer.ts';
+import type { Weights } from '../model/weights.ts';
 
 /** A small task the stream never contains: synthetic facts in a format of their own. */
 export interface ProbeTask {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { ProbeRecord, TextRecord } from '../schemas/io.ts';
+import { sha256Hex } from './digest.ts';
 
 export const MAX_DROP_BYTES = 256 * 1024 * 1024;
 export const MAX_RECORD_BYTES = 1024 * 1024;
@@ -39,9 +40,7 @@ export class DropFormatError extends Error {
   }
 }
 
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256Hex };
 
 function isHeldOut(text: string): boolean {
   return createHash('sha256').update(text).digest().readUInt32BE(0) % 1000 < HELD_OUT_PER_MILLE;

@@ -5,7 +5,18 @@
  */
 import { createHash } from 'node:crypto';
 import { parseDrop, type ParsedDrop, type Probe } from './drops.ts';
-import type { SuiteRef } from './types.ts';
+
+/** An evaluation suite: a named held-out part of an accepted drop (text for loss, probes for exact match). */
+export interface SuiteRef {
+  name: string;
+  kind: 'text' | 'probe';
+  /** The line that owns it (an application line also carries its foundation's suites). */
+  line: string;
+  /** The raw content digest of the drop the suite comes from. */
+  dropDigest: string;
+  /** A regression report's evidence: every text record is evaluated, none was trained on. */
+  evidence?: boolean;
+}
 
 export type SuiteData = { kind: 'text'; texts: string[]; dataDigest: string } | { kind: 'probe'; probes: Probe[]; superseded: number; dataDigest: string };
 

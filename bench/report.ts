@@ -2,7 +2,7 @@
  * Presentation of benchmark results: the comparison table and the matrix as text, and a self-contained
  * HTML page with the matrix of every strategy as a heatmap (the release report's heatmapSvg).
  */
-import { type Heatmap, heatmapSvg } from '../../scripts/report.ts';
+import { type Heatmap, heatmapSvg } from '../report/report.ts';
 import type { BenchmarkResult, StrategySummary } from './benchmark.ts';
 import type { StreamResult } from './runner.ts';
 

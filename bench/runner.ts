@@ -4,15 +4,15 @@
  * matrix R[i][j]; records the compute of every update, a plasticity probe, dormant MLP units and the weight
  * norm per version, and how often a changed answer is still given the old way.
  */
-import { withoutSuperseded } from '../../activities/train.ts';
-import { initBackend } from '../backend.ts';
-import type { ModelConfig } from '../config.ts';
-import { flopsPerToken } from '../config.ts';
-import { evaluateLoss, exactMatch, type Probe } from '../evaluate.ts';
-import { deriveSeed } from '../random.ts';
-import { type Source, trainModel } from '../train.ts';
-import { LanguageModel, initWeights } from '../transformer.ts';
-import { type Weights, weightsDigest } from '../weights.ts';
+import { withoutSuperseded } from '../domain/replay.ts';
+import { initBackend } from '../model/backend.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { flopsPerToken } from '../model/config.ts';
+import { evaluateLoss, exactMatch, type Probe } from '../model/evaluate.ts';
+import { deriveSeed } from '../model/random.ts';
+import { type Source, trainModel } from '../model/train.ts';
+import { LanguageModel, initWeights } from '../model/transformer.ts';
+import { type Weights, weightsDigest } from '../model/weights.ts';
 import { type MatrixMetrics, type ResultMatrix, matrixMetrics, selectColumns } from './metrics.ts';
 import {
   type DormantUnits,
