@@ -15,8 +15,8 @@ import proto from '@temporalio/proto';
 import { PRESETS } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import { openRegistry } from '../workers/wiring.ts';
-import { sendDrop, waitForCycle } from './ops.ts';
-import { generalText, rng } from './scenario.ts';
+import { sendDrop, waitForCycle } from '../client/ops.ts';
+import { generalText, rng } from '../bench/scenario.ts';
 import { startStack } from './stack/stack.ts';
 import { freePort } from './stack/wait.ts';
 

@@ -44,7 +44,7 @@ import { trainModel } from '../model/train.ts';
 import { initWeights } from '../model/transformer.ts';
 import { type Weights, loadModel, saveModel } from '../model/weights.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
-import { streamScenario, writeScenario } from './scenario.ts';
+import { streamScenario, writeScenario } from '../bench/scenario.ts';
 
 /** Everything one run of the benchmark needs, resolved from the preset and the command line. */
 interface Plan {

@@ -10,8 +10,8 @@ import { PRESETS } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import type { LineSpec, RecipeOverride } from '../schemas/io.ts';
 import type { CycleSummary } from '../schemas/contracts/messages.ts';
-import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from './ops.ts';
-import { writeScenario } from './scenario.ts';
+import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from '../client/ops.ts';
+import { writeScenario } from '../bench/scenario.ts';
 
 export interface DemoOptions {
   client: Client;

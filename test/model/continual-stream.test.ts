@@ -12,7 +12,7 @@ import { standardStrategies, type UpdateRecipe } from '../../bench/strategies.ts
 import { dropFromBytes, readDropFolder, type StreamDrop } from '../../bench/stream.ts';
 import { LanguageModel, initWeights } from '../../model/transformer.ts';
 import { cloneWeights } from '../../model/weights.ts';
-import { streamScenario } from '../../scripts/scenario.ts';
+import { streamScenario } from '../../bench/scenario.ts';
 
 // A tiny model with room for a whole fact ("The Zorvex lamp costs 42 credits." is ~36 tokens).
 const config = preset('tiny', { context: 64 });

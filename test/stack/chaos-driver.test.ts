@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase, type Connection } from '../../registry/db.ts';
-import { driverCrashGuard } from '../helpers/chaos-scenarios.ts';
+import { driverCrashGuard } from '../../scripts/chaos/scenarios.ts';
 import { freshDatabase, type FreshDatabase } from '../helpers/db.ts';
 
 let db: FreshDatabase;

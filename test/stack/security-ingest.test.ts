@@ -16,7 +16,7 @@ import { MAX_DROP_BYTES, sha256Hex } from '../../domain/drops.ts';
 import { ingestActivities } from '../../activities/ingest.ts';
 import { DropCache } from '../../domain/suites.ts';
 import { openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
-import { anyDrop, hugeLine, tryParse } from '../helpers/fuzz.ts';
+import { anyDrop, hugeLine, tryParse } from '../../scripts/chaos/fuzz.ts';
 
 let t: TestRegistry;
 let ingest: ReturnType<typeof ingestActivities>;

@@ -20,7 +20,7 @@ import {
   tryParse,
   validJsonl,
   type FuzzDrop,
-} from '../helpers/fuzz.ts';
+} from '../../scripts/chaos/fuzz.ts';
 
 const holds = (input: FuzzDrop) => {
   expect(contractViolations(input, tryParse(input.bytes, input.file))).toEqual([]);

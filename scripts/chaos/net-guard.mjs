@@ -3,7 +3,7 @@
  * outbound attempt made through Node's own APIs — TCP and TLS connects (which http, https, fetch and the
  * postgres driver all go through), UDP sends and DNS lookups — as one JSON line each in
  * $PERENNIAL_NET_LOG. It records and lets the call go on; the test decides. Connections made by native code
- * (the Temporal core's gRPC client) do not pass through here; /proc shows those (test/helpers/netwatch.ts).
+ * (the Temporal core's gRPC client) do not pass through here; /proc shows those (netwatch.ts).
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';

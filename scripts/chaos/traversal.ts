@@ -14,7 +14,7 @@ import { ArtifactStore } from '../../registry/artifacts.ts';
 import { Name as RegistryName } from '../../registry/inputs.ts';
 import { loadOrCreateKeys } from '../../registry/signing.ts';
 import { AppName, ChannelName, Digest, LineName, SourceName, VersionNumber, VersionRef } from '../../schemas/io.ts';
-import { sourceName } from '../../scripts/ops.ts';
+import { sourceName } from '../../client/ops.ts';
 
 /** Strings an attacker (or an accident) would try. */
 export const TRAVERSAL_STRINGS = [

@@ -23,8 +23,8 @@ import {
   type Accounting,
   type ChaosStack,
   type DuplicateReport,
-} from './chaos.ts';
-import { restartPoints } from './chaos-verdict.ts';
+} from './harness.ts';
+import { restartPoints } from './verdict.ts';
 
 const unique = () => randomBytes(3).toString('hex');
 

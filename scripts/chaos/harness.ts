@@ -18,17 +18,17 @@ import { PRESETS } from '../../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import type { DropRequest, LineSpec, Recipe } from '../../schemas/io.ts';
 import { readCheckpoint } from '../../model/train.ts';
-import { lineState, sendDrop } from '../../scripts/ops.ts';
-import { generalText, rng } from '../../scripts/scenario.ts';
-import { startPostgres, type PostgresHandle } from '../../scripts/stack/postgres.ts';
-import { startStack, stopChild, type Stack, type WorkerProcess } from '../../scripts/stack/stack.ts';
-import { startTemporal, type TemporalHandle } from '../../scripts/stack/temporal.ts';
-import { freePort } from '../../scripts/stack/wait.ts';
+import { lineState, sendDrop } from '../../client/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
+import { startPostgres, type PostgresHandle } from '../stack/postgres.ts';
+import { startStack, stopChild, type Stack, type WorkerProcess } from '../stack/stack.ts';
+import { startTemporal, type TemporalHandle } from '../stack/temporal.ts';
+import { freePort } from '../stack/wait.ts';
 import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
 import type { CycleResult, CycleSummary, LineState } from '../../schemas/contracts/messages.ts';
 import type { TrainingOutcome } from '../../activities/types.ts';
 import { openRegistry } from '../../workers/wiring.ts';
-import { FaultLedger } from './chaos-verdict.ts';
+import { FaultLedger } from './verdict.ts';
 
 type WorkerKind = 'workflow' | 'training';
 
@@ -36,7 +36,7 @@ type WorkerKind = 'workflow' | 'training';
 export const CHAOS_RECIPE: Recipe = { ...DEFAULT_RECIPE, steps: 40, batchSize: 8, warmupSteps: 5, checkpointEvery: 20, learningRate: 5e-3 };
 
 // The ledger and the run's verdict are pure code of their own (unit-tested); re-exported for the scenarios.
-export { FAULT_KINDS, FaultLedger, type FaultKind } from './chaos-verdict.ts';
+export { FAULT_KINDS, FaultLedger, type FaultKind } from './verdict.ts';
 
 export interface ChaosStackOptions {
   /** Recognisable part of names (lines, queue, folder). */
