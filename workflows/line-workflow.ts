@@ -19,7 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { DropRequest } from '../schemas/io.ts';
-import type { Activities } from '../activities/types.ts';
+import type { WorkflowQueueActivities } from '../activities/types.ts';
 import {
   dataDropSignal,
   overrideUpdate,
@@ -49,11 +49,10 @@ export interface LineWorkflowInput {
   state?: LineState;
 }
 
-
 /** Runs the release loop of one line forever. Side effects only through activities and child workflows. */
 export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
   const { line } = input;
-  const acts = proxyActivities<Activities>(registry);
+  const acts = proxyActivities<WorkflowQueueActivities>(registry);
   // Handlers first: a signal-with-start delivers its drop before the first await, and queries may come at once.
   const state: LineState = input.state ?? emptyState(line);
 

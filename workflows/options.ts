@@ -6,7 +6,6 @@ import { ErrorType } from '../schemas/contracts/errors.ts';
 // Error types that no retry can fix (schemas/contracts/errors.ts): the activities throw them.
 const nonRetryableErrorTypes = Object.values(ErrorType);
 
-
 // Registry writes and reads are short; a database restart is retried through, for up to ~10 minutes.
 export const registry: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
