@@ -61,7 +61,7 @@ const under = (path: string, ...rooms: string[]) => rooms.some((r) => path === r
 /** Packages that workflow code (and every module it reaches by a value import) may load: deterministic, no I/O (@temporalio/workflow re-exports @temporalio/common). */
 const WORKFLOW_PACKAGES = new Set(['@temporalio/workflow', '@temporalio/common', 'zod']);
 /** Rooms whose files can never be part of the workflow bundle: they do I/O or load native code. */
-const NOT_IN_WORKFLOWS = ['activities', 'registry', 'scripts', 'workers', 'model', 'client', 'bench', 'report', 'chaos', 'test', 'schemas/db'];
+const NOT_IN_WORKFLOWS = ['activities', 'registry', 'scripts', 'workers', 'model', 'client', 'bench', 'report', 'test', 'schemas/db'];
 
 export function violations(files: Map<string, string>): string[] {
   const found: string[] = [];
