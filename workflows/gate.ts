@@ -16,8 +16,10 @@
  *   so it must learn its drop and keep what its foundation could do. Without any comparison, floors alone apply.
  */
 
-export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
 import type { GateDecision, GateInput, GateSuite, MetricName, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
+
+// The shapes the gate reads and returns are contracts (results, messages and the registry carry them).
+export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
 
 export const metricFor = (kind: SuiteKind): MetricName => (kind === 'text' ? 'loss' : 'exactMatch');
 
