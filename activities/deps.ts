@@ -1,8 +1,8 @@
 /** What activities are built from. Workers wire real ones; tests wire real ones on their own names. */
 import type { Client } from '@temporalio/client';
-import type { ArtifactStore } from './registry/artifacts.ts';
-import type { Registry } from './registry/registry.ts';
-import type { DropCache } from './suites.ts';
+import type { ArtifactStore } from '../registry/artifacts.ts';
+import type { Registry } from '../registry/registry.ts';
+import type { DropCache } from '../domain/suites.ts';
 
 export interface ActivityDeps {
   registry: Registry;

@@ -9,9 +9,9 @@ import { initBackend } from '../model/backend.ts';
 import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
 import { initWeights, LanguageModel } from '../model/transformer.ts';
 import { loadModel } from '../model/weights.ts';
-import type { Metrics } from '../workflows/gate.ts';
+import type { Metrics } from '../schemas/contracts/gate.ts';
 import type { ActivityDeps } from './deps.ts';
-import { resolveSuites, type SuiteData } from './suites.ts';
+import { resolveSuites, type SuiteData } from '../domain/suites.ts';
 import type { ModelConfig } from '../schemas/io.ts';
 import type { SuiteRef } from './types.ts';
 

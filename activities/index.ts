@@ -1,5 +1,6 @@
 /** The activity factory: every activity of the release loop, built from injected dependencies. */
 import type { ActivityDeps } from './deps.ts';
+import type { TrainingQueueActivities } from './types.ts';
 import { evaluationActivities } from './evaluate.ts';
 import { ingestActivities } from './ingest.ts';
 import { releaseActivities } from './release.ts';
@@ -17,5 +18,8 @@ export function createActivities(deps: ActivityDeps) {
   };
 }
 
-/** Activities that run on the training task queue (CPU/GPU bound). */
-export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions', 'evaluateUntrained'] as const;
+/** Activities that run on the training task queue (CPU/GPU bound): exactly the keys of TrainingQueueActivities. */
+export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions', 'evaluateUntrained'] as const satisfies readonly (keyof TrainingQueueActivities)[];
+// The list names every training-queue activity, or the training worker would not serve the missing one.
+const everyTrainingActivityListed: Exclude<keyof TrainingQueueActivities, (typeof TRAINING_ACTIVITIES)[number]> extends never ? true : false = true;
+void everyTrainingActivityListed;

@@ -16,10 +16,10 @@ import { chmod, lstat, mkdir, open, readdir, realpath, rename, writeFile } from 
 import { tmpdir } from 'node:os';
 import { basename, delimiter, join, resolve, sep } from 'node:path';
 import { DropRequest, SourceName, explain } from '../schemas/io.ts';
-import { ErrorType } from '../workflows/options.ts';
-import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from './drops.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from '../domain/drops.ts';
 import type { ActivityDeps } from './deps.ts';
-import { suitesOfDrop } from './suites.ts';
+import { suitesOfDrop } from '../domain/suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
 
 export interface QuarantineRecord {

@@ -5,15 +5,15 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { ROOTS_FILE } from './registry/audit.ts';
+import { ROOTS_FILE } from '../registry/audit.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
-import { scheduleId } from '../workflows/schedule-tick-workflow.ts';
+import { lineWorkflowId, scheduleId, WorkflowType } from '../schemas/contracts/ids.ts';
 import { LineSpec } from '../schemas/io.ts';
-import { ChannelConflictError, NotFoundError } from '../schemas/errors.ts';
-import type { GateDecision } from '../workflows/gate.ts';
-import type { ChannelMove, TickRequest } from '../workflows/messages.ts';
-import { ErrorType } from '../workflows/options.ts';
-import { tickSignal } from '../workflows/messages.ts';
+import { ChannelConflictError, NotFoundError } from '../schemas/contracts/errors.ts';
+import type { GateDecision } from '../schemas/contracts/gate.ts';
+import type { ChannelMove, TickRequest } from '../schemas/contracts/messages.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { tickSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { LineSnapshot, SuiteRef, TrainingOutcome, VersionRef } from './types.ts';
 
@@ -256,8 +256,8 @@ export function releaseActivities(deps: ActivityDeps) {
 
     /** Hands a schedule tick to the line workflow, starting it when it is not running. */
     async signalLine(input: { line: string; tick: TickRequest }): Promise<void> {
-      await deps.client.workflow.signalWithStart('lineWorkflow', {
-        workflowId: `line:${input.line}`,
+      await deps.client.workflow.signalWithStart(WorkflowType.line, {
+        workflowId: lineWorkflowId(input.line),
         taskQueue: deps.workflowQueue,
         args: [{ line: input.line }],
         signal: tickSignal,

@@ -8,8 +8,9 @@ import { initBackend } from '../model/backend.ts';
 import { initWeights } from '../model/transformer.ts';
 import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel, type TrainResult } from '../model/train.ts';
 import { loadModel, saveModel, type Weights } from '../model/weights.ts';
-import { ErrorType } from '../workflows/options.ts';
-import { progressSignal } from '../workflows/messages.ts';
+import { withoutSuperseded } from '../domain/replay.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { progressSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { TrainInput, TrainingOutcome } from './types.ts';
 
@@ -23,15 +24,6 @@ export interface TrainingHeartbeat {
 }
 
 const PROGRESS_SIGNAL_MS = 2000;
-
-/**
- * Replay must not rehearse what the new drop changes: a replayed record that states a new probe's prompt
- * with another answer (the old load limit, say) is left out, so the update does not fight itself.
- */
-export function withoutSuperseded(docs: string[], probes: { prompt: string; completion: string }[]): string[] {
-  if (!probes.length) return docs;
-  return docs.filter((doc) => !probes.some((p) => doc.includes(p.prompt) && !doc.includes(p.prompt + p.completion)));
-}
 
 export function trainingActivities(deps: ActivityDeps) {
   /**

@@ -1,24 +1,33 @@
 /** Shapes that cross the workflow/activity boundary: ids, digests and small numbers, never data. */
 import type { LineSpec, Recipe, ModelConfig } from '../schemas/io.ts';
+import type { SuiteRef } from '../domain/suites.ts';
+import type { evaluationActivities } from './evaluate.ts';
 import type { createActivities } from './index.ts';
+import type { ingestActivities } from './ingest.ts';
+import type { releaseActivities } from './release.ts';
+import type { trainingActivities } from './train.ts';
 
+export type { SuiteRef };
+
+/** Every activity; the workers use it. Workflows take the view of the queue a proxy sends to, below. */
 export type Activities = ReturnType<typeof createActivities>;
+
+// Views per task queue, so that a proxy can only call what the queue it sends to serves: a training activity
+// called through a workflow-queue proxy does not compile (test/unit/activity-views.test.ts).
+/** Registry steps and signals: short database calls on the workflow queue; the cycle runs them as local activities. */
+export type RegistryActivities = ReturnType<typeof releaseActivities>;
+/** Reading a drop or evidence file into the store (heartbeating), on the workflow queue. */
+export type IngestActivities = ReturnType<typeof ingestActivities>;
+/** What the workflow worker serves on `<queue>`. */
+export type WorkflowQueueActivities = RegistryActivities & IngestActivities;
+/** What the training worker serves on `<queue>.training` (CPU/GPU bound): training and evaluation. */
+export type TrainingQueueActivities = ReturnType<typeof trainingActivities> & ReturnType<typeof evaluationActivities>;
+/** What the cycle runs as local activities inside its workflow task: the registry steps only. */
+export type LocalRegistryActivities = RegistryActivities;
 
 export interface VersionRef {
   line: string;
   version: number;
-}
-
-/** An evaluation suite: a named held-out part of an accepted drop (text for loss, probes for exact match). */
-export interface SuiteRef {
-  name: string;
-  kind: 'text' | 'probe';
-  /** The line that owns it (an application line also carries its foundation's suites). */
-  line: string;
-  /** The raw content digest of the drop the suite comes from. */
-  dropDigest: string;
-  /** A regression report's evidence: every text record is evaluated, none was trained on. */
-  evidence?: boolean;
 }
 
 export interface LineSnapshot {

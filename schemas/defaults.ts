@@ -1,10 +1,5 @@
-/** The embedded defaults: model presets, the default recipe, gate rules and promotion policy. Pure data. */
-import { PRESETS } from '../model/config.ts';
+/** The embedded defaults: the default recipe, gate rules and promotion policy (model presets: model/config.ts). Pure data. */
 import type { GateRules, PromotionPolicy, Recipe } from './io.ts';
-
-/** Model shapes by name: the kernels' presets (tiny: tests, small: the benchmark and demo model). */
-export const MODEL_PRESETS = PRESETS;
-export type ModelPreset = keyof typeof MODEL_PRESETS;
 
 /** Replay + L2 pull toward the parent + learning-rate re-warming: the product's default update recipe. */
 export const DEFAULT_RECIPE: Recipe = {

@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Command } from 'commander';
 import proto from '@temporalio/proto';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
+import { PRESETS } from '../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import { openRegistry } from '../workers/wiring.ts';
-import { sendDrop, waitForCycle } from './ops.ts';
-import { generalText, rng } from './scenario.ts';
+import { sendDrop, waitForCycle } from '../client/ops.ts';
+import { generalText, rng } from '../bench/scenario.ts';
 import { startStack } from './stack/stack.ts';
 import { freePort } from './stack/wait.ts';
 
@@ -49,7 +50,7 @@ const line = 'bench';
 await installation.registry.ensureLine({
   name: line,
   kind: 'foundation',
-  modelConfig: MODEL_PRESETS.tiny,
+  modelConfig: PRESETS.tiny,
   recipe: { ...DEFAULT_RECIPE, steps: opts.steps, batchSize: 8, warmupSteps: 5, checkpointEvery: 20 },
   gateRules: { ...DEFAULT_GATE_RULES, minImprovement: { loss: 0, exactMatch: 0 }, maxRegression: { loss: 10, exactMatch: 1 } },
   promotion: DEFAULT_PROMOTION,

@@ -3,7 +3,7 @@
  * Trains a starting model through a stream of drops with each strategy (naive fine-tuning, replay, the
  * product's default recipe, retraining from scratch), prints the strategy table (final quality, backward
  * transfer, forgetting, new-drop gain, compute against retraining), the matrix R[i][j] per strategy and the
- * plasticity series, and runs a long stream (20 drops) for plasticity erosion. See model/continual/README.md.
+ * plasticity series, and runs a long stream (20 drops) for plasticity erosion. See bench/README.md.
  */
 import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -38,13 +38,13 @@ import {
   recipeTable,
   summaryTable,
   truncateResult,
-} from '../model/continual/index.ts';
-import { RECOMMENDED_RECIPE } from '../model/continual/recipes.ts';
+} from '../bench/index.ts';
+import { RECOMMENDED_RECIPE } from '../bench/recipes.ts';
 import { trainModel } from '../model/train.ts';
 import { initWeights } from '../model/transformer.ts';
 import { type Weights, loadModel, saveModel } from '../model/weights.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
-import { streamScenario, writeScenario } from './scenario.ts';
+import { streamScenario, writeScenario } from '../bench/scenario.ts';
 
 /** Everything one run of the benchmark needs, resolved from the preset and the command line. */
 interface Plan {
@@ -116,7 +116,7 @@ const PRESETS_ = {
 
 function fromRecommended(): Pick<Plan, 'recipe' | 'knobs' | 'recipeSource'> {
   const { recipe, knobs } = fromProductRecipe(RECOMMENDED_RECIPE);
-  return { recipe, knobs, recipeSource: 'RECOMMENDED_RECIPE (model/continual/recipes.ts)' };
+  return { recipe, knobs, recipeSource: 'RECOMMENDED_RECIPE (bench/recipes.ts)' };
 }
 
 const { values: args } = parseArgs({

@@ -20,10 +20,10 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import fc from 'fast-check';
-import { sha256Hex } from '../activities/drops.ts';
+import { sha256Hex } from '../domain/drops.ts';
 import { ingestActivities } from '../activities/ingest.ts';
-import { DropCache } from '../activities/suites.ts';
-import { chaosBaseDir, startChaosStack, waitForDrops, type ChaosStack } from '../test/helpers/chaos.ts';
+import { DropCache } from '../domain/suites.ts';
+import { chaosBaseDir, startChaosStack, waitForDrops, type ChaosStack } from './chaos/harness.ts';
 import {
   cutTransactions,
   killAllWorkers,
@@ -35,11 +35,11 @@ import {
   type FaultRunResult,
   type LoadRestart,
   type TrainingKillResult,
-} from '../test/helpers/chaos-scenarios.ts';
-import { FaultLedger, chaosVerdict, verdictExitCode, verdictLines } from '../test/helpers/chaos-verdict.ts';
-import { anyDrop, contractViolations, hugeLine, invalidUtf8, oneBadRecord, tryParse, validJsonl, type FuzzDrop } from '../test/helpers/fuzz.ts';
-import { SocketWatch, procNetAvailable, type Endpoint } from '../test/helpers/netwatch.ts';
-import { probeTraversal } from '../test/helpers/traversal.ts';
+} from './chaos/scenarios.ts';
+import { FaultLedger, chaosVerdict, verdictExitCode, verdictLines } from './chaos/verdict.ts';
+import { anyDrop, contractViolations, hugeLine, invalidUtf8, oneBadRecord, tryParse, validJsonl, type FuzzDrop } from './chaos/fuzz.ts';
+import { SocketWatch, procNetAvailable, type Endpoint } from './chaos/netwatch.ts';
+import { probeTraversal } from './chaos/traversal.ts';
 import { PROJECT_ROOT } from './stack/stack.ts';
 
 const { values: args } = parseArgs({
@@ -87,7 +87,7 @@ const ledger = new FaultLedger();
 const base = chaosBaseDir('perennial-chaos');
 const netLog = join(base, 'net.log');
 writeFileSync(netLog, '');
-const guardEnv = { NODE_OPTIONS: `--import ${pathToFileURL(join(PROJECT_ROOT, 'test', 'helpers', 'net-guard.mjs')).href}`, PERENNIAL_NET_LOG: netLog };
+const guardEnv = { NODE_OPTIONS: `--import ${pathToFileURL(join(PROJECT_ROOT, 'scripts', 'chaos', 'net-guard.mjs')).href}`, PERENNIAL_NET_LOG: netLog };
 const watches: SocketWatch[] = [];
 
 /** A stack whose workers run under the network hook and the socket watch. */

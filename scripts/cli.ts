@@ -8,7 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { explain } from '../schemas/io.ts';
 import { UserError } from './commands/context.ts';
-import { RequestRefusedError } from './ops.ts';
+import { RequestRefusedError } from '../client/ops.ts';
 import * as app from './commands/app.ts';
 import * as audit from './commands/audit.ts';
 import * as drop from './commands/drop.ts';

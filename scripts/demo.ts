@@ -5,12 +5,13 @@
  */
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { Registry } from '../activities/registry/registry.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
+import type { Registry } from '../registry/registry.ts';
+import { PRESETS } from '../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import type { LineSpec, RecipeOverride } from '../schemas/io.ts';
-import type { CycleSummary } from '../workflows/messages.ts';
-import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from './ops.ts';
-import { writeScenario } from './scenario.ts';
+import type { CycleSummary } from '../schemas/contracts/messages.ts';
+import { reportRegression, review, sendDrop, waitForCycle, waitForPhase, type LoopTarget } from '../client/ops.ts';
+import { writeScenario } from '../bench/scenario.ts';
 
 export interface DemoOptions {
   client: Client;
@@ -41,7 +42,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
   const steps = opts.steps ?? { foundation: 300, application: 250 };
   const t: LoopTarget = { client: opts.client, taskQueue: opts.taskQueue };
   const files = writeScenario(join(opts.dataDir, 'demo-drops'));
-  const config = MODEL_PRESETS.small;
+  const config = PRESETS.small;
 
   const foundation: LineSpec = {
     name: names.foundation,

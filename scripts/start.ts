@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatTable, runDemo } from './demo.ts';
-import { buildReport } from './report.ts';
+import { buildReport } from '../report/report.ts';
 import { acquireStackLock, writeState } from './stack/state.ts';
 import { startStack, type Stack } from './stack/stack.ts';
 import { dataDir as defaultDataDir } from './commands/context.ts';

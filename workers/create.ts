@@ -6,7 +6,7 @@ import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@tem
 import { WORKFLOWS_PATH } from './bundle.ts';
 import { createActivities, TRAINING_ACTIVITIES } from '../activities/index.ts';
 import type { ActivityDeps } from '../activities/deps.ts';
-import { trainingQueueFor } from '../workflows/options.ts';
+import { trainingQueueFor } from '../schemas/contracts/ids.ts';
 
 function split(deps: ActivityDeps) {
   const all = createActivities(deps);

@@ -3,11 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { ActivityDeps } from '../activities/deps.ts';
-import { ArtifactStore } from '../activities/registry/artifacts.ts';
-import { connectDatabase } from '../activities/registry/db.ts';
-import { Registry } from '../activities/registry/registry.ts';
-import { loadOrCreateKeys } from '../activities/registry/signing.ts';
-import { DropCache } from '../activities/suites.ts';
+import { ArtifactStore } from '../registry/artifacts.ts';
+import { connectDatabase } from '../registry/db.ts';
+import { Registry } from '../registry/registry.ts';
+import { loadOrCreateKeys } from '../registry/signing.ts';
+import { DropCache } from '../domain/suites.ts';
 import { temporalConnectionOptions, type RuntimeConfig } from './config.ts';
 
 let revision: string | undefined;

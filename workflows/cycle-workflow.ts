@@ -15,7 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import type { Activities, SuiteRef } from '../activities/types.ts';
+import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
 import { evaluateGate, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
@@ -30,9 +30,11 @@ import {
   type CycleVerdict,
   type RegressionReport,
   type ReviewRequest,
-} from './messages.ts';
-import { ErrorType, evaluation, ingest, registryLocal, training, trainingQueueFor } from './options.ts';
-import { LINE, PHASE, VERDICT, VERSION } from './search-attributes.ts';
+} from '../schemas/contracts/messages.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { trainingQueueFor } from '../schemas/contracts/ids.ts';
+import { evaluation, ingest, registryLocal, training } from './options.ts';
+import { LINE, PHASE, VERDICT, VERSION } from '../schemas/contracts/search-attributes.ts';
 
 const SYSTEM_ACTOR = 'perennial';
 
@@ -48,10 +50,10 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   const cycleId = info.workflowId;
   const key = cycleKey(cycleId, drop.digest);
   const trainingQueue = trainingQueueFor(info.taskQueue);
-  const light = proxyLocalActivities<Activities>(registryLocal);
-  const ingestActs = proxyActivities<Activities>(ingest);
-  const heavy = proxyActivities<Activities>(training(trainingQueue));
-  const evals = proxyActivities<Activities>(evaluation(trainingQueue));
+  const light = proxyLocalActivities<LocalRegistryActivities>(registryLocal);
+  const ingestActs = proxyActivities<IngestActivities>(ingest);
+  const heavy = proxyActivities<TrainingQueueActivities>(training(trainingQueue));
+  const evals = proxyActivities<TrainingQueueActivities>(evaluation(trainingQueue));
 
   const state: CycleState = { cycleId, line, phase: 'ingest', awaitingApproval: false };
   let review: { approved: boolean; request: ReviewRequest } | undefined;
@@ -91,7 +93,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     }
     return moved;
   };
-  const move = async (req: Parameters<Activities['moveChannel']>[0]) => track(await light.moveChannel(req))!;
+  const move = async (req: Parameters<LocalRegistryActivities['moveChannel']>[0]) => track(await light.moveChannel(req))!;
   /** Every way out that does not promote: `canary` goes back to the released version (or is cleared). */
   const settleCanary = async (actor: string, reason: string) =>
     state.version !== undefined ? track(await light.settleCanary({ line, version: state.version, actor, reason, requestKey: `${key}:canary-settle` })) : null;

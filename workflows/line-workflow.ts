@@ -19,7 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { DropRequest } from '../schemas/io.ts';
-import type { Activities } from '../activities/types.ts';
+import type { WorkflowQueueActivities } from '../activities/types.ts';
 import {
   dataDropSignal,
   overrideUpdate,
@@ -33,11 +33,13 @@ import {
   triggerSignal,
   type CycleResult,
   type LineState,
-} from './messages.ts';
+} from '../schemas/contracts/messages.ts';
 import { cycleKey, cycleWorkflow } from './cycle-workflow.ts';
 import { reevaluateWorkflow } from './reevaluate-workflow.ts';
-import { ErrorType, registry } from './options.ts';
-import { LINE, PHASE } from './search-attributes.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import { cycleWorkflowId, lineWorkflowId } from '../schemas/contracts/ids.ts';
+import { registry } from './options.ts';
+import { LINE, PHASE } from '../schemas/contracts/search-attributes.ts';
 
 const SEEN_LIMIT = 10_000;
 const RECENT_LIMIT = 20;
@@ -47,13 +49,10 @@ export interface LineWorkflowInput {
   state?: LineState;
 }
 
-export const lineWorkflowId = (line: string) => `line:${line}`;
-export const cycleWorkflowId = (line: string, n: number) => `cycle:${line}:${n}`;
-
 /** Runs the release loop of one line forever. Side effects only through activities and child workflows. */
 export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
   const { line } = input;
-  const acts = proxyActivities<Activities>(registry);
+  const acts = proxyActivities<WorkflowQueueActivities>(registry);
   // Handlers first: a signal-with-start delivers its drop before the first await, and queries may come at once.
   const state: LineState = input.state ?? emptyState(line);
 

@@ -1,25 +1,10 @@
 /** Activity option presets. Each timeout and retry choice carries its reason. */
 import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
 
-/**
- * Error types that no retry can fix. Activities throw them as ApplicationFailures or as the error classes of
- * schemas/errors.ts, whose `name` Temporal reports as the failure type.
- */
-export const ErrorType = {
-  InvalidData: 'InvalidDataError',
-  NotFound: 'NotFoundError',
-  ChannelConflict: 'ChannelConflictError',
-  InvalidRequest: 'InvalidRequestError',
-  InvalidInput: 'InvalidInputError',
-  RegistryConflict: 'RegistryConflictError',
-  GateRefused: 'GateRefusedError',
-  InvalidDigest: 'InvalidDigestError',
-  ArtifactIntegrity: 'ArtifactIntegrityError',
-} as const;
-const nonRetryableErrorTypes = Object.values(ErrorType);
+import { ErrorType } from '../schemas/contracts/errors.ts';
 
-/** Training and evaluation run on their own queue, so hosts with accelerators can serve it alone. */
-export const trainingQueueFor = (workflowQueue: string) => `${workflowQueue}.training`;
+// Error types that no retry can fix (schemas/contracts/errors.ts): the activities throw them.
+const nonRetryableErrorTypes = Object.values(ErrorType);
 
 // Registry writes and reads are short; a database restart is retried through, for up to ~10 minutes.
 export const registry: ActivityOptions = {

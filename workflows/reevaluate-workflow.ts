@@ -3,10 +3,11 @@
  * line has now, so suites added since its release get a result and drift in the evaluation code shows.
  */
 import { proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/types.ts';
+import type { TrainingQueueActivities, WorkflowQueueActivities } from '../activities/types.ts';
 import type { Metrics } from './gate.ts';
-import { evaluation, registry, trainingQueueFor } from './options.ts';
-import { LINE, PHASE, VERSION } from './search-attributes.ts';
+import { trainingQueueFor } from '../schemas/contracts/ids.ts';
+import { evaluation, registry } from './options.ts';
+import { LINE, PHASE, VERSION } from '../schemas/contracts/search-attributes.ts';
 
 export interface ReevaluateResult {
   line: string;
@@ -16,8 +17,8 @@ export interface ReevaluateResult {
 
 /** Evaluates `stable` on all suites and records the results; idempotent (evaluations are upserts). */
 export async function reevaluateWorkflow(input: { line: string }): Promise<ReevaluateResult> {
-  const light = proxyActivities<Activities>(registry);
-  const evals = proxyActivities<Activities>(evaluation(trainingQueueFor(workflowInfo().taskQueue)));
+  const light = proxyActivities<WorkflowQueueActivities>(registry);
+  const evals = proxyActivities<TrainingQueueActivities>(evaluation(trainingQueueFor(workflowInfo().taskQueue)));
   upsertSearchAttributes([
     { key: LINE, value: input.line },
     { key: PHASE, value: 'reevaluate' },

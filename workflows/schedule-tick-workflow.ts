@@ -3,16 +3,12 @@
  * starting that one if needed, so schedules and data drops meet in one queue.
  */
 import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities/types.ts';
-import type { TickRequest } from './messages.ts';
+import type { WorkflowQueueActivities } from '../activities/types.ts';
+import type { TickRequest } from '../schemas/contracts/messages.ts';
 import { registry } from './options.ts';
-
-export type ScheduleKind = 'cycle' | 'reevaluate';
-/** `schedule:<line>:cycle` runs pending drops; `schedule:<line>:reevaluate` re-measures stable. */
-export const scheduleId = (line: string, kind: ScheduleKind) => `schedule:${line}:${kind}`;
 
 /** Signals `tick` to the line workflow (signal-with-start through an activity). */
 export async function scheduleTickWorkflow(input: { line: string; tick: TickRequest }): Promise<void> {
-  const { signalLine } = proxyActivities<Activities>(registry);
+  const { signalLine } = proxyActivities<WorkflowQueueActivities>(registry);
   await signalLine({ line: input.line, tick: input.tick });
 }

@@ -1,7 +1,7 @@
 /** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
 import type { Command } from 'commander';
 import { CliArgs, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
-import { sendDrop, waitForCycle } from '../ops.ts';
+import { sendDrop, waitForCycle } from '../../client/ops.ts';
 import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 
 export function register(program: Command) {

@@ -1,7 +1,8 @@
 /** `perennial line create|list`: model lines and their recipes, gate rules and promotion policy (data, not code). */
 import { isDeepStrictEqual } from 'node:util';
 import type { Command } from 'commander';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
+import { PRESETS } from '../../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
@@ -12,7 +13,7 @@ export function register(program: Command) {
     .description('create a foundation line, or an application line built on one (idempotent)')
     .option('--kind <kind>', 'foundation or application', 'application')
     .option('--foundation <line>', 'the foundation line an application line builds on')
-    .option('--preset <name>', `model shape: ${Object.keys(MODEL_PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
+    .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
     .option('--steps <n>', 'training steps per cycle')
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}')
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
@@ -38,13 +39,13 @@ export function register(program: Command) {
           { name: '<name>' },
         ),
       };
-      if (!(o.preset in MODEL_PRESETS)) throw new UserError(`unknown preset ${o.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`, 2);
+      if (!(o.preset in PRESETS)) throw new UserError(`unknown preset ${o.preset}; choose one of ${Object.keys(PRESETS).join(', ')}`, 2);
       if (o.kind === 'application' && !o.foundation) throw new UserError('an application line needs --foundation <line>', 2);
       const { registry, close } = openRegistry();
       try {
         // An application line takes its foundation's shape (checked above that it names one).
         const modelConfig = (
-          o.kind === 'application' ? (await registry.getLine(o.foundation!)).modelConfig : MODEL_PRESETS[o.preset as keyof typeof MODEL_PRESETS]
+          o.kind === 'application' ? (await registry.getLine(o.foundation!)).modelConfig : PRESETS[o.preset as keyof typeof PRESETS]
         ) as LineSpec['modelConfig'];
         // Overrides are laid over the defaults key by key at every depth, then validated whole.
         const recipe = parseCliArgs(Recipe, mergeDeep(mergeDeep(DEFAULT_RECIPE, o.recipe), o.steps ? { steps: o.steps } : undefined), {}, '--recipe');

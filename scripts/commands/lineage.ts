@@ -1,6 +1,6 @@
 /** `perennial lineage <line>@<version>`: drops -> training run -> version -> parents -> foundation -> releases -> applications. */
 import type { Command } from 'commander';
-import type { Lineage } from '../../activities/registry/registry.ts';
+import type { Lineage } from '../../registry/registry.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
 const short = (digest: string) => digest.slice(0, 12);

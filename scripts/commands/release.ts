@@ -1,7 +1,7 @@
 /** Human actions on releases: rollback, approve / reject (with --override for a failed gate), regression reports. */
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
-import { overrideGate, reportRegression, review, rollback } from '../ops.ts';
+import { overrideGate, reportRegression, review, rollback } from '../../client/ops.ts';
 import { rollbackRefusal } from '../../activities/release.ts';
 import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 

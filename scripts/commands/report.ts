@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { buildReport } from '../report.ts';
+import { buildReport } from '../../report/report.ts';
 import { openRegistry } from './context.ts';
 
 export function register(program: Command) {

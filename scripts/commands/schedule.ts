@@ -1,7 +1,7 @@
 /** `perennial schedule <line> --every|--cron` and `schedule list|pause|resume|delete`: Temporal Schedules for lines. */
 import type { Command } from 'commander';
 import { LineName } from '../../schemas/io.ts';
-import { changeSchedules, createSchedules, listSchedules, type ScheduleKind } from '../schedules.ts';
+import { changeSchedules, createSchedules, listSchedules, type ScheduleKind } from '../../client/schedules.ts';
 import { openClient, output, UserError } from './context.ts';
 
 const KINDS = ['cycle', 'reevaluate'];

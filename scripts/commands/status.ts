@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { lineState } from '../ops.ts';
-import type { LineState } from '../../workflows/messages.ts';
+import { lineState } from '../../client/ops.ts';
+import type { LineState } from '../../schemas/contracts/messages.ts';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openClient, openRegistry, output } from './context.ts';
 

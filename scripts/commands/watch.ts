@@ -1,8 +1,8 @@
 /** `perennial watch <dir>`: send each new file in a drop folder to its line exactly once (across restarts too). */
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
-import { sendDrop } from '../ops.ts';
-import { DropWatcher, ledgerFor } from '../watcher.ts';
+import { sendDrop } from '../../client/ops.ts';
+import { DropWatcher, ledgerFor } from '../../client/watcher.ts';
 import { openClient, readableFile, readableFolder } from './context.ts';
 
 export function register(program: Command) {

@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { appDatabaseUrl, DEFAULT_APP_ROLE, migrateDatabase } from '../../activities/registry/db.ts';
+import { appDatabaseUrl, DEFAULT_APP_ROLE, migrateDatabase } from '../../registry/db.ts';
 import { Connection } from '@temporalio/client';
 import { bundleWorkflows } from '../../workers/bundle.ts';
 import { temporalConnectionOptions } from '../../workers/config.ts';

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { inject } from 'vitest';
-import { ArtifactStore } from '../../activities/registry/artifacts.ts';
-import { appDatabaseUrl, connectDatabase, migrateDatabase, type Connection } from '../../activities/registry/db.ts';
-import { Registry } from '../../activities/registry/registry.ts';
-import { loadOrCreateKeys, type Keys } from '../../activities/registry/signing.ts';
+import { ArtifactStore } from '../../registry/artifacts.ts';
+import { appDatabaseUrl, connectDatabase, migrateDatabase, type Connection } from '../../registry/db.ts';
+import { Registry } from '../../registry/registry.ts';
+import { loadOrCreateKeys, type Keys } from '../../registry/signing.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

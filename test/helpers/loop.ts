@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { DropCache } from '../../activities/suites.ts';
+import { DropCache } from '../../domain/suites.ts';
 import type { ActivityDeps } from '../../activities/deps.ts';
 import { createTrainingWorker, createWorkflowWorker } from '../../workers/create.ts';
 import { openRegistry } from '../../workers/wiring.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
+import { PRESETS } from '../../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import type { LineSpec, Recipe } from '../../schemas/io.ts';
 import { freshDatabase } from './db.ts';
 
@@ -89,7 +90,7 @@ export async function startTestLoop(name: string): Promise<TestLoop> {
         name: lineName,
         kind,
         ...(opts.foundation ? { foundation: opts.foundation } : {}),
-        modelConfig: MODEL_PRESETS.tiny,
+        modelConfig: PRESETS.tiny,
         recipe: { ...TEST_RECIPE, ...opts.recipe },
         gateRules: { ...DEFAULT_GATE_RULES, ...opts.gateRules },
         promotion: { ...DEFAULT_PROMOTION, ...opts.promotion },

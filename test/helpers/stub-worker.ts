@@ -9,10 +9,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import type { Activities, LineSnapshot, SuiteRef, TrainingOutcome } from '../../activities/types.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../../schemas/defaults.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
+import { PRESETS } from '../../model/config.ts';
 import type { DropRequest, LineSpec } from '../../schemas/io.ts';
-import type { ChannelMove } from '../../workflows/messages.ts';
-import { trainingQueueFor } from '../../workflows/options.ts';
+import type { ChannelMove } from '../../schemas/contracts/messages.ts';
+import { trainingQueueFor } from '../../schemas/contracts/ids.ts';
 
 /** Every activity a workflow of this project calls; each is registered on both task queues. */
 export const ACTIVITY_NAMES = [
@@ -151,7 +152,7 @@ export function lineSpec(line: string, promotion: Partial<LineSpec['promotion']>
   return {
     name: line,
     kind: 'foundation',
-    modelConfig: MODEL_PRESETS.tiny,
+    modelConfig: PRESETS.tiny,
     recipe: DEFAULT_RECIPE,
     gateRules: DEFAULT_GATE_RULES,
     promotion: { ...DEFAULT_PROMOTION, ...promotion },

@@ -11,8 +11,8 @@ import {
   worstFinalRegression,
   worstForgetting,
   worstUpdateRegression,
-} from '../../model/continual/metrics.ts';
-import { buildSuites, type StreamDrop } from '../../model/continual/stream.ts';
+} from '../../bench/metrics.ts';
+import { buildSuites, type StreamDrop } from '../../bench/stream.ts';
 
 // Three drops, one exact-match suite each; row 0 is the starting model.
 const em: ResultMatrix = {

@@ -5,14 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../model/backend.ts';
 import { mlpWidth, preset } from '../../model/config.ts';
-import { assemble } from '../../model/continual/benchmark.ts';
-import { dormantUnits, freshReference, plasticityRatio, probeLearning, probeTask } from '../../model/continual/plasticity.ts';
-import { type StreamResult, runStream, streamCache } from '../../model/continual/runner.ts';
-import { standardStrategies, type UpdateRecipe } from '../../model/continual/strategies.ts';
-import { dropFromBytes, readDropFolder, type StreamDrop } from '../../model/continual/stream.ts';
+import { assemble } from '../../bench/benchmark.ts';
+import { dormantUnits, freshReference, plasticityRatio, probeLearning, probeTask } from '../../bench/plasticity.ts';
+import { type StreamResult, runStream, streamCache } from '../../bench/runner.ts';
+import { standardStrategies, type UpdateRecipe } from '../../bench/strategies.ts';
+import { dropFromBytes, readDropFolder, type StreamDrop } from '../../bench/stream.ts';
 import { LanguageModel, initWeights } from '../../model/transformer.ts';
 import { cloneWeights } from '../../model/weights.ts';
-import { streamScenario } from '../../scripts/scenario.ts';
+import { streamScenario } from '../../bench/scenario.ts';
 
 // A tiny model with room for a whole fact ("The Zorvex lamp costs 42 credits." is ~36 tokens).
 const config = preset('tiny', { context: 64 });

@@ -5,8 +5,8 @@
  * (connectDatabase), on the run's PostgreSQL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDatabase, type Connection } from '../../activities/registry/db.ts';
-import { driverCrashGuard } from '../helpers/chaos-scenarios.ts';
+import { connectDatabase, type Connection } from '../../registry/db.ts';
+import { driverCrashGuard } from '../../scripts/chaos/scenarios.ts';
 import { freshDatabase, type FreshDatabase } from '../helpers/db.ts';
 
 let db: FreshDatabase;

@@ -4,8 +4,8 @@
  * at once with worker restarts injected. The heavy versions (20 lines, several rounds) run in `npm run chaos`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startChaosStack, type ChaosStack } from '../helpers/chaos.ts';
-import { killTemporal, loadWithRestarts, restartPostgresDuringPromotion, type LoadRestart } from '../helpers/chaos-scenarios.ts';
+import { startChaosStack, type ChaosStack } from '../../scripts/chaos/harness.ts';
+import { killTemporal, loadWithRestarts, restartPostgresDuringPromotion, type LoadRestart } from '../../scripts/chaos/scenarios.ts';
 
 let s: ChaosStack;
 /** Worker restarts the load run injected: after the 2nd and the 5th of its 8 cycles. */

@@ -4,8 +4,8 @@
  * while cycles are open on several lines. The heavy versions run in `npm run chaos`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startChaosStack, type ChaosStack } from '../helpers/chaos.ts';
-import { killAllWorkers, trainingWorkerKill, type TrainingKillResult } from '../helpers/chaos-scenarios.ts';
+import { startChaosStack, type ChaosStack } from '../../scripts/chaos/harness.ts';
+import { killAllWorkers, trainingWorkerKill, type TrainingKillResult } from '../../scripts/chaos/scenarios.ts';
 
 let s: ChaosStack;
 let killed: TrainingKillResult | undefined;

@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generalText, rng } from '../../scripts/scenario.ts';
-import { RequestRefusedError, rollback } from '../../scripts/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
+import { RequestRefusedError, rollback } from '../../client/ops.ts';
 import { BIN, npxStyleLink, runBin } from '../helpers/bin.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../scripts/cli.ts';
-import { generalText, rng } from '../../scripts/scenario.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;

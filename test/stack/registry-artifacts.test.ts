@@ -5,8 +5,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { dirname, join, relative } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactStore } from '../../activities/registry/artifacts.ts';
-import { canonicalJson } from '../../activities/registry/canonical.ts';
+import { ArtifactStore } from '../../registry/artifacts.ts';
+import { canonicalJson } from '../../registry/canonical.ts';
 import {
   MANIFEST_PAYLOAD_TYPE,
   generateKeys,
@@ -15,8 +15,8 @@ import {
   verifyEnvelope,
   type Envelope,
   type Keys,
-} from '../../activities/registry/signing.ts';
-import { ArtifactIntegrityError, InvalidDigestError, InvalidInputError } from '../../schemas/errors.ts';
+} from '../../registry/signing.ts';
+import { ArtifactIntegrityError, InvalidDigestError, InvalidInputError } from '../../schemas/contracts/errors.ts';
 import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

@@ -4,9 +4,9 @@ import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { entryBody, entryLeaf, MerkleTree, ROOTS_FILE } from '../../activities/registry/audit.ts';
-import { canonicalJson, sha256Hex } from '../../activities/registry/canonical.ts';
-import { AUDIT_ROOT_PAYLOAD_TYPE, generateKeys, signEnvelope } from '../../activities/registry/signing.ts';
+import { entryBody, entryLeaf, MerkleTree, ROOTS_FILE } from '../../registry/audit.ts';
+import { canonicalJson, sha256Hex } from '../../registry/canonical.ts';
+import { AUDIT_ROOT_PAYLOAD_TYPE, generateKeys, signEnvelope } from '../../registry/signing.ts';
 import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

@@ -1,7 +1,7 @@
 /** Races settled by the database: version numbers without gaps or duplicates, channel moves as compare-and-swap. */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ChannelConflictError } from '../../schemas/errors.ts';
+import { ChannelConflictError } from '../../schemas/contracts/errors.ts';
 import { FIXTURE_LINE, openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

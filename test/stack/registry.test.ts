@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MerkleTree } from '../../activities/registry/audit.ts';
-import { canonicalJson } from '../../activities/registry/canonical.ts';
-import { MIGRATIONS_FOLDER, migrateDatabase } from '../../activities/registry/db.ts';
-import { loadOrCreateKeys, pae } from '../../activities/registry/signing.ts';
-import { InvalidInputError, NotFoundError, RegistryConflictError } from '../../schemas/errors.ts';
+import { MerkleTree } from '../../registry/audit.ts';
+import { canonicalJson } from '../../registry/canonical.ts';
+import { MIGRATIONS_FOLDER, migrateDatabase } from '../../registry/db.ts';
+import { loadOrCreateKeys, pae } from '../../registry/signing.ts';
+import { InvalidInputError, NotFoundError, RegistryConflictError } from '../../schemas/contracts/errors.ts';
 import { FIXTURE_LINE, openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;

@@ -5,8 +5,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineState, rollback, sendDrop, waitForCycle } from '../../scripts/ops.ts';
-import { generalText, rng } from '../../scripts/scenario.ts';
+import { lineState, rollback, sendDrop, waitForCycle } from '../../client/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;

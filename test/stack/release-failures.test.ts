@@ -7,10 +7,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.ts';
-import { sha256Hex } from '../../activities/drops.ts';
-import { resolveSuites } from '../../activities/suites.ts';
-import { lineState, review, rollback, sendDrop, waitForCycle, waitForPhase } from '../../scripts/ops.ts';
-import { generalText, rng } from '../../scripts/scenario.ts';
+import { sha256Hex } from '../../domain/drops.ts';
+import { resolveSuites } from '../../domain/suites.ts';
+import { lineState, review, rollback, sendDrop, waitForCycle, waitForPhase } from '../../client/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;

@@ -6,12 +6,12 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineWorkflowId } from '../../workflows/line-workflow.ts';
-import { lineState, overrideGate, reportRegression, review, sendDrop, waitForCycle, waitForPhase } from '../../scripts/ops.ts';
-import { buildReport } from '../../scripts/report.ts';
-import { changeSchedules, createSchedules } from '../../scripts/schedules.ts';
-import { generalText, rng } from '../../scripts/scenario.ts';
-import { DropWatcher } from '../../scripts/watcher.ts';
+import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
+import { lineState, overrideGate, reportRegression, review, sendDrop, waitForCycle, waitForPhase } from '../../client/ops.ts';
+import { buildReport } from '../../report/report.ts';
+import { changeSchedules, createSchedules } from '../../client/schedules.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
+import { DropWatcher } from '../../client/watcher.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;

@@ -12,11 +12,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_DROP_BYTES, sha256Hex } from '../../activities/drops.ts';
+import { MAX_DROP_BYTES, sha256Hex } from '../../domain/drops.ts';
 import { ingestActivities } from '../../activities/ingest.ts';
-import { DropCache } from '../../activities/suites.ts';
+import { DropCache } from '../../domain/suites.ts';
 import { openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
-import { anyDrop, hugeLine, tryParse } from '../helpers/fuzz.ts';
+import { anyDrop, hugeLine, tryParse } from '../../scripts/chaos/fuzz.ts';
 
 let t: TestRegistry;
 let ingest: ReturnType<typeof ingestActivities>;

@@ -20,12 +20,13 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../activities/drops.ts';
-import { lineWorkflow, lineWorkflowId } from '../../workflows/line-workflow.ts';
-import { dataDropSignal } from '../../workflows/messages.ts';
-import { chaosBaseDir, sleep, startChaosStack, stateOf, waitForDrops, type ChaosStack } from '../helpers/chaos.ts';
-import { readJsonLines } from '../helpers/chaos-scenarios.ts';
-import { SocketWatch, procNetAvailable } from '../helpers/netwatch.ts';
+import { sha256Hex } from '../../domain/drops.ts';
+import { lineWorkflowId } from '../../schemas/contracts/ids.ts';
+import { lineWorkflow } from '../../workflows/line-workflow.ts';
+import { dataDropSignal } from '../../schemas/contracts/messages.ts';
+import { chaosBaseDir, sleep, startChaosStack, stateOf, waitForDrops, type ChaosStack } from '../../scripts/chaos/harness.ts';
+import { readJsonLines } from '../../scripts/chaos/scenarios.ts';
+import { SocketWatch, procNetAvailable } from '../../scripts/chaos/netwatch.ts';
 
 let s: ChaosStack;
 let watch: SocketWatch | undefined;
@@ -52,7 +53,7 @@ beforeAll(async () => {
   s = await startChaosStack({
     name: 'sec',
     baseDir: base,
-    workerEnv: { NODE_OPTIONS: `--import ${pathToFileURL(join(import.meta.dirname, '..', 'helpers', 'net-guard.mjs')).href}`, PERENNIAL_NET_LOG: netLog },
+    workerEnv: { NODE_OPTIONS: `--import ${pathToFileURL(join(import.meta.dirname, '..', '..', 'scripts', 'chaos', 'net-guard.mjs')).href}`, PERENNIAL_NET_LOG: netLog },
   });
   if (procNetAvailable()) watch = new SocketWatch(() => s.live().map((w) => w.child.pid!)).start();
   await Promise.all([lines.main, ...lines.hostile].map((l) => s.createLine(l)));

@@ -5,9 +5,9 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/types.ts';
-import { ChannelConflictError } from '../../schemas/errors.ts';
+import { ChannelConflictError } from '../../schemas/contracts/errors.ts';
 import type { cycleWorkflow } from '../../workflows/cycle-workflow.ts';
-import { approveUpdate, cycleStateQuery, regressionSignal, type CycleInput, type RegressionReport } from '../../workflows/messages.ts';
+import { approveUpdate, cycleStateQuery, regressionSignal, type CycleInput, type RegressionReport } from '../../schemas/contracts/messages.ts';
 import type { LineSpec } from '../../schemas/io.ts';
 import {
   TRAINED,

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { lineWorkflow } from '../../workflows/line-workflow.ts';
-import { dataDropSignal, reportRegressionUpdate, stateQuery } from '../../workflows/messages.ts';
+import { dataDropSignal, reportRegressionUpdate, stateQuery } from '../../schemas/contracts/messages.ts';
 import type { DropRequest } from '../../schemas/io.ts';
 import { ApplicationFailure } from '@temporalio/common';
 import {

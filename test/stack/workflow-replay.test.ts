@@ -24,7 +24,7 @@ import {
   rollbackUpdate,
   stateQuery,
   type RegressionReport,
-} from '../../workflows/messages.ts';
+} from '../../schemas/contracts/messages.ts';
 import type { DropRequest } from '../../schemas/io.ts';
 import { historyFromJson, historyToJson } from '../helpers/histories.ts';
 import { dropRequest, installQuietRuntime, moved, promotingStubs, startStubHarness, until, type StubActivities } from '../helpers/stub-worker.ts';

@@ -1,6 +1,6 @@
 /** The Merkle frontier a seal keeps gives the same RFC 6962 roots as the full tree, for every size and from stored nodes. */
 import { describe, expect, it } from 'vitest';
-import { MerkleFrontier, MerkleTree } from '../../activities/registry/audit.ts';
+import { MerkleFrontier, MerkleTree } from '../../registry/audit.ts';
 
 describe('MerkleFrontier', () => {
   it('matches the full tree at every size, also when resumed from its stored nodes', () => {

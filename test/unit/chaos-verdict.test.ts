@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FAULT_KINDS, FaultLedger, chaosVerdict, restartPoints, verdictExitCode, verdictLines } from '../helpers/chaos-verdict.ts';
+import { FAULT_KINDS, FaultLedger, chaosVerdict, restartPoints, verdictExitCode, verdictLines } from '../../scripts/chaos/verdict.ts';
 
 /** A ledger where every kind was injected and survived `n` times. */
 function allSurvived(n = 1): FaultLedger {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DropFormatError, parseDrop } from '../../activities/drops.ts';
+import { DropFormatError, parseDrop } from '../../domain/drops.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const fails = (bytes: Uint8Array, file: string) => {

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { jsonProblem, parseDrop } from '../../activities/drops.ts';
+import { jsonProblem, parseDrop } from '../../domain/drops.ts';
 import {
   LEAK_MARKER,
   anyDrop,
@@ -20,7 +20,7 @@ import {
   tryParse,
   validJsonl,
   type FuzzDrop,
-} from '../helpers/fuzz.ts';
+} from '../../scripts/chaos/fuzz.ts';
 
 const holds = (input: FuzzDrop) => {
   expect(contractViolations(input, tryParse(input.bytes, input.file))).toEqual([]);

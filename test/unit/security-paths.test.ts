@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { protectedFolders, readDropFile } from '../../activities/ingest.ts';
-import { ArtifactStore } from '../../activities/registry/artifacts.ts';
-import { InvalidDigestError } from '../../schemas/errors.ts';
+import { ArtifactStore } from '../../registry/artifacts.ts';
+import { InvalidDigestError } from '../../schemas/contracts/errors.ts';
 import { ChannelName, LineName, SourceName, VersionRef } from '../../schemas/io.ts';
-import { probeTraversal } from '../helpers/traversal.ts';
+import { probeTraversal } from '../../scripts/chaos/traversal.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'perennial-paths-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,87 @@
+/**
+ * The registry's base: its dependencies, and the audit facade every write goes through (each write is one
+ * transaction that appends its audit entry last, so a change and its record commit together or not at all).
+ */
+import { and, asc, eq, gt } from 'drizzle-orm';
+import { auditLog } from '../schemas/db/index.ts';
+import type { ArtifactStore } from './artifacts.ts';
+import {
+  type AuditEntry,
+  type AuditInput,
+  type AuditVerification,
+  type ExportedRoot,
+  type Tx,
+  appendAuditEntry,
+  exportAuditRoot,
+  sealAuditRoot,
+  verifyAuditLog,
+} from './audit.ts';
+import type { Database } from './db.ts';
+import { RecordEventInput, parseInput } from './inputs.ts';
+import type { Keys, Verifier } from './signing.ts';
+import type { Json, RegistryDeps } from './types.ts';
+import { lineRow } from './rows.ts';
+
+/** What every aggregate module shares: the connection, the artifact store, the keys, and the audit facade. */
+export class RegistryCore {
+  readonly db: Database;
+  readonly store: ArtifactStore;
+  readonly keys: Keys;
+  readonly auditDir: string;
+  readonly trusted: readonly Verifier[];
+
+  constructor(deps: RegistryDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.keys = deps.keys;
+    this.auditDir = deps.auditDir;
+    this.trusted = [deps.keys, ...(deps.trustedKeys ?? [])];
+  }
+
+  // ---- audit -------------------------------------------------------------------------------------------
+
+  /** Appends an audit entry: inside `tx` when given (it must be the transaction's last write), else on its own. */
+  async appendAudit(input: AuditInput, tx?: Tx): Promise<AuditEntry> {
+    if (tx) return appendAuditEntry(tx, input);
+    return this.db.transaction((t) => appendAuditEntry(t, input));
+  }
+
+  /** Appends an audit entry for an event that changes no registry row (an approval, a regression report). */
+  async recordEvent(input: { actor: string; action: string; line: string; version?: number; payload: Json }): Promise<AuditEntry> {
+    const p = parseInput('recordEvent', RecordEventInput, input);
+    return this.db.transaction(async (tx) => {
+      await lineRow(tx, p.line);
+      return appendAuditEntry(tx, {
+        actor: p.actor,
+        action: p.action,
+        subject: p.version === undefined ? p.line : `${p.line}@${p.version}`,
+        details: p.payload,
+      });
+    });
+  }
+
+  /** Audit entries in order; `after` and `limit` page, `subject` filters. */
+  async listAudit(opts: { after?: number; limit?: number; subject?: string } = {}): Promise<AuditEntry[]> {
+    return this.db
+      .select()
+      .from(auditLog)
+      .where(and(gt(auditLog.seq, opts.after ?? 0), opts.subject === undefined ? undefined : eq(auditLog.subject, opts.subject)))
+      .orderBy(asc(auditLog.seq))
+      .limit(opts.limit ?? 1000);
+  }
+
+  /** Recomputes the hash chain and checks the signed roots; names the first entry that breaks. Read-only. */
+  async verifyAudit(): Promise<AuditVerification> {
+    return verifyAuditLog(this.db, this.auditDir, this.trusted);
+  }
+
+  /** Verifies the whole log, signs its current Merkle root and appends it to `<auditDir>/roots.jsonl` and the database; refuses if the log does not verify. */
+  async exportAuditRoot(): Promise<ExportedRoot> {
+    return exportAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+  }
+
+  /** Signs a new root from the last one's frontier and the entries since (O(log n) plus the tail); refuses if the tail or the last root does not check out. */
+  async sealAuditLog(): Promise<ExportedRoot> {
+    return sealAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+  }
+}

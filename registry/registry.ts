@@ -1,0 +1,16 @@
+/**
+ * The version registry: every registry write the release loop makes goes through this class. Each write is
+ * one transaction that also appends its audit entry, so a change and its record commit together or not at
+ * all; races (version numbers, channel moves, retried activities) are settled by the database.
+ */
+import { VerificationRegistry } from './verification.ts';
+
+export type * from './types.ts';
+
+/**
+ * The registry of lines, versions, channels and their history: one facade over the aggregate modules
+ * (core.ts: dependencies and audit; lines.ts: lines, drops, suites; training.ts; versions.ts; evaluations.ts:
+ * evaluations and gates; releases.ts: channels, releases, applications; verification.ts; lineage.ts), each
+ * extending the one before it, so a module may use what the modules below it define.
+ */
+export class Registry extends VerificationRegistry {}
