@@ -1,0 +1,179 @@
+/**
+ * `npm run bench:prose`: does the loop's model learn real English? Starts a private stack (its own PostgreSQL,
+ * Temporal dev server and workers in a temporary folder), creates a foundation line with the `base` preset and
+ * the loop's default recipe (DEFAULT_RECIPE: 200 steps of 16 x 256 tokens), sends the committed corpus
+ * (corpus/pride-and-prejudice.txt, a public-domain novel) as one plain-text drop, and waits for its cycle. The
+ * drop is split the way every drop is (paragraphs, 15% held out by hash); the number is the loop's own
+ * held-out loss suite of the version it produced, in bits per byte, against `xz -9` and `gzip -9` on the
+ * same held-out bytes. Prints one JSON object (the progress goes to stderr).
+ *
+ *   npm run bench:prose [-- --steps n] [--preset base|small|tiny] [--quick] [--keep]
+ *
+ * Bits per byte: the held-out file is the held-out paragraphs, each followed by "\n\n" (what xz and gzip
+ * compress). The model codes each paragraph as its bytes and an EOS after BOS (BOS is context, never
+ * predicted), so its cost is meanLoss (nats per predicted token, from the loop's evaluation) x predicted
+ * tokens / ln 2, and the EOS stands for the "\n\n" it replaces. xz and gzip have no training set, so their
+ * fair counterpart is also reported: xz -9 of (train + held-out) minus xz -9 of train, the conditional cost.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Command } from 'commander';
+import { parseDrop } from '../activities/drops.ts';
+import { flopsPerToken, parameterCount } from '../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
+import { openRegistry } from '../workers/wiring.ts';
+import { sendDrop, waitForCycle } from './ops.ts';
+import { startStack } from './stack/stack.ts';
+import { freePort } from './stack/wait.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const opts = new Command('bench:prose')
+  .option('--preset <name>', `model shape: ${Object.keys(MODEL_PRESETS).join(', ')}`, 'base')
+  .option('--steps <n>', `training steps of the cycle (default: the loop's, ${DEFAULT_RECIPE.steps})`, (v) => Number(v))
+  .option('--corpus <file>', 'plain-text drop of real prose', join(here, '..', 'corpus', 'pride-and-prejudice.txt'))
+  .option('--quick', 'a smoke run: the small preset, 40 steps')
+  .option('--keep', 'keep the temporary folder')
+  .parse()
+  .opts<{ preset: string; steps?: number; corpus: string; quick?: boolean; keep?: boolean }>();
+
+const presetName = (opts.quick ? 'small' : opts.preset) as keyof typeof MODEL_PRESETS;
+if (!(presetName in MODEL_PRESETS)) {
+  console.error(`--preset: unknown preset ${opts.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`);
+  process.exit(2);
+}
+const steps = opts.steps ?? (opts.quick ? 40 : DEFAULT_RECIPE.steps);
+if (!Number.isInteger(steps) || steps < 1) {
+  console.error(`--steps: expected a positive integer, got ${opts.steps}`);
+  process.exit(2);
+}
+const say = (line: string) => console.error(`[bench:prose] ${line}`);
+
+// --- the corpus, split as the loop splits it, and the compressors on the same bytes ----------------------
+const corpusBytes = readFileSync(opts.corpus);
+const drop = parseDrop(corpusBytes, opts.corpus);
+const asFile = (paragraphs: string[]) => Buffer.from(paragraphs.map((p) => `${p}\n\n`).join(''));
+const heldOut = asFile(drop.heldOut);
+const train = asFile(drop.train);
+const compressed = (tool: 'xz' | 'gzip', input: Buffer): number => {
+  const run = spawnSync(tool, ['-9', '-c'], { input, maxBuffer: 1 << 30 });
+  if (run.status !== 0) throw new Error(`${tool} -9 failed: ${run.error?.message ?? run.stderr.toString().trim()}`);
+  return run.stdout.length;
+};
+const bpb = (bytes: number) => (8 * bytes) / heldOut.length;
+const xzHeldOut = compressed('xz', heldOut);
+const gzipHeldOut = compressed('gzip', heldOut);
+const xzConditional = compressed('xz', Buffer.concat([train, heldOut])) - compressed('xz', train);
+const gzipConditional = compressed('gzip', Buffer.concat([train, heldOut])) - compressed('gzip', train);
+// Every held-out paragraph is predicted as its bytes and one EOS (evaluateLoss counts exactly these).
+const predictedTokens = drop.heldOut.reduce((n, p) => n + Buffer.byteLength(p) + 1, 0);
+say(
+  `${opts.corpus}: ${corpusBytes.length} bytes, ${drop.train.length} train / ${drop.heldOut.length} held-out paragraphs ` +
+    `(${train.length} / ${heldOut.length} bytes); held-out xz -9 ${bpb(xzHeldOut).toFixed(3)} bpb, gzip -9 ${bpb(gzipHeldOut).toFixed(3)}, ` +
+    `xz -9 given the train part ${bpb(xzConditional).toFixed(3)}`,
+);
+
+// --- the loop: a private stack, a foundation line, one drop ---------------------------------------------
+const config = MODEL_PRESETS[presetName];
+const recipe = { ...DEFAULT_RECIPE, steps };
+const root = mkdtempSync(join(tmpdir(), 'perennial-bench-prose-'));
+chmodSync(root, 0o755);
+const dropFile = join(root, 'drops', 'pride-and-prejudice.txt');
+mkdirSync(dirname(dropFile), { recursive: true });
+copyFileSync(opts.corpus, dropFile);
+const stack = await startStack({
+  dataDir: root,
+  temporalPort: await freePort(),
+  uiPort: await freePort(),
+  postgresPort: await freePort(),
+  namespace: 'default',
+  taskQueue: 'bench',
+  trainingWorkers: 1,
+  headless: true,
+  log: () => {},
+  env: { ...process.env, TEMPORAL_ADDRESS: '', DATABASE_URL: '' },
+});
+const connection = await Connection.connect({ address: stack.state.temporal.address });
+const client = new Client({ connection, namespace: 'default' });
+const installation = openRegistry(stack.state.database.url, root);
+const line = 'prose';
+try {
+  const registry = installation.registry;
+  await registry.ensureLine({
+    name: line,
+    kind: 'foundation',
+    modelConfig: config,
+    recipe,
+    gateRules: DEFAULT_GATE_RULES,
+    promotion: DEFAULT_PROMOTION,
+    actor: 'bench',
+  });
+  say(
+    `line ${line}: ${presetName} (${parameterCount(config).toLocaleString('en-US')} parameters), ${steps} steps x ${recipe.batchSize} x ${config.context} tokens; ` +
+      `stack ${stack.state.temporal.address}`,
+  );
+  const started = Date.now();
+  const { request } = await sendDrop({ client, taskQueue: 'bench' }, line, dropFile, { requestedBy: 'bench' });
+  let lastSaid = 0;
+  const summary = await waitForCycle(client, line, request.digest, {
+    // The default budget on base is minutes on 2 cores; a long --steps run is hours.
+    timeoutMs: 12 * 3600_000,
+    onState: (s) => {
+      if (Date.now() - lastSaid < 30_000 || !s.current) return;
+      lastSaid = Date.now();
+      const c = s.current;
+      say(`${((Date.now() - started) / 1000).toFixed(0)} s: ${c.phase}${c.steps ? ` step ${c.step ?? 0}/${c.steps} loss ${c.loss?.toFixed(3) ?? '-'}` : ''}`);
+    },
+  });
+  const cycleSeconds = (Date.now() - started) / 1000;
+  say(`${summary.verdict}${summary.version ? ` ${line}@${summary.version}` : ''} after ${cycleSeconds.toFixed(0)} s: ${summary.reason}`);
+  if (!summary.version) throw new Error(`the cycle produced no version (${summary.verdict}: ${summary.reason})`);
+  const version = await registry.getVersion(line, summary.version);
+  const run = version.trainingRun ? await registry.getTrainingRun(version.trainingRun) : null;
+  const evaluation = (await registry.getEvaluations(line, summary.version)).find((e) => e.kind === 'text');
+  const meanLoss = (evaluation?.metrics as { loss?: number } | undefined)?.loss;
+  if (meanLoss === undefined) throw new Error(`${line}@${summary.version} has no held-out loss evaluation`);
+  const modelBits = (meanLoss * predictedTokens) / Math.LN2;
+  const result = {
+    corpus: { file: 'corpus/pride-and-prejudice.txt', bytes: corpusBytes.length, trainBytes: train.length, heldOutBytes: heldOut.length, heldOutParagraphs: drop.heldOut.length },
+    preset: presetName,
+    parameters: parameterCount(config),
+    backend: version.backend,
+    steps,
+    batchSize: recipe.batchSize,
+    trainingTokens: run?.tokens ?? steps * recipe.batchSize * config.context,
+    trainingFlops: run?.flops ?? steps * recipe.batchSize * config.context * flopsPerToken(config),
+    trainingSeconds: run ? run.wallMs / 1000 : null,
+    tokensPerSecond: run && run.wallMs > 0 ? run.tokens / (run.wallMs / 1000) : null,
+    cycleSeconds,
+    verdict: summary.verdict,
+    version: `${line}@${summary.version}`,
+    finalTrainLoss: run?.finalLoss ?? null,
+    heldOut: {
+      meanLossNats: meanLoss,
+      predictedTokens,
+      bitsPerToken: meanLoss / Math.LN2,
+      modelBitsPerByte: modelBits / heldOut.length,
+      xz9BitsPerByte: bpb(xzHeldOut),
+      gzip9BitsPerByte: bpb(gzipHeldOut),
+      xz9GivenTrainBitsPerByte: bpb(xzConditional),
+      gzip9GivenTrainBitsPerByte: bpb(gzipConditional),
+    },
+    beatsXz9: modelBits / heldOut.length < bpb(xzHeldOut),
+    beatsXz9GivenTrain: modelBits / heldOut.length < bpb(xzConditional),
+    loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
+  };
+  say(
+    `held-out: model ${result.heldOut.modelBitsPerByte.toFixed(3)} bpb, xz -9 ${result.heldOut.xz9BitsPerByte.toFixed(3)}, gzip -9 ${result.heldOut.gzip9BitsPerByte.toFixed(3)}, ` +
+      `xz -9 given train ${result.heldOut.xz9GivenTrainBitsPerByte.toFixed(3)}`,
+  );
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  await installation.close();
+  await connection.close();
+  await stack.stop();
+  if (!opts.keep) rmSync(root, { recursive: true, force: true });
+}
