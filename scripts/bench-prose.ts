@@ -138,7 +138,13 @@ try {
   if (meanLoss === undefined) throw new Error(`${line}@${summary.version} has no held-out loss evaluation`);
   const modelBits = (meanLoss * predictedTokens) / Math.LN2;
   const result = {
-    corpus: { file: 'corpus/pride-and-prejudice.txt', bytes: corpusBytes.length, trainBytes: train.length, heldOutBytes: heldOut.length, heldOutParagraphs: drop.heldOut.length },
+    corpus: {
+      file: 'corpus/pride-and-prejudice.txt',
+      bytes: corpusBytes.length,
+      trainBytes: train.length,
+      heldOutBytes: heldOut.length,
+      heldOutParagraphs: drop.heldOut.length,
+    },
     preset: presetName,
     parameters: parameterCount(config),
     backend: version.backend,
