@@ -15,18 +15,17 @@
  * tokens / ln 2, and the EOS stands for the "\n\n" it replaces. xz and gzip have no training set, so their
  * fair counterpart is also reported: xz -9 of (train + held-out) minus xz -9 of train, the conditional cost.
  */
-import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { Command } from 'commander';
-import { parseDrop } from '../activities/drops.ts';
 import { flopsPerToken, parameterCount } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
 import { openRegistry } from '../workers/wiring.ts';
 import { sendDrop, waitForCycle } from './ops.ts';
+import { compressorBitsPerByte, modelBitsPerByte, splitProse } from './prose.ts';
 import { startStack } from './stack/stack.ts';
 import { freePort } from './stack/wait.ts';
 
@@ -54,26 +53,15 @@ const say = (line: string) => console.error(`[bench:prose] ${line}`);
 
 // --- the corpus, split as the loop splits it, and the compressors on the same bytes ----------------------
 const corpusBytes = readFileSync(opts.corpus);
-const drop = parseDrop(corpusBytes, opts.corpus);
-const asFile = (paragraphs: string[]) => Buffer.from(paragraphs.map((p) => `${p}\n\n`).join(''));
-const heldOut = asFile(drop.heldOut);
-const train = asFile(drop.train);
-const compressed = (tool: 'xz' | 'gzip', input: Buffer): number => {
-  const run = spawnSync(tool, ['-9', '-c'], { input, maxBuffer: 1 << 30 });
-  if (run.status !== 0) throw new Error(`${tool} -9 failed: ${run.error?.message ?? run.stderr.toString().trim()}`);
-  return run.stdout.length;
-};
-const bpb = (bytes: number) => (8 * bytes) / heldOut.length;
-const xzHeldOut = compressed('xz', heldOut);
-const gzipHeldOut = compressed('gzip', heldOut);
-const xzConditional = compressed('xz', Buffer.concat([train, heldOut])) - compressed('xz', train);
-const gzipConditional = compressed('gzip', Buffer.concat([train, heldOut])) - compressed('gzip', train);
-// Every held-out paragraph is predicted as its bytes and one EOS (evaluateLoss counts exactly these).
-const predictedTokens = drop.heldOut.reduce((n, p) => n + Buffer.byteLength(p) + 1, 0);
+const split = splitProse(corpusBytes, opts.corpus);
+const train = split.trainFile;
+const heldOut = split.heldOutFile;
+const xz = compressorBitsPerByte('xz', split);
+const gzip = compressorBitsPerByte('gzip', split);
 say(
-  `${opts.corpus}: ${corpusBytes.length} bytes, ${drop.train.length} train / ${drop.heldOut.length} held-out paragraphs ` +
-    `(${train.length} / ${heldOut.length} bytes); held-out xz -9 ${bpb(xzHeldOut).toFixed(3)} bpb, gzip -9 ${bpb(gzipHeldOut).toFixed(3)}, ` +
-    `xz -9 given the train part ${bpb(xzConditional).toFixed(3)}`,
+  `${opts.corpus}: ${corpusBytes.length} bytes, ${split.train.length} train / ${split.heldOut.length} held-out paragraphs ` +
+    `(${train.length} / ${heldOut.length} bytes); held-out xz -9 ${xz.alone.toFixed(3)} bpb, gzip -9 ${gzip.alone.toFixed(3)}, ` +
+    `xz -9 given the train part ${xz.givenTrain.toFixed(3)}`,
 );
 
 // --- the loop: a private stack, a foundation line, one drop ---------------------------------------------
@@ -136,14 +124,14 @@ try {
   const evaluation = (await registry.getEvaluations(line, summary.version)).find((e) => e.kind === 'text');
   const meanLoss = (evaluation?.metrics as { loss?: number } | undefined)?.loss;
   if (meanLoss === undefined) throw new Error(`${line}@${summary.version} has no held-out loss evaluation`);
-  const modelBits = (meanLoss * predictedTokens) / Math.LN2;
+  const model = modelBitsPerByte(meanLoss, split);
   const result = {
     corpus: {
       file: 'corpus/pride-and-prejudice.txt',
       bytes: corpusBytes.length,
       trainBytes: train.length,
       heldOutBytes: heldOut.length,
-      heldOutParagraphs: drop.heldOut.length,
+      heldOutParagraphs: split.heldOut.length,
     },
     preset: presetName,
     parameters: parameterCount(config),
@@ -160,16 +148,16 @@ try {
     finalTrainLoss: run?.finalLoss ?? null,
     heldOut: {
       meanLossNats: meanLoss,
-      predictedTokens,
+      predictedTokens: split.predictedTokens,
       bitsPerToken: meanLoss / Math.LN2,
-      modelBitsPerByte: modelBits / heldOut.length,
-      xz9BitsPerByte: bpb(xzHeldOut),
-      gzip9BitsPerByte: bpb(gzipHeldOut),
-      xz9GivenTrainBitsPerByte: bpb(xzConditional),
-      gzip9GivenTrainBitsPerByte: bpb(gzipConditional),
+      modelBitsPerByte: model,
+      xz9BitsPerByte: xz.alone,
+      gzip9BitsPerByte: gzip.alone,
+      xz9GivenTrainBitsPerByte: xz.givenTrain,
+      gzip9GivenTrainBitsPerByte: gzip.givenTrain,
     },
-    beatsXz9: modelBits / heldOut.length < bpb(xzHeldOut),
-    beatsXz9GivenTrain: modelBits / heldOut.length < bpb(xzConditional),
+    beatsXz9: model < xz.alone,
+    beatsXz9GivenTrain: model < xz.givenTrain,
     loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
   };
   say(
