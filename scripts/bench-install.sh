@@ -8,6 +8,8 @@ set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 commit=$(git -C "$repo" rev-parse HEAD)
 dir=$(mktemp -d "${TMPDIR:-/tmp}/perennial-bench-install-XXXXXX")
+# mktemp makes it 0700; the embedded PostgreSQL runs initdb as another user when started as root.
+chmod 755 "$dir"
 keep=${1:-}
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 now() { date +%s.%N; }
