@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { Command } from 'commander';
 import { flopsPerToken, parameterCount } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
@@ -125,6 +126,7 @@ try {
   const meanLoss = (evaluation?.metrics as { loss?: number } | undefined)?.loss;
   if (meanLoss === undefined) throw new Error(`${line}@${summary.version} has no held-out loss evaluation`);
   const model = modelBitsPerByte(meanLoss, split);
+  const training = await trainingTime(summary.cycleId);
   const result = {
     corpus: {
       file: 'corpus/pride-and-prejudice.txt',
@@ -140,8 +142,11 @@ try {
     batchSize: recipe.batchSize,
     trainingTokens: run?.tokens ?? steps * recipe.batchSize * config.context,
     trainingFlops: run?.flops ?? steps * recipe.batchSize * config.context * flopsPerToken(config),
-    trainingSeconds: run ? run.wallMs / 1000 : null,
-    tokensPerSecond: run && run.wallMs > 0 ? run.tokens / (run.wallMs / 1000) : null,
+    // From the cycle's history: a retried training activity resumes from its last checkpoint, and the run's
+    // own wallMs covers only that last attempt.
+    trainingSeconds: training.seconds,
+    trainingAttempts: training.attempts,
+    tokensPerSecond: training.seconds > 0 ? (run?.tokens ?? 0) / training.seconds : null,
     cycleSeconds,
     verdict: summary.verdict,
     version: `${line}@${summary.version}`,
@@ -170,4 +175,24 @@ try {
   await connection.close();
   await stack.stop();
   if (!opts.keep) rmSync(root, { recursive: true, force: true });
+}
+
+/** Wall time of the cycle's trainCandidate activity, first start to completion (retries included), and its attempts. */
+async function trainingTime(cycleId: string): Promise<{ seconds: number; attempts: number }> {
+  const { EventType } = proto.temporal.api.enums.v1;
+  const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+  const events = (await client.workflow.getHandle(cycleId).fetchHistory()).events ?? [];
+  const scheduled = new Map<number, { at: number; name: string }>();
+  let seconds = 0;
+  let attempts = 0;
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(Number(e.eventId), { at: ms(e.eventTime), name: s.activityType?.name ?? '' });
+    const started = e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED ? e.activityTaskStartedEventAttributes : null;
+    if (started && scheduled.get(Number(started.scheduledEventId))?.name === 'trainCandidate') attempts = Math.max(attempts, started.attempt ?? 1);
+    const done = e.activityTaskCompletedEventAttributes;
+    const what = done ? scheduled.get(Number(done.scheduledEventId)) : undefined;
+    if (what?.name === 'trainCandidate') seconds += (ms(e.eventTime) - what.at) / 1000;
+  }
+  return { seconds, attempts };
 }
