@@ -2,7 +2,7 @@
  * `npm run bench:prose`: does the loop's model learn real English? Starts a private stack (its own PostgreSQL,
  * Temporal dev server and workers in a temporary folder), creates a foundation line with the `base` preset and
  * the loop's default recipe (DEFAULT_RECIPE: 200 steps of 16 x 256 tokens), sends the committed corpus
- * (corpus/pride-and-prejudice.txt, a public-domain novel) as one plain-text drop, and waits for its cycle. The
+ * (bench/corpus/pride-and-prejudice.txt, a public-domain novel) as one plain-text drop, and waits for its cycle. The
  * drop is split the way every drop is (paragraphs, 15% held out by hash); the number is the loop's own
  * held-out loss suite of the version it produced, in bits per byte, against `xz -9` and `gzip -9` on the
  * same held-out bytes. Prints one JSON object (the progress goes to stderr).
@@ -22,27 +22,27 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Command } from 'commander';
-import { flopsPerToken, parameterCount } from '../model/config.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, MODEL_PRESETS } from '../schemas/defaults.ts';
+import { PRESETS, flopsPerToken, parameterCount } from '../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import { openRegistry } from '../workers/wiring.ts';
-import { sendDrop, waitForCycle } from './ops.ts';
-import { compressorBitsPerByte, modelBitsPerByte, splitProse } from './prose.ts';
+import { sendDrop, waitForCycle } from '../client/ops.ts';
+import { compressorBitsPerByte, modelBitsPerByte, splitProse } from '../bench/prose.ts';
 import { startStack } from './stack/stack.ts';
 import { freePort } from './stack/wait.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench:prose')
-  .option('--preset <name>', `model shape: ${Object.keys(MODEL_PRESETS).join(', ')}`, 'base')
+  .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')}`, 'base')
   .option('--steps <n>', `training steps of the cycle (default: the loop's, ${DEFAULT_RECIPE.steps})`, (v) => Number(v))
-  .option('--corpus <file>', 'plain-text drop of real prose', join(here, '..', 'corpus', 'pride-and-prejudice.txt'))
+  .option('--corpus <file>', 'plain-text drop of real prose', join(here, '..', 'bench', 'corpus', 'pride-and-prejudice.txt'))
   .option('--quick', 'a smoke run: the small preset, 40 steps')
   .option('--keep', 'keep the temporary folder')
   .parse()
   .opts<{ preset: string; steps?: number; corpus: string; quick?: boolean; keep?: boolean }>();
 
-const presetName = (opts.quick ? 'small' : opts.preset) as keyof typeof MODEL_PRESETS;
-if (!(presetName in MODEL_PRESETS)) {
-  console.error(`--preset: unknown preset ${opts.preset}; choose one of ${Object.keys(MODEL_PRESETS).join(', ')}`);
+const presetName = (opts.quick ? 'small' : opts.preset) as keyof typeof PRESETS;
+if (!(presetName in PRESETS)) {
+  console.error(`--preset: unknown preset ${opts.preset}; choose one of ${Object.keys(PRESETS).join(', ')}`);
   process.exit(2);
 }
 const steps = opts.steps ?? (opts.quick ? 40 : DEFAULT_RECIPE.steps);
@@ -66,7 +66,7 @@ say(
 );
 
 // --- the loop: a private stack, a foundation line, one drop ---------------------------------------------
-const config = MODEL_PRESETS[presetName];
+const config = PRESETS[presetName];
 const recipe = { ...DEFAULT_RECIPE, steps };
 const root = mkdtempSync(join(tmpdir(), 'perennial-bench-prose-'));
 chmodSync(root, 0o755);
@@ -129,7 +129,7 @@ try {
   const training = await trainingTime(summary.cycleId);
   const result = {
     corpus: {
-      file: 'corpus/pride-and-prejudice.txt',
+      file: 'bench/corpus/pride-and-prejudice.txt',
       bytes: corpusBytes.length,
       trainBytes: train.length,
       heldOutBytes: heldOut.length,

@@ -5,9 +5,9 @@ import { initBackend } from '../../model/backend.ts';
 import { preset } from '../../model/config.ts';
 import { evaluateLoss } from '../../model/evaluate.ts';
 import { LanguageModel, initWeights } from '../../model/transformer.ts';
-import { compressorBitsPerByte, modelBitsPerByte, splitProse } from '../../scripts/prose.ts';
+import { compressorBitsPerByte, modelBitsPerByte, splitProse } from '../../bench/prose.ts';
 
-const file = join(import.meta.dirname, '..', '..', 'corpus', 'pride-and-prejudice.txt');
+const file = join(import.meta.dirname, '..', '..', 'bench', 'corpus', 'pride-and-prejudice.txt');
 const bytes = readFileSync(file);
 const split = splitProse(bytes, file);
 

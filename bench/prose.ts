@@ -3,7 +3,7 @@
  * that xz and gzip compress, and the model's cost of the same text in bits per byte.
  */
 import { spawnSync } from 'node:child_process';
-import { parseDrop } from '../activities/drops.ts';
+import { parseDrop } from '../domain/drops.ts';
 
 export interface ProseSplit {
   /** Paragraphs as ingest splits them (15% held out by hash). */
