@@ -88,6 +88,8 @@ export const GateRules = z
     maxRegression: Threshold,
     minImprovement: Threshold,
     suites: z.record(z.string(), z.object({ floors: Threshold.optional(), maxRegression: Threshold.optional() }).strict()).default({}),
+    /** Least plasticity ratio (probe reach against a fresh model, model/plasticity.ts) a candidate needs; absent: off. */
+    minPlasticity: z.number().finite().optional(),
   })
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
@@ -108,6 +110,7 @@ export const GateRulesOverride = z
     suites: z
       .record(z.string(), z.object({ floors: ThresholdOverride.optional(), maxRegression: ThresholdOverride.optional() }).strict().nullable())
       .optional(),
+    minPlasticity: z.number().finite().nullable().optional(),
   })
   .strict();
 export type GateRulesOverride = z.infer<typeof GateRulesOverride>;

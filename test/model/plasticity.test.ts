@@ -57,7 +57,7 @@ describe('plasticity record (model/plasticity.ts)', () => {
   });
 
   it('the ratio is not capped above either: a shrunk-and-perturbed eroded model learns the probe better than a fresh one', async () => {
-    await initBackend({ force: 'cpu' });
+    await initBackend({ force: 'wasm' });
     const reference = await probeLearning(config, initWeights(config, 1), budget);
     const restored = await measurePlasticity(config, shrinkAndPerturb(config, eroded(), { shrink: 0.1, noise: 0.5, seed: 3 }), {
       initSeed: 1,
