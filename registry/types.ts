@@ -214,3 +214,12 @@ export interface Lineage {
   /** Applications that run this version now (`direct`), or an application version built on it (`foundation`). */
   applications: (ApplicationInfo & { via: 'direct' | 'foundation'; runs: { line: string; version: number } })[];
 }
+
+/** A version's plasticity record as stored (migration 0004); `record` is model/plasticity.ts's PlasticityRecord. */
+export interface PlasticityInfo {
+  line: string;
+  version: number;
+  record: Record<string, unknown>;
+  backend: string | null;
+  measuredAt: Date;
+}

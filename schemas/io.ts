@@ -68,6 +68,13 @@ export const Recipe = z
     replayBudget: z.number().int().min(0),
     seed: z.number().int().min(0),
     checkpointEvery: z.number().int().min(1),
+    /**
+     * Plasticity the line defends (ratio against a fresh model): when the version a candidate starts from
+     * measured below it, the cycle applies `interventions` to the starting weights. Absent: off.
+     */
+    plasticityFloor: z.number().min(0).max(10).optional(),
+    /** The interventions applied to this version's starting weights (set by the cycle, recorded with the version). */
+    interventions: z.array(z.enum(['shrink-perturb', 'dormant-reset'])).optional(),
   })
   .strict();
 export type Recipe = z.infer<typeof Recipe>;

@@ -8,6 +8,7 @@ import {
   ApplicationFailure,
   condition,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -16,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { evaluateGate, type GateDecision, type Metrics } from './gate.ts';
+import { evaluateGate, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -173,6 +174,11 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // A line's first version has no champion; it is held to what it replaces: an untrained model of its shape on
   // the line's own suites and, for an application line, its foundation's stable version on the foundation's.
   const first = champion === null ? await firstVersionBaseline() : null;
+  // Plasticity (how teachable the candidate still is) costs two short probe trainings, so it is measured only on
+  // a line that gates on it or defends it. Versioned: histories recorded before it replay without the call.
+  const plasticity =
+    wantsPlasticity(snapshot.spec.gateRules, recipe) && patched('plasticity-v1') ? await evals.measurePlasticity({ line, version, seed: recipe.seed }) : undefined;
+  if (plasticity) state.plasticity = plasticity.ratio;
 
   enter('gate');
   const decision = evaluateGate({
@@ -181,6 +187,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     candidate: candidateMetrics,
     champion: champion !== null ? measured[champion]! : first!.metrics,
     baseline: first?.label,
+    ...(plasticity ? { plasticity: { ratio: plasticity.ratio } } : {}),
   });
   // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
   const gate = await light.recordGate({ line, key, candidate: version, champion, decision, dropDigest: drop.digest });

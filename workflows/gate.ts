@@ -123,6 +123,11 @@ function judgePlasticity(input: GateInput): PlasticityVerdict | undefined {
   return { ratio, bound, pass, reason: `plasticity ${fmt(ratio)} of a fresh model is ${pass ? 'within' : 'below'} the bound ${fmt(bound)}` };
 }
 
+/** Whether a cycle measures its candidate's plasticity: when the gate judges it or the recipe defends it. */
+export function wantsPlasticity(rules: GateInput['rules'], recipe: { plasticityFloor?: number }): boolean {
+  return rules.minPlasticity !== undefined || recipe.plasticityFloor !== undefined;
+}
+
 function finite(x: number | undefined): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
 }
