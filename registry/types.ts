@@ -209,6 +209,8 @@ export interface Lineage {
   /** Every drop in this version's ancestry (its own and its parents'), oldest first. */
   allDrops: string[];
   foundation: VersionSummary | null;
+  /** The version's plasticity record (migration 0004), when its cycle measured one. */
+  plasticity?: Record<string, unknown>;
   /** Moves of any channel of the line to or from this version, oldest first. */
   releases: ReleaseInfo[];
   /** Applications that run this version now (`direct`), or an application version built on it (`foundation`). */
