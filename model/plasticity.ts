@@ -429,3 +429,38 @@ export function resetDormantUnits(
   const dormant = dormantFromActivity(activity, opts.threshold ?? DORMANT_TAU);
   return { ...resetUnits(config, weights, dormant.masks, opts.seed, opts.moments), fraction: dormant.fraction };
 }
+
+/** The interventions a cycle may apply to a version's starting weights (recorded in the version's recipe). */
+export type Intervention = 'shrink-perturb' | 'dormant-reset';
+
+/**
+ * Shrink-and-perturb strength the cycle uses: λ = 0.9 keeps most of what the model knows, σ = 0.1 adds a tenth
+ * of a fresh initialisation (std 0.002 on the matrices), enough to move units off a plateau.
+ */
+export const SHRINK_PERTURB = { shrink: 0.9, noise: 0.1 } as const;
+
+/**
+ * Applies `interventions` in order to starting weights: shrink-and-perturb (SHRINK_PERTURB, fresh draw from
+ * `seed`), then a reset of the τ-dormant MLP units measured on the probe text (re-initialised from `seed`).
+ * Deterministic, so a resumed training run starts from the same weights. Returns what each did.
+ */
+export function applyInterventions(
+  config: ModelConfig,
+  weights: Weights,
+  interventions: readonly Intervention[],
+  seed: number,
+): { weights: Weights; applied: { intervention: Intervention; reset?: number }[] } {
+  let out = weights;
+  const applied: { intervention: Intervention; reset?: number }[] = [];
+  for (const intervention of interventions) {
+    if (intervention === 'shrink-perturb') {
+      out = shrinkAndPerturb(config, out, { ...SHRINK_PERTURB, seed: deriveSeed(seed, 0x5a9) });
+      applied.push({ intervention });
+    } else {
+      const r = resetDormantUnits(config, out, probeTask(DEFAULT_PROBE_BUDGET.seed, DEFAULT_PROBE_BUDGET.facts).docs, { seed: deriveSeed(seed, 0xd0e) });
+      out = r.weights;
+      applied.push({ intervention, reset: r.reset });
+    }
+  }
+  return { weights: out, applied };
+}

@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { evaluateGate, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
+import { evaluateGate, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -128,8 +128,16 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Adapt: train the candidate from the champion (or the foundation's stable version, or from scratch).
   enter('adapt');
-  const recipe = { ...snapshot.spec.recipe, ...drop.recipe };
   const init = champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
+  const chosen = { ...snapshot.spec.recipe, ...drop.recipe };
+  // Defended plasticity: when the version the candidate starts from measured below the line's floor, the
+  // cycle restores headroom on its weights before training and records what it applied in the recipe.
+  const startPlasticity =
+    chosen.plasticityFloor !== undefined && init !== null && patched('plasticity-v1')
+      ? await evals.measurePlasticity({ line: init.line, version: init.version, seed: chosen.seed })
+      : undefined;
+  const interventions = planInterventions(chosen.plasticityFloor, startPlasticity?.ratio);
+  const recipe = interventions.length ? { ...chosen, interventions } : chosen;
   let trained;
   try {
     trained = await heavy.trainCandidate({

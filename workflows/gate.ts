@@ -128,6 +128,16 @@ export function wantsPlasticity(rules: GateInput['rules'], recipe: { plasticityF
   return rules.minPlasticity !== undefined || recipe.plasticityFloor !== undefined;
 }
 
+/**
+ * The interventions a cycle applies to the weights a candidate starts from: both (shrink-and-perturb, then a
+ * reset of dormant MLP units) when the recipe sets a plasticityFloor and the starting version measured below
+ * it; none otherwise (no floor, no measurement, or at or above the floor).
+ */
+export function planInterventions(floor: number | undefined, ratio: number | undefined): ('shrink-perturb' | 'dormant-reset')[] {
+  if (floor === undefined || ratio === undefined || !Number.isFinite(ratio) || ratio >= floor) return [];
+  return ['shrink-perturb', 'dormant-reset'];
+}
+
 function finite(x: number | undefined): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
 }

@@ -11,6 +11,8 @@ import {
   probeTask,
   resetDormantUnits,
   resetUnits,
+  applyInterventions,
+  SHRINK_PERTURB,
   shrinkAndPerturb,
 } from '../../model/plasticity.ts';
 import { LanguageModel, initWeights } from '../../model/transformer.ts';
@@ -123,5 +125,23 @@ describe('interventions', () => {
     const avg = activity.reduce((a, b) => a + b, 0) / activity.length;
     expect(activity[4]).toBeGreaterThan(0.1 * avg);
     expect(resetUnits(config, w, [[]], 7).reset).toBe(0);
+  });
+});
+
+describe('applyInterventions (what trainCandidate applies to the starting weights)', () => {
+  it('shrinks and perturbs, then resets the dormant units, deterministically', async () => {
+    await initBackend({ force: 'wasm' });
+    const w = cloneWeights(initWeights(config, 2));
+    w.get('blocks.0.mlp.fc.bias')!.data.fill(-10, 0, 10);
+    const a = applyInterventions(config, w, ['shrink-perturb', 'dormant-reset'], 11);
+    const b = applyInterventions(config, w, ['shrink-perturb', 'dormant-reset'], 11);
+    expect(a.applied[0]).toEqual({ intervention: 'shrink-perturb' });
+    expect(a.applied[1]!.intervention).toBe('dormant-reset');
+    expect(a.applied[1]!.reset).toBeGreaterThanOrEqual(10);
+    expect(a.weights.get('blocks.0.mlp.fc.bias')!.data[0]).toBe(0);
+    expect(a.weights.get('blocks.0.attn.qkv.weight')!.data).toEqual(b.weights.get('blocks.0.attn.qkv.weight')!.data);
+    const q = w.get('blocks.0.attn.qkv.weight')!.data[5]!;
+    expect(Math.abs(a.weights.get('blocks.0.attn.qkv.weight')!.data[5]! - SHRINK_PERTURB.shrink * q)).toBeLessThan(0.01);
+    expect(applyInterventions(config, w, [], 11).weights).toBe(w);
   });
 });

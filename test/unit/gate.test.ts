@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateGate, type GateInput } from '../../workflows/gate.ts';
+import { evaluateGate, planInterventions, wantsPlasticity, type GateInput } from '../../workflows/gate.ts';
 import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 
 const rules = {
@@ -115,5 +115,20 @@ describe('the plasticity rule minPlasticity', () => {
   it('lists a failing suite and the plasticity failure together', () => {
     const d = evaluateGate({ rules: { ...rules, minPlasticity: 0.9 }, suites, champion, candidate: { ...good, old: { loss: 2.5 } }, plasticity: { ratio: 0.5 } });
     expect(d.summary).toBe('failed on old; plasticity 0.5000 (needed >= 0.9000 of a fresh model)');
+  });
+});
+
+describe('planInterventions (the plasticity floor)', () => {
+  it('applies shrink-and-perturb and a dormant reset only below a set floor', () => {
+    expect(planInterventions(undefined, 0.1)).toEqual([]);
+    expect(planInterventions(0.9, undefined)).toEqual([]);
+    expect(planInterventions(0.9, Number.NaN)).toEqual([]);
+    expect(planInterventions(0.9, 0.9)).toEqual([]);
+    expect(planInterventions(0.9, 0.89)).toEqual(['shrink-perturb', 'dormant-reset']);
+  });
+  it('measures plasticity only on a line that gates on it or defends it', () => {
+    expect(wantsPlasticity(rules, {})).toBe(false);
+    expect(wantsPlasticity({ ...rules, minPlasticity: 0.8 }, {})).toBe(true);
+    expect(wantsPlasticity(rules, { plasticityFloor: 0.8 })).toBe(true);
   });
 });
