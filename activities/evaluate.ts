@@ -17,6 +17,9 @@ import type { ModelConfig } from '../schemas/io.ts';
 import type { SuiteRef } from './types.ts';
 
 export function evaluationActivities(deps: ActivityDeps) {
+  /** Fresh-model probe outcomes by (config, seed, budget, backend): the reference is the same for every version of a line. */
+  const references = new Map<string, ProbeOutcome>();
+
   return {
     /**
      * Evaluates each of `line@versions` on `suites` (candidate and champion in one call, on the same data, code
@@ -77,9 +80,6 @@ export function evaluationActivities(deps: ActivityDeps) {
       return saved.record as unknown as PlasticityRecord;
     },
   };
-
-  /** Fresh-model probe outcomes by (config, seed, budget, backend): the reference is the same for every version of a line. */
-  const references = new Map<string, ProbeOutcome>();
 
   async function measure(model: LanguageModel, d: SuiteData): Promise<Metrics> {
     if (d.kind === 'probe' && d.probes.length === 0) return { retired: 1, total: 0, superseded: d.superseded };
