@@ -1,5 +1,6 @@
 /** Plasticity records in the registry (migration 0004): once per version, append-only, in the lineage and `perennial versions --json`. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildReport } from '../../report/report.ts';
 import { InvalidInputError } from '../../schemas/contracts/errors.ts';
 import { openTestRegistry, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
@@ -27,6 +28,11 @@ describe('plasticity records', () => {
     const audit = await t.app.sql`select count(*)::int as n from audit_log where action = 'plasticity.record'`;
     expect(audit[0]!.n).toBe(1);
     await expect(t.registry.recordPlasticity({ line, version: second, record: [] as never })).rejects.toThrow(InvalidInputError);
+    // The report draws the curve over versions with the fresh model's 1 as its reference.
+    const html = await buildReport(t.registry, [line]);
+    expect(html).toContain('Plasticity across versions');
+    expect(html).toContain('ratio to a fresh model, dashed: fresh = 1');
+    expect(html).toContain('v1: 0.930 (bound 1.000)');
   });
 
   it('is append-only for the application role', async () => {
