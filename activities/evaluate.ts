@@ -9,6 +9,7 @@ import { initBackend } from '../model/backend.ts';
 import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
 import { initWeights, LanguageModel } from '../model/transformer.ts';
 import { loadModel } from '../model/weights.ts';
+import { type PlasticityRecord, type ProbeOutcome, DEFAULT_PROBE_BUDGET, measurePlasticity, probeLearning } from '../model/plasticity.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
 import type { ActivityDeps } from './deps.ts';
 import { resolveSuites, type SuiteData } from '../domain/suites.ts';
@@ -16,6 +17,9 @@ import type { ModelConfig } from '../schemas/io.ts';
 import type { SuiteRef } from './types.ts';
 
 export function evaluationActivities(deps: ActivityDeps) {
+  /** Fresh-model probe outcomes by (config, seed, budget, backend): the reference is the same for every version of a line. */
+  const references = new Map<string, ProbeOutcome>();
+
   return {
     /**
      * Evaluates each of `line@versions` on `suites` (candidate and champion in one call, on the same data, code
@@ -44,6 +48,36 @@ export function evaluationActivities(deps: ActivityDeps) {
         model.dispose();
       }
       return out;
+    },
+
+    /**
+     * Measures `line@version`'s plasticity (model/plasticity.ts: a copy trained on a seeded probe task against a
+     * fresh model of the same shape, initialised with `seed`, given the same budget) and records it once. A
+     * version already measured returns its stored record, so a retry or a replay does not measure twice.
+     */
+    async measurePlasticity(input: { line: string; version: number; seed: number }): Promise<PlasticityRecord> {
+      const [stored] = await deps.registry.getPlasticity(input.line, input.version);
+      if (stored) return stored.record as unknown as PlasticityRecord;
+      const backend = await initBackend();
+      const version = await deps.registry.getVersion(input.line, input.version);
+      const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+      const refKey = JSON.stringify([config, input.seed, DEFAULT_PROBE_BUDGET, backend]);
+      // The probes train between heartbeats; trainModel yields to the event loop every step, so a timer can beat.
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ phase: 'plasticity' }), 2000);
+      let record: PlasticityRecord;
+      try {
+        let reference = references.get(refKey);
+        if (!reference) {
+          reference = await probeLearning(config, initWeights(config, input.seed), DEFAULT_PROBE_BUDGET);
+          references.set(refKey, reference);
+        }
+        record = await measurePlasticity(config, weights, { initSeed: input.seed, reference });
+      } finally {
+        clearInterval(beat);
+      }
+      const saved = await deps.registry.recordPlasticity({ line: input.line, version: input.version, record: record as never, backend });
+      return saved.record as unknown as PlasticityRecord;
     },
   };
 

@@ -5,6 +5,7 @@
  */
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
+import { applyInterventions } from '../model/plasticity.ts';
 import { initWeights } from '../model/transformer.ts';
 import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel, type TrainResult } from '../model/train.ts';
 import { loadModel, saveModel, type Weights } from '../model/weights.ts';
@@ -64,7 +65,10 @@ export function trainingActivities(deps: ActivityDeps) {
         ErrorType.InvalidRequest,
       );
     }
-    return { init: weights, reference: input.recipe.l2Pull > 0 ? weights : undefined };
+    // Interventions the cycle chose because the starting version's plasticity fell below the line's floor; the
+    // L2 pull (when on) still pulls toward the parent as it was.
+    const init = input.recipe.interventions?.length ? applyInterventions(config, weights, input.recipe.interventions, input.recipe.seed).weights : weights;
+    return { init, reference: input.recipe.l2Pull > 0 ? weights : undefined };
   }
 
   /**

@@ -1,11 +1,11 @@
 /** The registry's evaluations module: evaluation results and gate decisions (and their audited overrides). The Registry facade composes it. */
 import { and, asc, desc, eq } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
-import { evaluationSuites, evaluations, gateDecisions, lines, versions } from '../schemas/db/index.ts';
-import { NotFoundError, RegistryConflictError } from '../schemas/contracts/errors.ts';
+import { evaluationSuites, evaluations, gateDecisions, lines, plasticityRecords, versions } from '../schemas/db/index.ts';
+import { InvalidInputError, NotFoundError, RegistryConflictError } from '../schemas/contracts/errors.ts';
 import { appendAuditEntry } from './audit.ts';
 import { OverrideGateInput, RecordEvaluationInput, RecordGateDecisionInput, parseInput } from './inputs.ts';
-import type { EvaluationInfo, GateDecisionInfo, Json } from './types.ts';
+import type { EvaluationInfo, GateDecisionInfo, Json, PlasticityInfo } from './types.ts';
 import { DEFAULT_ACTOR, lineRow, toGateInfo, versionRow } from './rows.ts';
 import { VersionsRegistry } from './versions.ts';
 
@@ -93,6 +93,47 @@ export class EvaluationsRegistry extends VersionsRegistry {
       .innerJoin(suiteLines, eq(suiteLines.id, evaluationSuites.lineId))
       .where(and(eq(versions.lineId, l.id), version === undefined ? undefined : eq(versions.number, version)))
       .orderBy(asc(versions.number), asc(evaluationSuites.name));
+    return rows.map((r) => ({ line, ...r }));
+  }
+
+  /**
+   * Records a version's plasticity record (model/plasticity.ts) once: a second call for the same version keeps
+   * and returns the first (a measurement is a fact; an activity retry must not change it). Audited once.
+   */
+  async recordPlasticity(input: { line: string; version: number; record: Json; backend?: string; actor?: string }): Promise<PlasticityInfo> {
+    if (typeof input.record !== 'object' || input.record === null || Array.isArray(input.record)) {
+      throw new InvalidInputError(`plasticity record of ${input.line}@${input.version} is not an object`);
+    }
+    return this.db.transaction(async (tx) => {
+      const line = await lineRow(tx, input.line);
+      const version = await versionRow(tx, line, input.version);
+      const inserted = await tx
+        .insert(plasticityRecords)
+        .values({ versionId: version.id, record: input.record as Record<string, unknown>, backend: input.backend ?? null })
+        .onConflictDoNothing()
+        .returning();
+      if (inserted.length) {
+        await appendAuditEntry(tx, {
+          actor: input.actor ?? DEFAULT_ACTOR,
+          action: 'plasticity.record',
+          subject: `${input.line}@${input.version}`,
+          details: { record: input.record, backend: input.backend ?? null },
+        });
+      }
+      const [row] = inserted.length ? inserted : await tx.select().from(plasticityRecords).where(eq(plasticityRecords.versionId, version.id));
+      return { line: input.line, version: input.version, record: row!.record, backend: row!.backend, measuredAt: row!.createdAt };
+    });
+  }
+
+  /** Plasticity records of a line (or of one version), by version. */
+  async getPlasticity(line: string, version?: number): Promise<PlasticityInfo[]> {
+    const l = await lineRow(this.db, line);
+    const rows = await this.db
+      .select({ version: versions.number, record: plasticityRecords.record, backend: plasticityRecords.backend, measuredAt: plasticityRecords.createdAt })
+      .from(plasticityRecords)
+      .innerJoin(versions, eq(versions.id, plasticityRecords.versionId))
+      .where(and(eq(versions.lineId, l.id), version === undefined ? undefined : eq(versions.number, version)))
+      .orderBy(asc(versions.number));
     return rows.map((r) => ({ line, ...r }));
   }
 

@@ -49,6 +49,7 @@ export class LineageRegistry extends ReleasesRegistry {
           select json_agg(json_build_object('version', ${versionJson(sql`v`, line)}, 'drops', ${dropsJson(sql`v.id`)}) order by v.number desc)
           from chain c join versions v on v.line_id = t.line_id and v.number = c.number), '[]'),
         'foundation', (select ${versionJson(sql`fv`)} from versions fv where fv.id = t.foundation_version_id),
+        'plasticity', (select p.record from plasticity_records p where p.version_id = t.id),
         'releases', coalesce((
           select json_agg(json_build_object(
             'id', r.id, 'channel', ch.name, 'fromVersion', r.from_number, 'toVersion', r.to_number, 'epoch', r.epoch,
@@ -106,6 +107,7 @@ export class LineageRegistry extends ReleasesRegistry {
         ),
       ],
       foundation: doc.foundation && versionFromJson(doc.foundation),
+      ...(doc.plasticity ? { plasticity: doc.plasticity } : {}),
       releases: doc.releases.map((r) => ({ ...r, line, epoch: Number(r.epoch), at: new Date(r.at) })),
       applications: doc.applications.map(({ direct, ...a }) => ({
         ...a,

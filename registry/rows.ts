@@ -186,6 +186,7 @@ export interface LineageJson {
   run: Omit<Jsonified<TrainingRunInfo>, 'line' | 'version'> | null;
   parents: { version: Jsonified<VersionSummary>; drops: DropJson[] }[];
   foundation: Jsonified<VersionSummary> | null;
+  plasticity?: Record<string, unknown> | null;
   releases: Omit<Jsonified<ReleaseInfo>, 'line'>[];
   applications: (Jsonified<ApplicationInfo> & { direct: boolean })[];
 }

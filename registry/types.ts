@@ -209,8 +209,19 @@ export interface Lineage {
   /** Every drop in this version's ancestry (its own and its parents'), oldest first. */
   allDrops: string[];
   foundation: VersionSummary | null;
+  /** The version's plasticity record (migration 0004), when its cycle measured one. */
+  plasticity?: Record<string, unknown>;
   /** Moves of any channel of the line to or from this version, oldest first. */
   releases: ReleaseInfo[];
   /** Applications that run this version now (`direct`), or an application version built on it (`foundation`). */
   applications: (ApplicationInfo & { via: 'direct' | 'foundation'; runs: { line: string; version: number } })[];
+}
+
+/** A version's plasticity record as stored (migration 0004); `record` is model/plasticity.ts's PlasticityRecord. */
+export interface PlasticityInfo {
+  line: string;
+  version: number;
+  record: Record<string, unknown>;
+  backend: string | null;
+  measuredAt: Date;
 }

@@ -59,7 +59,7 @@ export function heatmapSvg(h: Heatmap): string {
 
 interface Series {
   suite: string;
-  metric: 'loss' | 'exactMatch';
+  metric: 'loss' | 'exactMatch' | 'plasticity';
   points: { version: number; value: number; bound: number | null; verdict: string }[];
 }
 
@@ -83,7 +83,7 @@ function curveSvg(s: Series): string {
   const boundPath = bounds.map((p, i) => `${i ? 'L' : 'M'}${x(p.version).toFixed(1)},${y(p.bound!).toFixed(1)}`).join(' ');
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" class="curve" width="${W}" height="${H}" role="img" aria-label="${esc(s.suite)}">`,
-    `<text x="${pad.l}" y="14" class="title">${esc(s.suite)} (${s.metric === 'loss' ? 'loss, lower is better' : 'exact match, higher is better'})</text>`,
+    `<text x="${pad.l}" y="14" class="title">${esc(s.suite)} (${s.metric === 'loss' ? 'loss, lower is better' : s.metric === 'plasticity' ? 'ratio to a fresh model, dashed: fresh = 1' : 'exact match, higher is better'})</text>`,
     `<line x1="${pad.l}" y1="${H - pad.b}" x2="${W - pad.r}" y2="${H - pad.b}" class="axis"/><line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${H - pad.b}" class="axis"/>`,
     `<text x="${pad.l - 4}" y="${y(hi) + 4}" text-anchor="end" class="tick">${fmt(hi)}</text><text x="${pad.l - 4}" y="${y(lo) + 4}" text-anchor="end" class="tick">${fmt(lo)}</text>`,
     ...s.points.map((p) => `<text x="${x(p.version)}" y="${H - pad.b + 14}" text-anchor="middle" class="tick">v${p.version}</text>`),
@@ -140,6 +140,8 @@ export interface LineReport {
   foundation: string | null;
   heatmap: Heatmap;
   series: Series[];
+  /** Each measured version's plasticity ratio, with the fresh model's 1 as the reference line; null when none was measured. */
+  plasticity: Series | null;
   releases: { channel: string; fromVersion: number | null; toVersion: number | null; at: Date; actor: string; reason: string }[];
   drops: { source: string; digest: string; status: string; reason: string | null; receivedAt: Date }[];
   channels: { channel: string; version: number | null }[];
@@ -148,12 +150,13 @@ export interface LineReport {
 /** Collects what the report shows for one line from the registry. */
 export async function collectLine(registry: Registry, line: string): Promise<LineReport> {
   const info = await registry.getLine(line);
-  const [versions, evaluations, releases, drops, channels] = await Promise.all([
+  const [versions, evaluations, releases, drops, channels, plasticity] = await Promise.all([
     registry.listVersions(line),
     registry.getEvaluations(line),
     registry.listReleases(line),
     registry.listDrops(line),
     registry.getChannels(line),
+    registry.getPlasticity(line),
   ]);
   const suiteKinds = new Map<string, string>();
   for (const e of evaluations) if (!(e.metrics as { evidence?: boolean }).evidence) suiteKinds.set(e.suite, e.kind);
@@ -184,12 +187,16 @@ export async function collectLine(registry: Registry, line: string): Promise<Lin
       })
       .filter((p) => Number.isFinite(p.value)),
   }));
+  const plasticityPoints = plasticity
+    .map((p) => ({ version: p.version, value: Number(p.record.ratio), bound: 1, verdict: gates.get(p.version)?.verdict ?? 'none' }))
+    .filter((p) => Number.isFinite(p.value));
   return {
     line,
     kind: info.kind,
     foundation: info.foundationLine,
     heatmap,
     series,
+    plasticity: plasticityPoints.length ? { suite: 'plasticity', metric: 'plasticity', points: plasticityPoints } : null,
     releases: releases.map((r) => ({
       channel: r.channel,
       fromVersion: r.fromVersion,
@@ -220,6 +227,9 @@ export async function buildReport(registry: Registry, lines?: string[]): Promise
       `<h2 id="${esc(r.line)}">${esc(r.line)} <small>${esc(r.kind)}${r.foundation ? ` on ${esc(r.foundation)}` : ''} · ${r.channels.map((c) => `${esc(c.channel)}=v${c.version ?? '-'}`).join(' · ')}</small></h2>`,
       `<h3>Metric per suite across versions</h3><p><small>Points: each version's result (red: the gate failed it). Dashed red: the bound the gate applied to that candidate.</small></p>`,
       `<div class="curves">${r.series.map(curveSvg).join('')}</div>`,
+      r.plasticity
+        ? `<h3>Plasticity across versions</h3><p><small>How well a copy of each version learns a seeded probe task against a freshly initialised model given the same budget (dashed: the fresh model, 1).</small></p><div class="curves">${curveSvg(r.plasticity)}</div>`
+        : '',
       `<h3>Forgetting matrix</h3><p><small>Rows: versions; columns: suites; colour runs per column from worst (red) to best (green). Loss for text suites, exact match for probe suites.</small></p>`,
       r.heatmap.rows.length && r.heatmap.cols.length ? heatmapSvg(r.heatmap) : '<p>No evaluations yet.</p>',
       `<h3>Release timeline</h3>`,

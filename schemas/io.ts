@@ -68,6 +68,13 @@ export const Recipe = z
     replayBudget: z.number().int().min(0),
     seed: z.number().int().min(0),
     checkpointEvery: z.number().int().min(1),
+    /**
+     * Plasticity the line defends (ratio against a fresh model): when the version a candidate starts from
+     * measured below it, the cycle applies `interventions` to the starting weights. Absent: off.
+     */
+    plasticityFloor: z.number().min(0).max(10).optional(),
+    /** The interventions applied to this version's starting weights (set by the cycle, recorded with the version). */
+    interventions: z.array(z.enum(['shrink-perturb', 'dormant-reset'])).optional(),
   })
   .strict();
 export type Recipe = z.infer<typeof Recipe>;
@@ -88,6 +95,8 @@ export const GateRules = z
     maxRegression: Threshold,
     minImprovement: Threshold,
     suites: z.record(z.string(), z.object({ floors: Threshold.optional(), maxRegression: Threshold.optional() }).strict()).default({}),
+    /** Least plasticity ratio (probe reach against a fresh model, model/plasticity.ts) a candidate needs; absent: off. */
+    minPlasticity: z.number().finite().optional(),
   })
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
@@ -108,6 +117,7 @@ export const GateRulesOverride = z
     suites: z
       .record(z.string(), z.object({ floors: ThresholdOverride.optional(), maxRegression: ThresholdOverride.optional() }).strict().nullable())
       .optional(),
+    minPlasticity: z.number().finite().nullable().optional(),
   })
   .strict();
 export type GateRulesOverride = z.infer<typeof GateRulesOverride>;

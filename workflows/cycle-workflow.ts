@@ -8,6 +8,7 @@ import {
   ApplicationFailure,
   condition,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -16,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { evaluateGate, type GateDecision, type Metrics } from './gate.ts';
+import { evaluateGate, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -127,8 +128,16 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Adapt: train the candidate from the champion (or the foundation's stable version, or from scratch).
   enter('adapt');
-  const recipe = { ...snapshot.spec.recipe, ...drop.recipe };
   const init = champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
+  const chosen = { ...snapshot.spec.recipe, ...drop.recipe };
+  // Defended plasticity: when the version the candidate starts from measured below the line's floor, the
+  // cycle restores headroom on its weights before training and records what it applied in the recipe.
+  const startPlasticity =
+    chosen.plasticityFloor !== undefined && init !== null && patched('plasticity-v1')
+      ? await evals.measurePlasticity({ line: init.line, version: init.version, seed: chosen.seed })
+      : undefined;
+  const interventions = planInterventions(chosen.plasticityFloor, startPlasticity?.ratio);
+  const recipe = interventions.length ? { ...chosen, interventions } : chosen;
   let trained;
   try {
     trained = await heavy.trainCandidate({
@@ -173,6 +182,11 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // A line's first version has no champion; it is held to what it replaces: an untrained model of its shape on
   // the line's own suites and, for an application line, its foundation's stable version on the foundation's.
   const first = champion === null ? await firstVersionBaseline() : null;
+  // Plasticity (how teachable the candidate still is) costs two short probe trainings, so it is measured only on
+  // a line that gates on it or defends it. Versioned: histories recorded before it replay without the call.
+  const plasticity =
+    wantsPlasticity(snapshot.spec.gateRules, recipe) && patched('plasticity-v1') ? await evals.measurePlasticity({ line, version, seed: recipe.seed }) : undefined;
+  if (plasticity) state.plasticity = plasticity.ratio;
 
   enter('gate');
   const decision = evaluateGate({
@@ -181,6 +195,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     candidate: candidateMetrics,
     champion: champion !== null ? measured[champion]! : first!.metrics,
     baseline: first?.label,
+    ...(plasticity ? { plasticity: { ratio: plasticity.ratio } } : {}),
   });
   // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
   const gate = await light.recordGate({ line, key, candidate: version, champion, decision, dropDigest: drop.digest });

@@ -14,12 +14,14 @@
  * - A line's first version has no champion: the cycle passes what it replaces as the champion (an untrained
  *   model of its shape on the line's own suites, the foundation's stable version on the foundation's suites),
  *   so it must learn its drop and keep what its foundation could do. Without any comparison, floors alone apply.
+ * - `minPlasticity` (off unless set): the candidate's plasticity ratio must be at least the bound; the
+ *   decision's `plasticity` names the number, and a candidate without a measurement fails the rule.
  */
 
-import type { GateDecision, GateInput, GateSuite, MetricName, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
+import type { GateDecision, GateInput, GateSuite, MetricName, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
 
 // The shapes the gate reads and returns are contracts (results, messages and the registry carry them).
-export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
+export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
 
 export const metricFor = (kind: SuiteKind): MetricName => (kind === 'text' ? 'loss' : 'exactMatch');
 
@@ -29,14 +31,23 @@ const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(4));
 export function evaluateGate(input: GateInput): GateDecision {
   const suites = input.suites.map((s) => judgeSuite(s, input));
   const failed = suites.filter((s) => !s.pass);
+  const plasticity = judgePlasticity(input);
+  const extra = plasticity ? { plasticity } : {};
   if (input.suites.length === 0) {
-    return { verdict: 'fail', suites, summary: 'the line has no evaluation suites, so nothing shows the candidate is fit' };
+    return { verdict: 'fail', suites, summary: 'the line has no evaluation suites, so nothing shows the candidate is fit', ...extra };
   }
+  const failures = [
+    ...(failed.length ? [failed.map((s) => s.suite).join(', ')] : []),
+    ...(plasticity && !plasticity.pass
+      ? [plasticity.ratio === null ? 'plasticity (not measured)' : `plasticity ${fmt(plasticity.ratio)} (needed >= ${fmt(plasticity.bound)} of a fresh model)`]
+      : []),
+  ];
   return {
-    verdict: failed.length ? 'fail' : 'pass',
+    ...extra,
+    verdict: failures.length ? 'fail' : 'pass',
     suites,
-    summary: failed.length
-      ? `failed on ${failed.map((s) => s.suite).join(', ')}`
+    summary: failures.length
+      ? `failed on ${failures.join('; ')}`
       : input.champion
         ? `passed all ${suites.length} suites against ${input.baseline ?? 'the champion'}`
         : `passed the floors of all ${suites.length} suites (nothing to compare with)`,
@@ -97,6 +108,34 @@ function judgeSuite(suite: GateSuite, input: GateInput): SuiteVerdict {
       ? `within the regression bound: ${fmt(h)} -> ${fmt(c)} (allowed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`
       : `regressed: ${fmt(h)} -> ${fmt(c)} (allowed ${lowerIsBetter ? '<=' : '>='} ${fmt(bound)})`,
   };
+}
+
+/**
+ * rules.minPlasticity: the candidate's plasticity ratio (probe reach against a fresh model) must be at least
+ * the bound. Off (undefined verdict) when the rule is not set; a missing or non-finite measurement fails.
+ */
+function judgePlasticity(input: GateInput): PlasticityVerdict | undefined {
+  const bound = input.rules.minPlasticity;
+  if (bound === undefined) return undefined;
+  const ratio = finite(input.plasticity?.ratio);
+  if (ratio === null) return { ratio, bound, pass: false, reason: 'no plasticity measured for the candidate' };
+  const pass = ratio >= bound;
+  return { ratio, bound, pass, reason: `plasticity ${fmt(ratio)} of a fresh model is ${pass ? 'within' : 'below'} the bound ${fmt(bound)}` };
+}
+
+/** Whether a cycle measures its candidate's plasticity: when the gate judges it or the recipe defends it. */
+export function wantsPlasticity(rules: GateInput['rules'], recipe: { plasticityFloor?: number }): boolean {
+  return rules.minPlasticity !== undefined || recipe.plasticityFloor !== undefined;
+}
+
+/**
+ * The interventions a cycle applies to the weights a candidate starts from: both (shrink-and-perturb, then a
+ * reset of dormant MLP units) when the recipe sets a plasticityFloor and the starting version measured below
+ * it; none otherwise (no floor, no measurement, or at or above the floor).
+ */
+export function planInterventions(floor: number | undefined, ratio: number | undefined): ('shrink-perturb' | 'dormant-reset')[] {
+  if (floor === undefined || ratio === undefined || !Number.isFinite(ratio) || ratio >= floor) return [];
+  return ['shrink-perturb', 'dormant-reset'];
 }
 
 function finite(x: number | undefined): number | null {

@@ -31,6 +31,16 @@ export interface GateInput {
   champion: Record<string, Metrics> | null;
   /** How to name `champion` in the summary when it is not the line's champion. */
   baseline?: string;
+  /** The candidate's measured plasticity (absent: not measured), judged by rules.minPlasticity. */
+  plasticity?: { ratio: number };
+}
+
+/** The verdict of the plasticity rule, present when rules.minPlasticity is set. */
+export interface PlasticityVerdict {
+  ratio: number | null;
+  bound: number;
+  pass: boolean;
+  reason: string;
 }
 
 export interface SuiteVerdict {
@@ -49,4 +59,5 @@ export interface GateDecision {
   suites: SuiteVerdict[];
   /** One line: the failing suites, or why it passed. */
   summary: string;
+  plasticity?: PlasticityVerdict;
 }

@@ -137,6 +137,8 @@ export interface CycleState {
   version?: number;
   champion?: number;
   decision?: GateDecision;
+  /** The candidate's plasticity ratio against a fresh model, when the line measures it. */
+  plasticity?: number;
   awaitingApproval: boolean;
 }
 

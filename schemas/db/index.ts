@@ -9,3 +9,4 @@ export * from './applications.ts';
 export * from './suites.ts';
 export * from './audit.ts';
 export { DIGEST_PATTERN, NAME_PATTERN } from './columns.ts';
+export * from './plasticity.ts';

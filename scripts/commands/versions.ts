@@ -18,7 +18,12 @@ export function register(program: Command) {
       const { registry, close } = openRegistry();
       try {
         await registry.getLine(line);
-        const [versions, channels, evaluations] = await Promise.all([registry.listVersions(line), registry.getChannels(line), registry.getEvaluations(line)]);
+        const [versions, channels, evaluations, plasticity] = await Promise.all([
+          registry.listVersions(line),
+          registry.getChannels(line),
+          registry.getEvaluations(line),
+          registry.getPlasticity(line),
+        ]);
         const rows = await Promise.all(
           versions.map(async (v) => {
             const gate = await registry.getGateDecisionFor(line, v.version);
@@ -37,6 +42,8 @@ export function register(program: Command) {
               backend: v.backend,
               compute: v.compute,
               metrics,
+              // The plasticity record (ratio against a fresh model, dormant units, norms, rank), when measured.
+              plasticity: plasticity.find((p) => p.version === v.version)?.record ?? null,
               gate: gate
                 ? {
                     id: gate.id,

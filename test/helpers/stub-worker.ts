@@ -24,6 +24,7 @@ export const ACTIVITY_NAMES = [
   'registerCandidate',
   'evaluateVersions',
   'evaluateUntrained',
+  'measurePlasticity',
   'recordGate',
   'moveChannel',
   'settleCanary',

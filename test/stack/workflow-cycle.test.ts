@@ -99,6 +99,63 @@ describe('cycleWorkflow with stub activities', () => {
     });
   });
 
+  it('on a line that gates on plasticity, measures the candidate after evaluating it and rejects it below minPlasticity, naming the number', async () => {
+    const line = `wf-plasticity-${suffix}`;
+    const base = stubs(line);
+    const plastic: StubActivities = {
+      ...base,
+      lineSnapshot: async () => {
+        const snap = snapshotWithChampion(line);
+        return { ...snap, spec: { ...snap.spec, gateRules: { ...snap.spec.gateRules, minPlasticity: 0.9 } } };
+      },
+      measurePlasticity: async () => ({ ratio: 0.42 }) as Awaited<ReturnType<Activities['measurePlasticity']>>,
+    };
+    await harness.withStubs(line, plastic, async (run) => {
+      const result = await execute(run, line);
+      expect(result).toMatchObject({ verdict: 'rejected', version: 2, reason: 'failed on plasticity 0.4200 (needed >= 0.9000 of a fresh model)' });
+      expect(run.names()).toEqual(['lineSnapshot', 'ingestDrop', 'trainCandidate', 'registerCandidate', 'evaluateVersions', 'measurePlasticity', 'recordGate']);
+      expect(run.inputs('measurePlasticity')).toEqual([{ line, version: 2, seed: expect.any(Number) }]);
+      expect(run.inputs('recordGate')[0]!.decision.plasticity).toMatchObject({ ratio: 0.42, bound: 0.9, pass: false });
+    });
+  });
+
+  it('below a line\'s plasticityFloor, measures the starting version, trains with interventions and records them in the recipe', async () => {
+    const line = `wf-floor-${suffix}`;
+    const base = stubs(line);
+    const ratios: Record<number, number> = { 1: 0.6, 2: 0.97 };
+    const defended: StubActivities = {
+      ...base,
+      lineSnapshot: async () => {
+        const snap = snapshotWithChampion(line);
+        return { ...snap, spec: { ...snap.spec, recipe: { ...snap.spec.recipe, plasticityFloor: 0.8 } } };
+      },
+      measurePlasticity: async ({ version }) => ({ ratio: ratios[version]! }) as Awaited<ReturnType<Activities['measurePlasticity']>>,
+    };
+    await harness.withStubs(line, defended, async (run) => {
+      const result = await execute(run, line);
+      expect(result.verdict).toBe('promoted');
+      expect(run.inputs('measurePlasticity').map((i) => i.version)).toEqual([1, 2]);
+      expect(run.inputs('trainCandidate')[0]!.recipe).toMatchObject({ plasticityFloor: 0.8, interventions: ['shrink-perturb', 'dormant-reset'] });
+      expect(run.inputs('registerCandidate')[0]!.recipe).toMatchObject({ interventions: ['shrink-perturb', 'dormant-reset'] });
+    });
+  });
+
+  it('at or above the floor, trains without interventions', async () => {
+    const line = `wf-floor-ok-${suffix}`;
+    const defended: StubActivities = {
+      ...stubs(line),
+      lineSnapshot: async () => {
+        const snap = snapshotWithChampion(line);
+        return { ...snap, spec: { ...snap.spec, recipe: { ...snap.spec.recipe, plasticityFloor: 0.8 } } };
+      },
+      measurePlasticity: async () => ({ ratio: 0.95 }) as Awaited<ReturnType<Activities['measurePlasticity']>>,
+    };
+    await harness.withStubs(line, defended, async (run) => {
+      expect((await execute(run, line)).verdict).toBe('promoted');
+      expect(run.inputs('trainCandidate')[0]!.recipe.interventions).toBeUndefined();
+    });
+  });
+
   it('rejects a candidate that fails the gate: the gate is recorded as failed and no channel moves', async () => {
     const line = `wf-gatefail-${suffix}`;
     await harness.withStubs(line, stubs(line, {}, [NO_GAIN]), async (run) => {

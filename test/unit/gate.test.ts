@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateGate, type GateInput } from '../../workflows/gate.ts';
+import { evaluateGate, planInterventions, wantsPlasticity, type GateInput } from '../../workflows/gate.ts';
 import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 
 const rules = {
@@ -82,5 +82,53 @@ describe('the release gate', () => {
 
   it('fails a line with no suites at all', () => {
     expect(evaluateGate({ rules, suites: [], champion: null, candidate: {} }).verdict).toBe('fail');
+  });
+});
+
+describe('the plasticity rule minPlasticity', () => {
+  const good = { old: { loss: 2.09 }, 'old-probes': { exactMatch: 0.75 }, new: { loss: 2.9 } };
+
+  it('is off by default: a candidate with low plasticity passes, and without a measurement too', () => {
+    expect(DEFAULT_GATE_RULES.minPlasticity).toBeUndefined();
+    expect(evaluateGate({ rules, suites, champion, candidate: good, plasticity: { ratio: 0.2 } }).verdict).toBe('pass');
+    expect(evaluateGate({ rules, suites, champion, candidate: good }).plasticity).toBeUndefined();
+  });
+
+  it('fails a candidate whose plasticity ratio is below the bound and names the number', () => {
+    const d = evaluateGate({ rules: { ...rules, minPlasticity: 0.9 }, suites, champion, candidate: good, plasticity: { ratio: 0.74 } });
+    expect(d.verdict).toBe('fail');
+    expect(d.summary).toBe('failed on plasticity 0.7400 (needed >= 0.9000 of a fresh model)');
+    expect(d.plasticity).toEqual({ ratio: 0.74, bound: 0.9, pass: false, reason: 'plasticity 0.7400 of a fresh model is below the bound 0.9000' });
+  });
+
+  it('passes one at or above the bound, naming the number; fails one with no or a non-finite measurement', () => {
+    const r = { ...rules, minPlasticity: 0.9 };
+    const ok = evaluateGate({ rules: r, suites, champion, candidate: good, plasticity: { ratio: 1.12 } });
+    expect(ok.verdict).toBe('pass');
+    expect(ok.plasticity!.reason).toBe('plasticity 1.1200 of a fresh model is within the bound 0.9000');
+    const none = evaluateGate({ rules: r, suites, champion, candidate: good });
+    expect(none.verdict).toBe('fail');
+    expect(none.plasticity!.reason).toBe('no plasticity measured for the candidate');
+    expect(evaluateGate({ rules: r, suites, champion, candidate: good, plasticity: { ratio: Number.NaN } }).verdict).toBe('fail');
+  });
+
+  it('lists a failing suite and the plasticity failure together', () => {
+    const d = evaluateGate({ rules: { ...rules, minPlasticity: 0.9 }, suites, champion, candidate: { ...good, old: { loss: 2.5 } }, plasticity: { ratio: 0.5 } });
+    expect(d.summary).toBe('failed on old; plasticity 0.5000 (needed >= 0.9000 of a fresh model)');
+  });
+});
+
+describe('planInterventions (the plasticity floor)', () => {
+  it('applies shrink-and-perturb and a dormant reset only below a set floor', () => {
+    expect(planInterventions(undefined, 0.1)).toEqual([]);
+    expect(planInterventions(0.9, undefined)).toEqual([]);
+    expect(planInterventions(0.9, Number.NaN)).toEqual([]);
+    expect(planInterventions(0.9, 0.9)).toEqual([]);
+    expect(planInterventions(0.9, 0.89)).toEqual(['shrink-perturb', 'dormant-reset']);
+  });
+  it('measures plasticity only on a line that gates on it or defends it', () => {
+    expect(wantsPlasticity(rules, {})).toBe(false);
+    expect(wantsPlasticity({ ...rules, minPlasticity: 0.8 }, {})).toBe(true);
+    expect(wantsPlasticity(rules, { plasticityFloor: 0.8 })).toBe(true);
   });
 });
