@@ -33,6 +33,7 @@ export const ACTIVITY_NAMES = [
   'sealAuditLog',
   'overrideGate',
   'signalLine',
+  'upgradePlan',
 ] as const satisfies readonly (keyof Activities)[];
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type StubActivities = { [K in ActivityName]?: Activities[K] };
