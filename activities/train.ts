@@ -122,7 +122,8 @@ export function trainingActivities(deps: ActivityDeps) {
       await deps.registry.startTrainingRun({
         line: input.line,
         key: input.key,
-        parentVersion: input.init?.line === input.line ? input.init.version : null,
+        // A transfer's parent is its teacher (the line's stable version); its base is the new foundation version.
+        parentVersion: input.teacher ? input.teacher.version : input.init?.line === input.line ? input.init.version : null,
         recipe: input.recipe,
         seed: input.recipe.seed,
         drops: input.dropDigest ? [input.dropDigest] : [],

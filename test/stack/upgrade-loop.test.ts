@@ -1,0 +1,68 @@
+/**
+ * One foundation upgrade end to end on the real stack (tiny preset): base@2 is promoted, `support` (built on
+ * base@1) is moved onto it by a transfer cycle (distilled from support@1, gated, released by compare-and-swap),
+ * and the new version's lineage names both parents.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { startUpgrade, upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
+import { planUpgrade } from '../../registry/upgrades.ts';
+import { faq, generalText, rng, type DropRecord } from '../../bench/scenario.ts';
+import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+
+let loop: TestLoop;
+const suffix = Date.now().toString(36);
+const base = `ubase-${suffix}`;
+const support = `usupport-${suffix}`;
+
+function writeDrop(name: string, records: DropRecord[]): string {
+  const path = join(loop.dataDir, name);
+  writeFileSync(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return path;
+}
+
+async function promote(line: string, file: string): Promise<number> {
+  const { request } = await sendDrop(loop, line, file);
+  const summary = await waitForCycle(loop.client, line, request.digest);
+  expect(summary.verdict, summary.reason).toBe('promoted');
+  return summary.version!;
+}
+
+beforeAll(async () => {
+  loop = await startTestLoop('upgrade');
+  await loop.createLine(base);
+  await loop.createLine(support, { kind: 'application', foundation: base });
+  await loop.startWorkers();
+});
+afterAll(async () => loop?.close());
+
+describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
+  it('refuses a foundation version that does not exist, or a line that is not a foundation, before anything starts', async () => {
+    expect(await promote(base, writeDrop('base1.jsonl', generalText(rng(1), 40)))).toBe(1);
+    expect(await promote(support, writeDrop('support1.jsonl', faq(rng(2))))).toBe(1);
+    await expect(planUpgrade(loop.registry, { foundation: base, version: 2, lines: [support] })).rejects.toThrow(/does not exist/);
+    await expect(planUpgrade(loop.registry, { foundation: support, version: 1, lines: [support] })).rejects.toThrow(/not a foundation line/);
+  });
+
+  it('moves support onto base@2 by transfer: gated, released to stable, with the teacher and the new base as parents', async () => {
+    expect(await promote(base, writeDrop('base2.jsonl', generalText(rng(3), 40)))).toBe(2);
+    await expect(planUpgrade(loop.registry, { foundation: base, version: 1, lines: [support] })).rejects.toThrow(/is not stable \(stable is/);
+    const id = await startUpgrade(loop, { foundation: base, version: 2, lines: [support] });
+    const result = await upgradeResult(loop, id);
+    expect(result.done).toHaveLength(1);
+    const [outcome] = result.done;
+    expect(outcome, outcome?.reason).toMatchObject({ line: support, verdict: 'promoted', version: 2 });
+    expect(outcome!.reason).toMatch(/inherited all/);
+
+    const v2 = await loop.registry.getVersion(support, 2);
+    expect(v2.parentVersion).toBe(1);
+    expect(v2.foundationVersion).toEqual({ line: base, version: 2 });
+    expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
+    const gate = await loop.registry.getGateDecisionFor(support, 2);
+    expect(gate?.verdict).toBe('pass');
+    expect((gate?.suites as { suite: string }[]).some((s) => s.suite.startsWith('inherit:'))).toBe(true);
+    expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
+  });
+});
