@@ -9,12 +9,14 @@ type Reads = Pick<Registry, 'getLine' | 'listLines' | 'getChannels' | 'listVersi
 
 /**
  * The application lines to upgrade onto `foundation@version`: the named ones (manual), or every line built on
- * `foundation` whose policy is `auto`. Throws NotFoundError for a line or version that does not exist and
+ * `foundation` whose policy is `auto` (none when `foundation` is an application line). Throws NotFoundError for a line or version that does not exist and
  * InvalidInputError for a line that is not a foundation, a version that is not its stable one, or a named line
  * that is not an application line or whose policy is `off`.
  */
 export async function planUpgrade(registry: Reads, input: { foundation: string; version: number; lines?: string[] }): Promise<{ lines: string[] }> {
   const f = await registry.getLine(input.foundation);
+  // Asked by a line workflow after each promotion (no lines named): an application line has nothing to upgrade.
+  if (f.kind !== 'foundation' && !input.lines) return { lines: [] };
   if (f.kind !== 'foundation') throw new InvalidInputError(`${input.foundation} is an ${f.kind} line, not a foundation line; an upgrade goes to a foundation version`);
   const versions = (await registry.listVersions(input.foundation)).map((v) => v.version);
   if (!versions.includes(input.version)) throw new NotFoundError(`${input.foundation}@${input.version}`);

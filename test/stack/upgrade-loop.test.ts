@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
 import { startUpgrade, upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
+import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
 import { faq, generalText, rng, type DropRecord } from '../../bench/scenario.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
@@ -16,6 +18,7 @@ let loop: TestLoop;
 const suffix = Date.now().toString(36);
 const base = `ubase-${suffix}`;
 const support = `usupport-${suffix}`;
+const helpdesk = `uhelp-${suffix}`;
 
 function writeDrop(name: string, records: DropRecord[]): string {
   const path = join(loop.dataDir, name);
@@ -64,5 +67,19 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(gate?.verdict).toBe('pass');
     expect((gate?.suites as { suite: string }[]).some((s) => s.suite.startsWith('inherit:'))).toBe(true);
     expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
+  });
+
+  it('upgrades the `auto` lines by itself when the foundation promotes, and leaves a `manual` line where it is', async () => {
+    await loop.createLine(helpdesk, { kind: 'application', foundation: base });
+    await loop.registry.updateLine({ name: helpdesk, upgradePolicy: 'auto', actor: 'test', reason: 'follow the foundation' });
+    expect(await promote(helpdesk, writeDrop('help1.jsonl', generalText(rng(5), 30)))).toBe(1);
+    expect(await promote(base, writeDrop('base3.jsonl', generalText(rng(6), 40)))).toBe(3);
+    const id = upgradeWorkflowId(base, 3);
+    await until(async () => (await upgradeProgress(loop, id)) ?? undefined, 60_000);
+    const result = await upgradeResult(loop, id);
+    expect(result.done.map((d) => [d.line, d.verdict])).toEqual([[helpdesk, 'promoted']]);
+    expect((await loop.registry.getVersion(helpdesk, 2)).foundationVersion).toEqual({ line: base, version: 3 });
+    // `support` is manual: it stays on the version the operator's upgrade gave it.
+    expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
   });
 });
