@@ -43,10 +43,10 @@ export async function upgradeProgress(t: LoopTarget, workflowId: string): Promis
   }
 }
 
-/** Upgrades of the installation, newest first (from Temporal's visibility store). */
+/** Upgrades of the installation (its task queue), newest first, from Temporal's visibility store. */
 export async function listUpgrades(t: LoopTarget, limit = 20): Promise<{ workflowId: string; status: string; startTime: Date }[]> {
   const out: { workflowId: string; status: string; startTime: Date }[] = [];
-  for await (const w of t.client.workflow.list({ query: `WorkflowType = '${WorkflowType.upgrade}'` })) {
+  for await (const w of t.client.workflow.list({ query: `WorkflowType = '${WorkflowType.upgrade}' AND TaskQueue = '${t.taskQueue}'` })) {
     out.push({ workflowId: w.workflowId, status: w.status.name, startTime: w.startTime });
     if (out.length >= limit) break;
   }

@@ -5,9 +5,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../scripts/cli.ts';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
-import { startUpgrade, upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
+import { upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
 import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
 import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
@@ -33,13 +34,41 @@ async function promote(line: string, file: string): Promise<number> {
   return summary.version!;
 }
 
+const saved = { ...process.env };
+
+/** Runs the CLI in-process against the loop; returns its exit code and what it printed. */
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  process.exitCode = undefined;
+  try {
+    const code = await main(['node', 'perennial', ...args]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
 beforeAll(async () => {
   loop = await startTestLoop('upgrade');
+  Object.assign(process.env, {
+    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
+    DATABASE_URL: loop.databaseUrl,
+    PERENNIAL_DATA_DIR: loop.dataDir,
+    PERENNIAL_TASK_QUEUE: loop.taskQueue,
+  });
   await loop.createLine(base);
   await loop.createLine(support, { kind: 'application', foundation: base });
   await loop.startWorkers();
 });
-afterAll(async () => loop?.close());
+afterAll(async () => {
+  process.env = saved;
+  await loop?.close();
+});
 
 describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
   it('refuses a foundation version that does not exist, or a line that is not a foundation, before anything starts', async () => {
@@ -51,9 +80,13 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
 
   it('moves support onto base@2 by transfer: gated, released to stable, with the teacher and the new base as parents', async () => {
     expect(await promote(base, writeDrop('base2.jsonl', generalText(rng(3), 40)))).toBe(2);
-    await expect(planUpgrade(loop.registry, { foundation: base, version: 1, lines: [support] })).rejects.toThrow(/is not stable \(stable is/);
-    const id = await startUpgrade(loop, { foundation: base, version: 2, lines: [support] });
-    const result = await upgradeResult(loop, id);
+    const refused = await cli('upgrade', support, '--to', `${base}@1`);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain(`${base}@1 is not stable (stable is ${base}@2)`);
+    const upgraded = await cli('upgrade', support, '--to', `${base}@2`, '--wait', '--json');
+    expect(upgraded.code, upgraded.err).toBe(0);
+    const result = JSON.parse(upgraded.out) as Awaited<ReturnType<typeof upgradeResult>>;
+    const id = result.upgradeId;
     expect(result.done).toHaveLength(1);
     const [outcome] = result.done;
     expect(outcome, outcome?.reason).toMatchObject({ line: support, verdict: 'promoted', version: 2 });
@@ -67,11 +100,14 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(gate?.verdict).toBe('pass');
     expect((gate?.suites as { suite: string }[]).some((s) => s.suite.startsWith('inherit:'))).toBe(true);
     expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
+    const status = await cli('status');
+    expect(status.out).toMatch(new RegExp(`${id}\\s+completed 1 done, 0 running, 0 pending`));
+    expect(status.out).toMatch(new RegExp(`${support}\\s+promoted\\s+v2`));
   });
 
   it('upgrades the `auto` lines by itself when the foundation promotes, and leaves a `manual` line where it is', async () => {
     await loop.createLine(helpdesk, { kind: 'application', foundation: base });
-    await loop.registry.updateLine({ name: helpdesk, upgradePolicy: 'auto', actor: 'test', reason: 'follow the foundation' });
+    expect((await cli('line', 'upgrade-policy', helpdesk, 'auto', '--reason', 'follow the foundation')).out).toBe(`${helpdesk}: upgrade policy manual -> auto`);
     expect(await promote(helpdesk, writeDrop('help1.jsonl', generalText(rng(5), 30)))).toBe(1);
     expect(await promote(base, writeDrop('base3.jsonl', generalText(rng(6), 40)))).toBe(3);
     const id = upgradeWorkflowId(base, 3);
