@@ -199,13 +199,15 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     champion: champion !== null ? measured[champion]! : first!.metrics,
     baseline: first?.label,
   });
-  // A transfer must also keep what the old application model could do (the inheritance gate).
+  // A transfer must also keep what the old application model could do (the inheritance gate), probe by probe.
+  const probeSuites = suites.filter((s) => s.kind === 'probe');
+  const flips = transfer && probeSuites.length ? await evals.countFlips({ line, candidate: version, against: champion!, suites: probeSuites }) : {};
   const decision = transfer
     ? combineGates(
         lineDecision,
         evaluateInheritance({
           suites: suites.map((s) => ({ name: s.name, kind: s.kind, foundation: s.line !== line })),
-          candidate: candidateMetrics,
+          candidate: Object.fromEntries(Object.entries(candidateMetrics).map(([name, m]) => [name, { ...m, ...flips[name] }])),
           old: measured[champion!]!,
           maxRegression: snapshot.spec.gateRules.maxRegression,
           maxNegativeFlipRate: transfer.maxNegativeFlipRate ?? DEFAULT_MAX_NEGATIVE_FLIP_RATE,
