@@ -12,6 +12,7 @@ import { upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
 import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
 import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
+import { buildReport } from '../../report/report.ts';
 import { faq, generalText, rng, type DropRecord } from '../../bench/scenario.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
@@ -102,6 +103,10 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     // support's FAQ probes were compared one by one with support@1's answers (not the exact-match lower bound).
     expect(flips?.reason).toMatch(/^negative flip rate [\d.]+ over 1 probe suite\(s\) \(allowed <= 0\.0200\)$/);
     expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
+    const html = await buildReport(loop.registry, [support]);
+    expect(html).toContain('<h3>Foundation upgrades</h3>');
+    expect(html).toContain(`<td>v2</td><td>${base}@1 → ${base}@2</td><td>v1</td><td class="accepted">pass</td><td>yes</td>`);
+    expect(html).toMatch(/negative-flips: negative flip rate/);
     const status = await cli('status');
     expect(status.out).toMatch(new RegExp(`${id}\\s+completed 1 done, 0 running, 0 pending`));
     expect(status.out).toMatch(new RegExp(`${support}\\s+promoted\\s+v2`));
