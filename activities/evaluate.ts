@@ -33,6 +33,36 @@ export function evaluationActivities(deps: ActivityDeps) {
     },
 
     /**
+     * Negative flips of `line@candidate` against `line@against` on each probe suite: probes the old version
+     * answered exactly and the new one does not, of all the suite's probes (the inheritance gate's number).
+     * Measured fresh each time (nothing is recorded): two greedy passes over the probes. Deterministic.
+     */
+    async countFlips(input: { line: string; candidate: number; against: number; suites: SuiteRef[] }): Promise<Record<string, { negativeFlips: number; probes: number }>> {
+      const probeSuites = input.suites.filter((s) => s.kind === 'probe');
+      const data = await resolveSuites(probeSuites, deps.drops);
+      await initBackend();
+      const hits = async (version: number) => {
+        const v = await deps.registry.getVersion(input.line, version);
+        const { config, weights } = loadModel(await deps.store.get(v.weightsDigest));
+        const model = LanguageModel.create(config, weights);
+        try {
+          return Object.fromEntries(
+            probeSuites.map((s) => {
+              const d = data.get(s.name)!;
+              return [s.name, d.kind === 'probe' ? exactMatch(model, d.probes).hits : []];
+            }),
+          );
+        } finally {
+          model.dispose();
+        }
+      };
+      const [now, before] = [await hits(input.candidate), await hits(input.against)];
+      return Object.fromEntries(
+        probeSuites.map((s) => [s.name, { negativeFlips: before[s.name]!.filter((h, i) => h && !now[s.name]![i]).length, probes: before[s.name]!.length }]),
+      );
+    },
+
+    /**
      * Measures an untrained model of `modelConfig` (initWeights(config, seed): where a from-scratch candidate
      * starts) on `suites`: what a line's first version must beat. Records nothing (there is no version); the
      * numbers are kept in the gate decision. Deterministic, so idempotent.

@@ -19,7 +19,7 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 /** Activities that run on the training task queue (CPU/GPU bound): exactly the keys of TrainingQueueActivities. */
-export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions', 'evaluateUntrained', 'measurePlasticity'] as const satisfies readonly (keyof TrainingQueueActivities)[];
+export const TRAINING_ACTIVITIES = ['trainCandidate', 'evaluateVersions', 'evaluateUntrained', 'measurePlasticity', 'countFlips'] as const satisfies readonly (keyof TrainingQueueActivities)[];
 // The list names every training-queue activity, or the training worker would not serve the missing one.
 const everyTrainingActivityListed: Exclude<keyof TrainingQueueActivities, (typeof TRAINING_ACTIVITIES)[number]> extends never ? true : false = true;
 void everyTrainingActivityListed;

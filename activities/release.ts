@@ -6,10 +6,11 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { ROOTS_FILE } from '../registry/audit.ts';
+import { planUpgrade } from '../registry/upgrades.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { lineWorkflowId, scheduleId, WorkflowType } from '../schemas/contracts/ids.ts';
 import { LineSpec } from '../schemas/io.ts';
-import { ChannelConflictError, NotFoundError } from '../schemas/contracts/errors.ts';
+import { ChannelConflictError, InvalidInputError, NotFoundError } from '../schemas/contracts/errors.ts';
 import type { GateDecision } from '../schemas/contracts/gate.ts';
 import type { ChannelMove, TickRequest } from '../schemas/contracts/messages.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
@@ -74,6 +75,17 @@ export function releaseActivities(deps: ActivityDeps) {
   const { registry } = deps;
 
   return {
+    /** The lines an upgrade reaches, after checking its foundation version (registry/upgrades.ts). Read-only. */
+    async upgradePlan(input: { foundation: string; version: number; lines?: string[] }): Promise<{ lines: string[] }> {
+      try {
+        return await planUpgrade(registry, input);
+      } catch (err) {
+        if (err instanceof NotFoundError) throw ApplicationFailure.nonRetryable(err.message, ErrorType.NotFound);
+        if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, ErrorType.InvalidInput);
+        throw err;
+      }
+    },
+
     /** Reads what a cycle needs to know about its line. Read-only. */
     async lineSnapshot(input: { line: string }): Promise<LineSnapshot> {
       const line = await registry.getLine(input.line);
@@ -125,11 +137,12 @@ export function releaseActivities(deps: ActivityDeps) {
       candidateReason: string;
     }): Promise<{ version: number; candidateMove: ChannelMove }> {
       let foundationVersion: VersionRef | undefined;
-      if (input.parentVersion !== null) {
+      if (input.init && input.init.line !== input.line) {
+        // Started from a foundation version: a line's first version, or a transfer (whose parent is its teacher).
+        foundationVersion = input.init;
+      } else if (input.parentVersion !== null) {
         const parent = await registry.getVersion(input.line, input.parentVersion);
         foundationVersion = parent.foundationVersion ?? undefined;
-      } else if (input.init && input.init.line !== input.line) {
-        foundationVersion = input.init;
       }
       const t = input.training;
       const { version } = await registry.createVersion({
@@ -163,7 +176,8 @@ export function releaseActivities(deps: ActivityDeps) {
       candidate: number;
       champion: number | null;
       decision: GateDecision;
-      dropDigest: string;
+      /** The cycle's drop (a transfer has none). */
+      dropDigest?: string;
     }): Promise<{ id: number }> {
       const id = await registry.recordGateDecision({
         line: input.line,
@@ -174,7 +188,7 @@ export function releaseActivities(deps: ActivityDeps) {
         suites: input.decision.suites,
         summary: input.decision.summary,
       });
-      if (input.decision.verdict === 'fail') await registry.setDropStatus(input.line, input.dropDigest, 'rejected', `gate: ${input.decision.summary}`);
+      if (input.decision.verdict === 'fail' && input.dropDigest) await registry.setDropStatus(input.line, input.dropDigest, 'rejected', `gate: ${input.decision.summary}`);
       return { id };
     },
 

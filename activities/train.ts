@@ -13,6 +13,7 @@ import { withoutSuperseded } from '../domain/replay.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import { progressSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
+import type { ModelConfig } from '../schemas/io.ts';
 import type { TrainInput, TrainingOutcome } from './types.ts';
 
 /** What the training activity heartbeats; a retry reads it back to resume. */
@@ -26,6 +27,11 @@ export interface TrainingHeartbeat {
 
 const PROGRESS_SIGNAL_MS = 2000;
 
+function withoutDistill<R extends { distillTemperature?: number; distillWeight?: number }>(recipe: R): Omit<R, 'distillTemperature' | 'distillWeight'> {
+  const { distillTemperature: _t, distillWeight: _w, ...rest } = recipe;
+  return rest;
+}
+
 export function trainingActivities(deps: ActivityDeps) {
   /**
    * Training sources: the new drop, and the replay buffer — earlier accepted drops, newest first, within the
@@ -33,6 +39,7 @@ export function trainingActivities(deps: ActivityDeps) {
    * rehearsed as often as a large drop of general text.
    */
   async function trainingSources(input: TrainInput) {
+    if (input.dropDigest === null) return transferSources(input);
     const drop = await deps.drops.get(input.dropDigest);
     if (drop.train.length === 0) {
       throw ApplicationFailure.nonRetryable(
@@ -55,10 +62,38 @@ export function trainingActivities(deps: ActivityDeps) {
     ];
   }
 
-  async function initialWeights(input: TrainInput): Promise<{ init: Weights; reference?: Weights }> {
-    if (!input.init) return { init: initWeights(input.modelConfig, input.recipe.seed) };
-    const version = await deps.registry.getVersion(input.init.line, input.init.version);
-    const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+  /**
+   * A transfer's sources: the line's accepted data (its replay buffer, newest first, within the record budget), one
+   * source per drop with equal weight, since there is no new drop to mix them with.
+   */
+  async function transferSources(input: TrainInput) {
+    const replay: { digest: string; docs: string[] }[] = [];
+    let budget = input.recipe.replayBudget;
+    for (const digest of input.replay) {
+      if (budget <= 0) break;
+      const docs = (await deps.drops.get(digest)).train.slice(0, budget);
+      budget -= docs.length;
+      if (docs.length) replay.push({ digest, docs });
+    }
+    if (!replay.length) throw ApplicationFailure.nonRetryable(`${input.line} has no accepted data to transfer`, ErrorType.InvalidData);
+    return replay.map((r) => ({ name: `replay:${r.digest.slice(0, 12)}`, weight: 1 / replay.length, docs: r.docs }));
+  }
+
+  async function loadVersion(ref: { line: string; version: number }) {
+    const version = await deps.registry.getVersion(ref.line, ref.version);
+    return loadModel(await deps.store.get(version.weightsDigest));
+  }
+
+  async function initialWeights(
+    input: TrainInput,
+  ): Promise<{ init: Weights; reference?: Weights; config: ModelConfig; teacher?: { config: ModelConfig; weights: Weights } }> {
+    if (!input.init) return { init: initWeights(input.modelConfig, input.recipe.seed), config: input.modelConfig };
+    const { config, weights } = await loadVersion(input.init);
+    if (input.teacher) {
+      // A transfer takes the new foundation's shape (which may differ from the line's); the teacher keeps its own.
+      const teacher = await loadVersion(input.teacher);
+      return { init: weights, config, teacher: { config: teacher.config, weights: teacher.weights } };
+    }
     if (JSON.stringify(config) !== JSON.stringify(input.modelConfig)) {
       throw ApplicationFailure.nonRetryable(
         `${input.init.line}@${input.init.version} has model shape ${JSON.stringify(config)}, but ${input.line} trains ${JSON.stringify(input.modelConfig)}; a different shape needs a capability transfer, not an update`,
@@ -68,7 +103,7 @@ export function trainingActivities(deps: ActivityDeps) {
     // Interventions the cycle chose because the starting version's plasticity fell below the line's floor; the
     // L2 pull (when on) still pulls toward the parent as it was.
     const init = input.recipe.interventions?.length ? applyInterventions(config, weights, input.recipe.interventions, input.recipe.seed).weights : weights;
-    return { init, reference: input.recipe.l2Pull > 0 ? weights : undefined };
+    return { init, reference: input.recipe.l2Pull > 0 ? weights : undefined, config };
   }
 
   /**
@@ -91,14 +126,16 @@ export function trainingActivities(deps: ActivityDeps) {
       await deps.registry.startTrainingRun({
         line: input.line,
         key: input.key,
-        parentVersion: input.init?.line === input.line ? input.init.version : null,
+        // A transfer's parent is its teacher (the line's stable version); its base is the new foundation version.
+        parentVersion: input.teacher ? input.teacher.version : input.init?.line === input.line ? input.init.version : null,
         recipe: input.recipe,
         seed: input.recipe.seed,
-        drops: [input.dropDigest],
+        drops: input.dropDigest ? [input.dropDigest] : [],
       });
       let init: Weights, reference: Weights | undefined, sources: Awaited<ReturnType<typeof trainingSources>>;
+      let config: ModelConfig, teacher: { config: ModelConfig; weights: Weights } | undefined;
       try {
-        ({ init, reference } = await initialWeights(input));
+        ({ init, reference, config, teacher } = await initialWeights(input));
         sources = await trainingSources(input);
       } catch (err) {
         // A model/config mismatch or a drop with nothing to train on: the run ends here, recorded as failed.
@@ -128,11 +165,15 @@ export function trainingActivities(deps: ActivityDeps) {
       let result: TrainResult;
       try {
         result = await trainModel({
-          config: input.modelConfig,
+          config,
           init,
           reference,
+          teacher,
           sources,
-          recipe: { ...input.recipe, minLearningRate: input.recipe.minLearningRate, rewarm: input.recipe.rewarm && input.init !== null },
+          // The distillation fields are for transfers: a line's recipe may set them, and its ordinary cycles ignore them.
+          recipe: teacher
+            ? { ...input.recipe, rewarm: input.recipe.rewarm && input.init !== null }
+            : { ...withoutDistill(input.recipe), rewarm: input.recipe.rewarm && input.init !== null },
           checkpointEvery: input.recipe.checkpointEvery,
           resume,
           onCheckpoint: async (bytes, step) => {
@@ -170,7 +211,7 @@ export function trainingActivities(deps: ActivityDeps) {
       if (result.stopped)
         throw new CancelledFailure(`training of ${input.key} was cancelled at step ${result.steps}; last checkpoint ${lastCheckpoint ?? 'none'}`);
 
-      const weightsDigest = await deps.store.put(saveModel(input.modelConfig, result.weights, { line: input.line, trainingRun: input.key }));
+      const weightsDigest = await deps.store.put(saveModel(config, result.weights, { line: input.line, trainingRun: input.key }));
       const outcome: TrainingOutcome = {
         weightsDigest,
         steps: result.steps,

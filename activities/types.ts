@@ -52,7 +52,10 @@ export interface TrainInput {
   key: string;
   /** Weights to start from: the champion, or the foundation's stable version, or null for a fresh init. */
   init: VersionRef | null;
-  dropDigest: string;
+  /** The new drop; null in a transfer, which trains on the replay buffer alone. */
+  dropDigest: string | null;
+  /** A transfer's teacher (the line's stable version): distilled into the new model, whatever its shape. */
+  teacher?: VersionRef;
   replay: string[];
   recipe: Recipe;
   modelConfig: ModelConfig;

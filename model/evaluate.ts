@@ -28,6 +28,8 @@ export interface ExactMatchReport {
   accuracy: number;
   correct: number;
   total: number;
+  /** Per probe, in the order given: whether it was answered exactly (what negative flips are counted from). */
+  hits: boolean[];
 }
 
 /** Calls `run` for consecutive ranges [from, to) of at most batchSize rows. */
@@ -105,19 +107,24 @@ export function exactMatch(model: LanguageModel, probes: Probe[], opts: { batchS
   // Short probes first, so each batch pads to a similar length.
   const order = items.map((_, i) => i).sort((a, b) => items[a]!.input.length - items[b]!.input.length);
   let correct = 0;
+  const hits = new Array<boolean>(probes.length).fill(false);
   inBatches(order.length, opts.batchSize ?? 32, (from, to) => {
     const batch = order.slice(from, to).map((i) => items[i]!);
     const time = Math.max(1, ...batch.map((b) => b.input.length));
     const ids = new Int32Array(batch.length * time).fill(PAD);
     batch.forEach((b, r) => ids.set(b.input, r * time));
     const predicted = compute(() => tf.argMax(model.logits(ids, batch.length), 1));
-    batch.forEach((b, r) => {
+    order.slice(from, to).forEach((i, r) => {
+      const b = items[i]!;
       const first = b.input.length - b.completion.length; // position predicting the first completion byte
       if (b.completion.length > context) return;
-      if (b.completion.every((tok, j) => predicted[r * time + first + j] === tok)) correct++;
+      if (b.completion.every((tok, j) => predicted[r * time + first + j] === tok)) {
+        correct++;
+        hits[i] = true;
+      }
     });
   });
-  return { accuracy: probes.length > 0 ? correct / probes.length : 0, correct, total: probes.length };
+  return { accuracy: probes.length > 0 ? correct / probes.length : 0, correct, total: probes.length, hits };
 }
 
 /** Options of sample. */

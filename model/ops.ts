@@ -262,3 +262,26 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array, weights: 
     };
   })(logits);
 }
+
+/**
+ * Distillation loss: T² · mean over weighted rows of KL(teacher ‖ softmax(student / T)), where
+ * `teacherProbs` is softmax(teacher logits / T) over the same vocabulary (so the teacher may have any
+ * width or depth). The T² keeps the gradient's scale independent of T (Hinton et al. 2015). The value
+ * includes the teacher's entropy term, so it is a true KL (0 when the student matches the teacher).
+ */
+export function distillKL(logits: tf.Tensor2D, teacherProbs: tf.Tensor2D, temperature: number, weights: Float32Array, count: number): tf.Scalar {
+  const w = tf.tensor1d(weights);
+  const t = temperature;
+  return customOp<[tf.Tensor2D], tf.Scalar>((lg) => {
+    const q = tf.softmax(tf.div(lg, t));
+    // log(softmax) with a floor rather than logSoftmax (slow on wasm); the floor only touches terms whose p is ~0 too.
+    const floor = 1e-30;
+    const perRow = tf.sum(tf.mul(teacherProbs, tf.sub(tf.log(tf.maximum(teacherProbs, floor)), tf.log(tf.maximum(q, floor)))), 1);
+    return {
+      value: tf.mul(tf.div(tf.sum(tf.mul(perRow, w)), count), t * t),
+      keep: [q, teacherProbs, w],
+      // d/ds of T²·KL(p ‖ softmax(s/T)) = T·(q − p), per row weighted by w / count.
+      gradFunc: (dy, _inputs, [qk, pk, wk]) => [tf.mul(tf.sub(qk!, pk!), tf.reshape(tf.mul(wk!, tf.div(tf.mul(dy, t), count)), [-1, 1]))],
+    };
+  })(logits);
+}

@@ -34,8 +34,15 @@ export interface Recipe {
   gradClip: number;
   /** Strength of the L2 pull toward `reference` (the parent version); 0 disables. */
   l2Pull: number;
+  /** Temperature of the distillation targets (needs a `teacher`; default 2). */
+  distillTemperature?: number;
+  /** Share of the loss that is distillation, in [0, 1]: (1 − w)·CE + w·T²·KL (needs a `teacher`; default 0.5). */
+  distillWeight?: number;
   seed: number;
 }
+
+/** Distillation defaults when a teacher is given and the recipe names no temperature or weight. */
+export const DISTILL_DEFAULTS = { temperature: 2, weight: 0.5 } as const;
 
 /** Progress report, sent at every loss-curve point and at the last step. */
 export interface TrainProgress {
@@ -54,6 +61,12 @@ export interface TrainOptions {
   init: Weights;
   /** Reference weights for the L2 pull (usually the parent). */
   reference?: Weights;
+  /**
+   * A teacher to distil from (the current application model in an upgrade): its softmax at the recipe's
+   * temperature over the same byte tokens is the soft target. Any shape with the same vocabulary and a
+   * context at least the student's.
+   */
+  teacher?: { config: ModelConfig; weights: Weights };
   sources: Source[];
   recipe: Recipe;
   /** Emit a checkpoint every this many steps (and never if absent or 0). */
@@ -163,6 +176,8 @@ function fingerprint(opts: TrainOptions): Record<string, string> {
     dataHash: sha256(opts.sources.flatMap((s) => [s.name, String(s.weight), String(s.docs.length), ...s.docs])),
     initDigest: weightsDigest(opts.init),
     referenceDigest: opts.reference ? weightsDigest(opts.reference) : 'none',
+    // Only when present, so checkpoints of runs without a teacher keep their fingerprint.
+    ...(opts.teacher ? { teacherDigest: sha256([canonicalJson(opts.teacher.config), weightsDigest(opts.teacher.weights)]) } : {}),
   };
 }
 
@@ -172,6 +187,7 @@ const FINGERPRINT_LABELS: Record<string, string> = {
   dataHash: 'training data',
   initDigest: 'initial weights',
   referenceDigest: 'reference weights',
+  teacherDigest: 'teacher',
 };
 
 function validateRecipe(r: Recipe): void {
@@ -188,6 +204,12 @@ function validateRecipe(r: Recipe): void {
   }
   if (r.minLearningRate !== undefined && !(r.minLearningRate >= 0 && r.minLearningRate <= r.learningRate)) {
     throw new InvalidRecipeError(`recipe: minLearningRate must be between 0 and learningRate, got ${r.minLearningRate}`);
+  }
+  if (r.distillTemperature !== undefined && !(Number.isFinite(r.distillTemperature) && r.distillTemperature > 0)) {
+    throw new InvalidRecipeError(`recipe: distillTemperature must be a positive number, got ${r.distillTemperature}`);
+  }
+  if (r.distillWeight !== undefined && !(r.distillWeight >= 0 && r.distillWeight <= 1)) {
+    throw new InvalidRecipeError(`recipe: distillWeight must be between 0 and 1, got ${r.distillWeight}`);
   }
   if (!Number.isInteger(r.seed)) throw new InvalidRecipeError(`recipe: seed must be an integer, got ${r.seed}`);
 }
@@ -274,6 +296,29 @@ function writeCheckpoint(
   });
 }
 
+/** The teacher and distillation settings, checked; undefined when there is no teacher. */
+function distillSetup(config: ModelConfig, opts: TrainOptions): { config: ModelConfig; weights: Weights; temperature: number; weight: number } | undefined {
+  const { recipe, teacher } = opts;
+  if (!teacher) {
+    if ((recipe.distillWeight ?? 0) > 0) throw new InvalidRecipeError('recipe: distillWeight is set but no teacher was given');
+    return undefined;
+  }
+  const tc = validateConfig(teacher.config);
+  checkWeights(tc, teacher.weights);
+  if (tc.vocabSize !== config.vocabSize) {
+    throw new InvalidRecipeError(`teacher vocabSize ${tc.vocabSize} differs from the student's ${config.vocabSize}: distillation needs the same tokens`);
+  }
+  if (tc.context < config.context) {
+    throw new InvalidRecipeError(`teacher context ${tc.context} is shorter than the student's ${config.context}`);
+  }
+  return {
+    config: tc,
+    weights: teacher.weights,
+    temperature: recipe.distillTemperature ?? DISTILL_DEFAULTS.temperature,
+    weight: recipe.distillWeight ?? DISTILL_DEFAULTS.weight,
+  };
+}
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -289,6 +334,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   validateRecipe(recipe);
   checkWeights(config, opts.init);
   if (opts.reference) checkWeights(config, opts.reference);
+  const distill = distillSetup(config, opts);
 
   const expected = fingerprint(opts);
   // config, recipe and seed are stored readably as well as hashed, for whoever inspects a checkpoint.
@@ -304,6 +350,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const lossEvery = Number(resumed?.metadata.lossEvery ?? opts.lossEvery ?? Math.max(1, Math.floor(recipe.steps / 100)));
   const log: LossLog = resumed?.log ?? { curve: [], sum: 0, count: 0 };
   const model = LanguageModel.create(config, params);
+  // The teacher only runs forward, outside the gradient tape: its variables are not in `variables`.
+  const teacher = distill ? LanguageModel.create(distill.config, distill.weights) : undefined;
   const variables = [...model.variables.values()];
   const names = [...model.variables.keys()];
   const tokensPerStep = recipe.batchSize * config.context;
@@ -339,7 +387,12 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       const t = step + 1;
       const { ids, targets } = sampler.batch(t, recipe.batchSize);
       const lr = learningRateAt(t, recipe);
-      const { value, grads } = tf.variableGrads(() => model.loss(ids, targets, recipe.batchSize), variables);
+      const soft = teacher ? tf.tidy(() => teacher.teacherProbs(ids, recipe.batchSize, distill!.temperature)) : undefined;
+      const { value, grads } = tf.variableGrads(
+        () => (soft ? model.distillLoss(ids, targets, recipe.batchSize, soft, distill!.temperature, distill!.weight) : model.loss(ids, targets, recipe.batchSize)),
+        variables,
+      );
+      soft?.dispose();
       let loss: number;
       try {
         loss = value.dataSync()[0]!;
@@ -379,6 +432,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   } finally {
     deviceOptimizer?.dispose();
     model.dispose();
+    teacher?.dispose();
   }
 
   const tokens = step * tokensPerStep;

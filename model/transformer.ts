@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { type ModelConfig, validateConfig, weightShapes } from './config.ts';
-import { causalAttention, crossEntropy, embed, gelu, layerNorm, linear, tiedHead } from './ops.ts';
+import { causalAttention, crossEntropy, distillKL, embed, gelu, layerNorm, linear, tiedHead } from './ops.ts';
 import { Rng, deriveSeed, hashString } from './random.ts';
 import { PAD } from './tokenizer.ts';
 import { type Weights, checkWeights } from './weights.ts';
@@ -170,14 +170,38 @@ export class LanguageModel {
    * [batch, time] token arrays (targets are ids shifted by one). Call inside tf.tidy or variableGrads.
    */
   loss(ids: Int32Array, targets: Int32Array, batch: number): tf.Scalar {
-    const weights = new Float32Array(targets.length);
-    let count = 0;
-    for (let i = 0; i < targets.length; i++) {
-      if (targets[i] !== PAD) {
-        weights[i] = 1;
-        count++;
-      }
-    }
-    return crossEntropy(this.logits(ids, batch), targets, weights, Math.max(count, 1));
+    const { weights, count } = targetWeights(targets);
+    return crossEntropy(this.logits(ids, batch), targets, weights, count);
   }
+
+  /**
+   * Training loss with distillation: (1 − weight) · cross-entropy + weight · T² · KL(teacher ‖ student)
+   * at temperature T, both over the non-PAD targets. `teacherProbs` [batch·time, vocab] is
+   * softmax(teacher logits / T) on the same ids (see teacherProbs). Call inside variableGrads.
+   */
+  distillLoss(ids: Int32Array, targets: Int32Array, batch: number, teacherProbs: tf.Tensor2D, temperature: number, weight: number): tf.Scalar {
+    const { weights, count } = targetWeights(targets);
+    const logits = this.logits(ids, batch);
+    const kl = distillKL(logits, teacherProbs, temperature, weights, count);
+    if (weight >= 1) return kl;
+    return tf.add(tf.mul(crossEntropy(logits, targets, weights, count), 1 - weight), tf.mul(kl, weight));
+  }
+
+  /** softmax(logits / T) [batch·time, vocab] for row-major ids: the teacher side of distillLoss. Call inside tf.tidy. */
+  teacherProbs(ids: Int32Array, batch: number, temperature: number): tf.Tensor2D {
+    return tf.softmax(tf.div(this.logits(ids, batch), temperature)) as tf.Tensor2D;
+  }
+}
+
+/** 1 for each non-PAD target, 0 for PAD, and how many there are (at least 1, so an all-PAD batch divides safely). */
+function targetWeights(targets: Int32Array): { weights: Float32Array; count: number } {
+  const weights = new Float32Array(targets.length);
+  let count = 0;
+  for (let i = 0; i < targets.length; i++) {
+    if (targets[i] !== PAD) {
+      weights[i] = 1;
+      count++;
+    }
+  }
+  return { weights, count: Math.max(count, 1) };
 }

@@ -48,6 +48,7 @@ export const UpdateLineInput = z.object({
   gateRules: JsonObject.optional(),
   promotion: JsonObject.optional(),
   scheduled: z.boolean().optional(),
+  upgradePolicy: z.enum(['auto', 'manual', 'off']).optional(),
   actor: Actor,
   reason: Reason,
 });

@@ -75,7 +75,7 @@ export class LinesRegistry extends RegistryCore {
     });
   }
 
-  /** Replaces a line's model config, default recipe, gate rules, promotion policy or scheduling (they are data); audited with the reason. */
+  /** Replaces a line's model config, default recipe, gate rules, promotion policy, scheduling or upgrade policy (they are data); audited with the reason. */
   async updateLine(input: {
     name: string;
     modelConfig?: Json;
@@ -83,6 +83,8 @@ export class LinesRegistry extends RegistryCore {
     gateRules?: Json;
     promotion?: Json;
     scheduled?: boolean;
+    /** What a new stable foundation version does to this application line. */
+    upgradePolicy?: 'auto' | 'manual' | 'off';
     actor: string;
     reason: string;
   }): Promise<LineInfo> {
@@ -97,6 +99,7 @@ export class LinesRegistry extends RegistryCore {
           ...(p.gateRules ? { gateRules: p.gateRules } : {}),
           ...(p.promotion ? { promotion: p.promotion } : {}),
           ...(p.scheduled !== undefined ? { scheduled: p.scheduled } : {}),
+          ...(p.upgradePolicy ? { upgradePolicy: p.upgradePolicy } : {}),
           updatedAt: new Date(),
         })
         .where(eq(lines.id, before.id))
@@ -112,6 +115,7 @@ export class LinesRegistry extends RegistryCore {
           ...(p.gateRules ? { gateRules: { from: before.gateRules, to: p.gateRules } } : {}),
           ...(p.promotion ? { promotion: { from: before.promotion, to: p.promotion } } : {}),
           ...(p.scheduled !== undefined ? { scheduled: { from: before.scheduled, to: p.scheduled } } : {}),
+          ...(p.upgradePolicy ? { upgradePolicy: { from: before.upgradePolicy, to: p.upgradePolicy } } : {}),
         },
       });
       return this.lineInfo(tx, after!);

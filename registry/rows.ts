@@ -112,6 +112,7 @@ export function toLineInfo(row: LineRow, foundationLine: string | null): LineInf
     gateRules: row.gateRules,
     promotion: row.promotion,
     scheduled: row.scheduled,
+    upgradePolicy: row.upgradePolicy,
     latestVersion: row.nextVersion > 1 ? row.nextVersion - 1 : null,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,

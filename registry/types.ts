@@ -30,6 +30,8 @@ export interface LineInfo {
   gateRules: Json;
   promotion: Json;
   scheduled: boolean;
+  /** For an application line: what a new stable foundation version does to it. */
+  upgradePolicy: 'auto' | 'manual' | 'off';
   /** Highest version number allocated, null before the first. */
   latestVersion: number | null;
   createdAt: Date;

@@ -138,6 +138,8 @@ export interface LineReport {
   line: string;
   kind: string;
   foundation: string | null;
+  /** Versions that moved the line onto another foundation version (transfers), with their inheritance checks. */
+  upgrades: { version: number; teacher: number; from: string; to: string; verdict: string; checks: string[]; released: boolean }[];
   heatmap: Heatmap;
   series: Series[];
   /** Each measured version's plasticity ratio, with the fresh model's 1 as the reference line; null when none was measured. */
@@ -190,10 +192,29 @@ export async function collectLine(registry: Registry, line: string): Promise<Lin
   const plasticityPoints = plasticity
     .map((p) => ({ version: p.version, value: Number(p.record.ratio), bound: 1, verdict: gates.get(p.version)?.verdict ?? 'none' }))
     .filter((p) => Number.isFinite(p.value));
+  // A foundation upgrade is a version whose foundation version differs from its parent's: a transfer.
+  const byNumber = new Map(versions.map((v) => [v.version, v]));
+  const ref = (f: { line: string; version: number } | null) => (f ? `${f.line}@${f.version}` : '-');
+  const upgrades = versions
+    .filter((v) => v.parentVersion !== null && ref(v.foundationVersion) !== ref(byNumber.get(v.parentVersion)?.foundationVersion ?? null))
+    .map((v) => {
+      const gate = gates.get(v.version);
+      const inherit = ((gate?.suites ?? []) as { suite: string; pass: boolean; reason: string }[]).filter((x) => x.suite.startsWith('inherit:'));
+      return {
+        version: v.version,
+        teacher: v.parentVersion!,
+        from: ref(byNumber.get(v.parentVersion!)?.foundationVersion ?? null),
+        to: ref(v.foundationVersion),
+        verdict: gate?.verdict ?? 'none',
+        checks: inherit.map((x) => `${x.suite.slice('inherit:'.length)}: ${x.reason}`),
+        released: channels.some((c) => c.channel === 'stable' && c.version === v.version),
+      };
+    });
   return {
     line,
     kind: info.kind,
     foundation: info.foundationLine,
+    upgrades,
     heatmap,
     series,
     plasticity: plasticityPoints.length ? { suite: 'plasticity', metric: 'plasticity', points: plasticityPoints } : null,
@@ -240,6 +261,16 @@ export async function buildReport(registry: Registry, lines?: string[]): Promise
             `<tr><td>${esc(x.at.toISOString())}</td><td>${esc(x.channel)}</td><td>${x.fromVersion ?? '-'} → ${x.toVersion ?? '-'}</td><td>${esc(x.actor)}</td><td>${esc(x.reason)}</td></tr>`,
         )
         .join('')}</table>`,
+      ...(r.upgrades.length
+        ? [
+            `<h3>Foundation upgrades</h3><table><tr><th>version</th><th>foundation</th><th>teacher</th><th>gate</th><th>stable</th><th>inheritance</th></tr>${r.upgrades
+              .map(
+                (u) =>
+                  `<tr><td>v${u.version}</td><td>${esc(u.from)} → ${esc(u.to)}</td><td>v${u.teacher}</td><td class="${u.verdict === 'pass' ? 'accepted' : 'rejected'}">${esc(u.verdict)}</td><td>${u.released ? 'yes' : 'no'}</td><td>${u.checks.map(esc).join('<br>')}</td></tr>`,
+              )
+              .join('')}</table>`,
+          ]
+        : []),
       `<h3>Quarantined and rejected drops</h3>`,
       problems.length
         ? `<table><tr><th>received</th><th>source</th><th>digest</th><th>status</th><th>reason</th></tr>${problems

@@ -62,6 +62,10 @@ export const Recipe = z
     gradClip: z.number().positive(),
     /** Strength of the L2 pull toward the parent's weights (0 = off). */
     l2Pull: z.number().min(0),
+    /** Distillation temperature in a transfer (a foundation upgrade); unused without a teacher. */
+    distillTemperature: z.number().positive().max(100).optional(),
+    /** Share of a transfer's loss that is distillation from the old application model, in [0, 1]. */
+    distillWeight: z.number().min(0).max(1).optional(),
     /** Fraction of each batch drawn from the replay buffer of earlier accepted drops. */
     replayRatio: z.number().min(0).max(0.95),
     /** Most records kept in the replay buffer (newest drops first). */

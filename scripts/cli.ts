@@ -21,6 +21,7 @@ import * as schedule from './commands/schedule.ts';
 import * as status from './commands/status.ts';
 import * as verify from './commands/verify.ts';
 import * as versions from './commands/versions.ts';
+import * as upgrade from './commands/upgrade.ts';
 import * as watch from './commands/watch.ts';
 
 export function buildProgram(): Command {
@@ -28,7 +29,7 @@ export function buildProgram(): Command {
     .description('Keep language models learning in production: drops in, gated releases out, every step recorded.')
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [line, drop, watch, status, versions, release, schedule, app, report, sample, lineage, verify, audit]) command.register(program);
+  for (const command of [line, drop, watch, status, versions, release, schedule, app, report, sample, lineage, verify, audit, upgrade]) command.register(program);
   return program;
 }
 

@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { evaluateGate, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
+import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, combineGates, evaluateGate, evaluateInheritance, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -46,10 +46,16 @@ const REPORTED_PHASES = new Set<CyclePhase>(['adapt', 'evaluate', 'canary', 'awa
 
 /** Runs one drop through the release loop. Idempotent per cycle id: every write is keyed by it. */
 export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
-  const { line, drop } = input;
+  const { line, drop, transfer } = input;
   const info = workflowInfo();
   const cycleId = info.workflowId;
-  const key = cycleKey(cycleId, drop.digest);
+  if (!drop && !transfer) throw ApplicationFailure.nonRetryable(`${cycleId} has neither a drop nor a transfer to train on`, ErrorType.InvalidRequest);
+  // A transfer has no drop: its writes are keyed by the cycle id alone (one transfer per line and foundation version).
+  const key = drop ? cycleKey(cycleId, drop.digest) : `${cycleId}:transfer`;
+  /** Marks the cycle's drop (a transfer has none: nothing to mark). */
+  const setDropStatus = async (status: 'rejected', reason: string) => {
+    if (drop) await light.setDropStatus({ line, digest: drop.digest, status, reason });
+  };
   const trainingQueue = trainingQueueFor(info.taskQueue);
   const light = proxyLocalActivities<LocalRegistryActivities>(registryLocal);
   const ingestActs = proxyActivities<IngestActivities>(ingest);
@@ -115,25 +121,35 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Ingest: validate, store, record. Bad input is quarantined by the activity and ends the cycle here.
   enter('ingest');
-  let ingested;
-  try {
-    ingested = await ingestActs.ingestDrop({ line, request: drop, key });
-  } catch (err) {
-    const cause = err instanceof ActivityFailure ? err.cause : undefined;
-    if (cause instanceof ApplicationFailure && cause.type === ErrorType.InvalidData) return finish('quarantined', cause.message);
-    throw err;
+  let ingested: { suites: SuiteRef[] } = { suites: [] };
+  if (drop) {
+    let result;
+    try {
+      result = await ingestActs.ingestDrop({ line, request: drop, key });
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type === ErrorType.InvalidData) return finish('quarantined', cause.message);
+      throw err;
+    }
+    if (result.status === 'duplicate')
+      return finish('duplicate', `drop ${drop.digest.slice(0, 12)} was already ingested for ${line} (${result.previousStatus})`);
+    ingested = result;
+  } else if (champion === null) {
+    // A transfer carries what the line's released model learned; a line without one has nothing to inherit.
+    return finish('rejected', `${line} has no stable version to transfer from`);
   }
-  if (ingested.status === 'duplicate')
-    return finish('duplicate', `drop ${drop.digest.slice(0, 12)} was already ingested for ${line} (${ingested.previousStatus})`);
 
   // Adapt: train the candidate from the champion (or the foundation's stable version, or from scratch).
   enter('adapt');
-  const init = champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
-  const chosen = { ...snapshot.spec.recipe, ...drop.recipe };
+  // A transfer starts from the new foundation version and distils the line's stable version (its teacher).
+  const init = transfer ? transfer.foundation : champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
+  const teacher = transfer && champion !== null ? { line, version: champion } : undefined;
+  const chosen = { ...snapshot.spec.recipe, ...drop?.recipe };
   // Defended plasticity: when the version the candidate starts from measured below the line's floor, the
-  // cycle restores headroom on its weights before training and records what it applied in the recipe.
+  // cycle restores headroom on its weights before training and records what it applied in the recipe. (Not on a
+  // transfer: it starts from a foundation version, whose weights are the new base as released.)
   const startPlasticity =
-    chosen.plasticityFloor !== undefined && init !== null && patched('plasticity-v1')
+    chosen.plasticityFloor !== undefined && init !== null && !transfer && patched('plasticity-v1')
       ? await evals.measurePlasticity({ line: init.line, version: init.version, seed: chosen.seed })
       : undefined;
   const interventions = planInterventions(chosen.plasticityFloor, startPlasticity?.ratio);
@@ -144,7 +160,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       line,
       key,
       init,
-      dropDigest: drop.digest,
+      dropDigest: drop?.digest ?? null,
+      ...(teacher ? { teacher } : {}),
       replay: snapshot.replay,
       recipe,
       modelConfig: snapshot.spec.modelConfig,
@@ -155,6 +172,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     // marked failed (out of replay and the gate, free to be sent again with another recipe) and the line goes on.
     const cause = err instanceof ActivityFailure ? err.cause : undefined;
     if (!(cause instanceof ApplicationFailure && (cause.nonRetryable || NON_RETRYABLE.has(cause.type ?? '')))) throw err;
+    if (!drop) return finish('rejected', `transfer failed: ${cause.message}`);
     const { dropFailed } = await light.closeFailedCycle({ line, key, digest: drop.digest, reason: cause.message });
     return finish('rejected', cause.message, undefined, { dropFailed });
   }
@@ -164,9 +182,9 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     training: trained,
     parentVersion: champion,
     init,
-    drops: [drop.digest],
+    drops: drop ? [drop.digest] : [],
     recipe,
-    candidateReason: `new candidate from drop ${drop.source}`,
+    candidateReason: drop ? `new candidate from drop ${drop.source}` : `upgrade onto ${init!.line}@${init!.version}, distilled from ${line}@${champion}`,
   });
   channels.candidate = candidateMove.to ?? version;
   state.version = version;
@@ -189,7 +207,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   if (plasticity) state.plasticity = plasticity.ratio;
 
   enter('gate');
-  const decision = evaluateGate({
+  const lineDecision = evaluateGate({
     rules: snapshot.spec.gateRules,
     suites: suites.map((s) => ({ name: s.name, kind: s.kind, isNew: newSuites.has(s.name) })),
     candidate: candidateMetrics,
@@ -197,8 +215,23 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     baseline: first?.label,
     ...(plasticity ? { plasticity: { ratio: plasticity.ratio } } : {}),
   });
+  // A transfer must also keep what the old application model could do (the inheritance gate), probe by probe.
+  const probeSuites = suites.filter((s) => s.kind === 'probe');
+  const flips = transfer && probeSuites.length ? await evals.countFlips({ line, candidate: version, against: champion!, suites: probeSuites }) : {};
+  const decision = transfer
+    ? combineGates(
+        lineDecision,
+        evaluateInheritance({
+          suites: suites.map((s) => ({ name: s.name, kind: s.kind, foundation: s.line !== line })),
+          candidate: Object.fromEntries(Object.entries(candidateMetrics).map(([name, m]) => [name, { ...m, ...flips[name] }])),
+          old: measured[champion!]!,
+          maxRegression: snapshot.spec.gateRules.maxRegression,
+          maxNegativeFlipRate: transfer.maxNegativeFlipRate ?? DEFAULT_MAX_NEGATIVE_FLIP_RATE,
+        }),
+      )
+    : lineDecision;
   // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
-  const gate = await light.recordGate({ line, key, candidate: version, champion, decision, dropDigest: drop.digest });
+  const gate = await light.recordGate({ line, key, candidate: version, champion, decision, ...(drop ? { dropDigest: drop.digest } : {}) });
   if (decision.verdict === 'fail') return finish('rejected', decision.summary, decision);
 
   // Canary: serve the candidate on `canary` and watch for regression reports during the window.
@@ -229,7 +262,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     if (finding.confirmed) {
       enter('rollback');
       await settleCanary(report.actor, `automatic rollback: ${report.reason} (${finding.detail})`);
-      await light.setDropStatus({ line, digest: drop.digest, status: 'rejected', reason: `canary regression: ${report.reason}` });
+      await setDropStatus('rejected', `canary regression: ${report.reason}`);
       return finish('rolled-back', `canary regression confirmed: ${finding.detail}`, decision);
     }
   }
@@ -245,7 +278,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
         ? `rejected by ${review!.request.actor}${review!.request.reason ? `: ${review!.request.reason}` : ''}`
         : `no approval within ${snapshot.spec.promotion.approvalTimeout}`;
       await settleCanary(answered ? review!.request.actor : SYSTEM_ACTOR, why);
-      await light.setDropStatus({ line, digest: drop.digest, status: 'rejected', reason: why });
+      await setDropStatus('rejected', why);
       return finish(answered ? 'rejected-by-reviewer' : 'approval-expired', why, decision);
     }
     await light.recordEvent({ actor: review!.request.actor, action: 'release.approved', line, version, payload: { reason: review!.request.reason ?? null } });

@@ -18,7 +18,7 @@
  *   decision's `plasticity` names the number, and a candidate without a measurement fails the rule.
  */
 
-import type { GateDecision, GateInput, GateSuite, MetricName, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
+import type { GateDecision, GateInput, GateSuite, MetricName, Metrics, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
 
 // The shapes the gate reads and returns are contracts (results, messages and the registry carry them).
 export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
@@ -140,4 +140,98 @@ export function planInterventions(floor: number | undefined, ratio: number | und
 
 function finite(x: number | undefined): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
+}
+
+/** Default bound on the negative flip rate of an upgrade (the issue's 2%). */
+export const DEFAULT_MAX_NEGATIVE_FLIP_RATE = 0.02;
+
+export interface InheritanceInput {
+  /** The suites both models were measured on; `foundation` marks the foundation's general suites. */
+  suites: { name: string; kind: SuiteKind; foundation: boolean }[];
+  /** The upgraded model and the application model it replaces (its teacher). */
+  candidate: Record<string, Metrics>;
+  old: Record<string, Metrics>;
+  maxRegression: { loss?: number; exactMatch?: number };
+  maxNegativeFlipRate: number;
+}
+
+/**
+ * The inheritance gate of a foundation upgrade, on top of the line's own gate: every application suite within
+ * `maxRegression` of the old application model; every foundation suite at least as good as the old model's; and
+ * the negative flip rate over the probe suites at most the bound. A probe suite's flips are `negativeFlips` of
+ * `probes` when the evaluation counts them; otherwise the drop in exact match is used, which is a lower bound on
+ * the flips (a probe gained elsewhere can hide one lost). Each number is named in the verdicts. Pure.
+ */
+export function evaluateInheritance(input: InheritanceInput): GateDecision {
+  const verdicts: SuiteVerdict[] = [];
+  for (const s of input.suites) {
+    const metric = metricFor(s.kind);
+    const lower = metric === 'loss';
+    const c = finite(input.candidate[s.name]?.[metric]);
+    const h = finite(input.old[s.name]?.[metric]);
+    const base = { suite: `inherit:${s.name}`, metric, candidate: c, champion: h };
+    if (input.candidate[s.name]?.retired) {
+      verdicts.push({ ...base, bound: null, pass: true, reason: 'retired suite' });
+      continue;
+    }
+    if (c === null || h === null) {
+      verdicts.push({ ...base, bound: null, pass: false, reason: `no ${metric} result for the ${c === null ? 'upgraded' : 'old'} model` });
+      continue;
+    }
+    const allowed = s.foundation ? 0 : (input.maxRegression[metric] ?? 0);
+    const bound = lower ? h * (1 + allowed) : h - allowed;
+    const pass = lower ? c <= bound : c >= bound;
+    const what = s.foundation ? 'the old application model on a foundation suite' : 'the old application model';
+    verdicts.push({
+      ...base,
+      bound,
+      pass,
+      reason: `${pass ? 'kept' : 'lost'} against ${what}: ${fmt(h)} -> ${fmt(c)} (allowed ${lower ? '<=' : '>='} ${fmt(bound)})`,
+    });
+  }
+  const probes = input.suites.filter((s) => s.kind === 'probe');
+  let flips = 0;
+  let total = 0;
+  let counted = true;
+  for (const s of probes) {
+    const cand = input.candidate[s.name];
+    const n = cand?.probes;
+    if (typeof cand?.negativeFlips === 'number' && typeof n === 'number') {
+      flips += cand.negativeFlips;
+      total += n;
+    } else {
+      counted = false;
+      // Without per-probe results each suite counts as one unit: its loss in exact match, a lower bound on its flip rate.
+      flips += Math.max(0, (input.old[s.name]?.exactMatch ?? 0) - (cand?.exactMatch ?? 0));
+      total += 1;
+    }
+  }
+  if (probes.length) {
+    const rate = total > 0 ? flips / total : 0;
+    const pass = rate <= input.maxNegativeFlipRate;
+    verdicts.push({
+      suite: 'inherit:negative-flips',
+      metric: 'exactMatch',
+      candidate: rate,
+      champion: 0,
+      bound: input.maxNegativeFlipRate,
+      pass,
+      reason: `negative flip rate ${fmt(rate)} over ${probes.length} probe suite(s)${counted ? '' : ' (lower bound from exact match)'} (allowed <= ${fmt(input.maxNegativeFlipRate)})`,
+    });
+  }
+  const failed = verdicts.filter((v) => !v.pass);
+  return {
+    verdict: failed.length ? 'fail' : 'pass',
+    suites: verdicts,
+    summary: failed.length ? `inheritance failed on ${failed.map((v) => v.suite).join(', ')}` : `inherited all ${verdicts.length} checks from the old application model`,
+  };
+}
+
+/** Both gates as one decision: it passes when both pass, and names every number of each. */
+export function combineGates(line: GateDecision, inheritance: GateDecision): GateDecision {
+  return {
+    verdict: line.verdict === 'pass' && inheritance.verdict === 'pass' ? 'pass' : 'fail',
+    suites: [...line.suites, ...inheritance.suites],
+    summary: `${line.summary}; ${inheritance.summary}`,
+  };
 }

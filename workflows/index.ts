@@ -3,3 +3,4 @@ export { lineWorkflow } from './line-workflow.ts';
 export { cycleWorkflow } from './cycle-workflow.ts';
 export { reevaluateWorkflow } from './reevaluate-workflow.ts';
 export { scheduleTickWorkflow } from './schedule-tick-workflow.ts';
+export { upgradeWorkflow } from './upgrade-workflow.ts';

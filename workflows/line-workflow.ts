@@ -11,6 +11,8 @@ import {
   continueAsNew,
   currentUpdateInfo,
   executeChild,
+  patched,
+  startChild,
   getExternalWorkflowHandle,
   log,
   proxyActivities,
@@ -18,6 +20,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { DropRequest } from '../schemas/io.ts';
 import type { WorkflowQueueActivities } from '../activities/types.ts';
 import {
@@ -37,7 +40,8 @@ import {
 import { cycleKey, cycleWorkflow } from './cycle-workflow.ts';
 import { reevaluateWorkflow } from './reevaluate-workflow.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
-import { cycleWorkflowId, lineWorkflowId } from '../schemas/contracts/ids.ts';
+import { WorkflowType, cycleWorkflowId, lineWorkflowId, upgradeWorkflowId } from '../schemas/contracts/ids.ts';
+import type { upgradeWorkflow } from './upgrade-workflow.ts';
 import { registry } from './options.ts';
 import { LINE, PHASE } from '../schemas/contracts/search-attributes.ts';
 
@@ -246,9 +250,40 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
       log.error('could not seal the audit log; run `perennial audit verify`', { error: (err as Error).message });
     }
 
+    // A foundation line whose stable moved starts the upgrade of its `auto` application lines. Patched: histories
+    // recorded before upgrades existed replay without these commands.
+    if (result.verdict === 'promoted' && result.version !== undefined && patched('foundation-upgrade-v1')) await startAutoUpgrade(result.version);
+
     // Carry the queue and counters into a fresh history once every handler has finished its work.
     await condition(allHandlersFinished);
     await continueAsNew<typeof lineWorkflow>({ line, state });
+  }
+
+  /**
+   * Starts `upgrade:<line>@<version>` over the application lines built on this line whose policy is `auto`, when
+   * there are any. An application line (the plan refuses it) and a foundation without `auto` dependents start
+   * nothing. The upgrade is abandoned, not owned: it outlives this run's continue-as-new.
+   */
+  async function startAutoUpgrade(version: number): Promise<void> {
+    let lines: string[];
+    try {
+      ({ lines } = await acts.upgradePlan({ foundation: line, version }));
+    } catch (err) {
+      // Stable moved on meanwhile, say: there is nothing to upgrade to (an application line gets an empty plan).
+      log.info('no automatic upgrade', { line, version, reason: failureMessage(err) });
+      return;
+    }
+    if (lines.length === 0) return;
+    try {
+      await startChild<typeof upgradeWorkflow>(WorkflowType.upgrade, {
+        workflowId: upgradeWorkflowId(line, version),
+        args: [{ foundation: line, version, pending: lines }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      });
+    } catch (err) {
+      // Already started (a retried promotion): that one carries on.
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
   }
 }
 

@@ -9,12 +9,18 @@ export const WorkflowType = {
   cycle: 'cycleWorkflow',
   reevaluate: 'reevaluateWorkflow',
   scheduleTick: 'scheduleTickWorkflow',
+  upgrade: 'upgradeWorkflow',
 } as const;
 
 /** One long-lived workflow per model line. */
 export const lineWorkflowId = (line: string) => `line:${line}`;
 /** The n-th release cycle of a line, a child of its line workflow. */
 export const cycleWorkflowId = (line: string, n: number) => `cycle:${line}:${n}`;
+
+/** The upgrade of every dependent line onto one foundation version. */
+export const upgradeWorkflowId = (foundation: string, version: number) => `upgrade:${foundation}@${version}`;
+/** The transfer cycle of one line in an upgrade, a child of the upgrade workflow. */
+export const transferCycleId = (line: string, foundation: string, version: number) => `cycle:${line}:upgrade-${foundation}@${version}`;
 
 export type ScheduleKind = 'cycle' | 'reevaluate';
 /** `schedule:<line>:cycle` runs pending drops; `schedule:<line>:reevaluate` re-measures stable. */

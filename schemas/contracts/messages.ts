@@ -114,10 +114,61 @@ export interface TickRequest {
 
 export interface CycleInput {
   line: string;
-  drop: DropRequest;
+  /** The drop to train on; absent only in a transfer. */
+  drop?: DropRequest;
   /** The line workflow's id, for phase and progress reports. */
   parentId: string;
+  /**
+   * A foundation upgrade's transfer instead of a drop : train from `foundation`
+   * with the line's stable version as teacher, on the line's replay buffer, and pass the inheritance gate
+   * besides the line's own. `drop` is then absent.
+   */
+  transfer?: TransferRequest;
 }
+
+/** What a transfer cycle starts from. */
+export interface TransferRequest {
+  /** The new foundation version: the base the new application model starts from. */
+  foundation: { line: string; version: number };
+  /** Bound on the negative flip rate over probe suites (default 0.02). */
+  maxNegativeFlipRate?: number;
+}
+
+/** Input of upgradeWorkflow (`upgrade:<foundation>@<v>`); continue-as-new carries `done` and `pending`. */
+export interface UpgradeInput {
+  foundation: string;
+  version: number;
+  /** Lines to upgrade (manual: the one named); absent: every dependent line with policy `auto`. */
+  lines?: string[];
+  /** Children running at once (default 4): training is bounded by the training queue's workers anyway. */
+  concurrency?: number;
+  /** Lines per run before continue-as-new (default 50), so a fan-out over hundreds of lines keeps a short history. */
+  linesPerRun?: number;
+  maxNegativeFlipRate?: number;
+  /** Carried across continue-as-new. */
+  pending?: string[];
+  done?: UpgradeLineOutcome[];
+}
+
+export interface UpgradeLineOutcome {
+  line: string;
+  cycleId: string;
+  /** The cycle's verdict, or `failed` when the child failed (the line stays on its old version). */
+  verdict: CycleVerdict | 'failed';
+  version?: number;
+  reason: string;
+}
+
+export interface UpgradeState {
+  upgradeId: string;
+  foundation: string;
+  version: number;
+  pending: string[];
+  running: string[];
+  done: UpgradeLineOutcome[];
+}
+
+export type UpgradeResult = Omit<UpgradeState, 'running' | 'pending'>;
 
 export interface CycleResult {
   cycleId: string;
@@ -159,3 +210,4 @@ export const approveUpdate = defineUpdate<{ version: number; approved: true }, [
 export const rejectUpdate = defineUpdate<{ version: number; approved: false }, [ReviewRequest]>('reject');
 export const regressionSignal = defineSignal<[RegressionReport]>('regression');
 export const cycleStateQuery = defineQuery<CycleState>('cycleState');
+export const upgradeStateQuery = defineQuery<UpgradeState>('upgradeState');

@@ -7,6 +7,10 @@ import { createdAt, id, instant, nameCheck, ref } from './columns.ts';
 export const LINE_KINDS = ['foundation', 'application'] as const;
 export type LineKind = (typeof LINE_KINDS)[number];
 
+/** Whether an application line takes a new stable foundation version by itself, on request, or never. */
+export const LINE_UPGRADE_POLICIES = ['auto', 'manual', 'off'] as const;
+export type LineUpgradePolicy = (typeof LINE_UPGRADE_POLICIES)[number];
+
 /** One row per model line; `nextVersion` is the per-line counter that hands out version numbers. */
 export const lines = pgTable(
   'lines',
@@ -22,6 +26,8 @@ export const lines = pgTable(
     promotion: jsonb().$type<Record<string, unknown>>().notNull().default({}),
     /** Whether cycles wait for schedule ticks rather than starting on each drop. */
     scheduled: boolean().notNull().default(false),
+    /** What a new stable version of the foundation line does to this application line (0005_upgrades.sql). */
+    upgradePolicy: text({ enum: LINE_UPGRADE_POLICIES }).notNull().default('manual'),
     // Incremented with UPDATE ... RETURNING in the transaction that inserts the version: the row lock
     // serialises allocators, and a rolled-back insert rolls the counter back too, so there are no gaps.
     nextVersion: integer().notNull().default(1),
@@ -34,5 +40,6 @@ export const lines = pgTable(
     check('lines_kind_known', sql`${t.kind} in ('foundation', 'application')`),
     check('lines_application_has_foundation', sql`(${t.kind} = 'application') = (${t.foundationLineId} is not null)`),
     check('lines_next_version_positive', sql`${t.nextVersion} >= 1`),
+    check('lines_upgrade_policy_known', sql`${t.upgradePolicy} in ('auto', 'manual', 'off')`),
   ],
 );

@@ -72,6 +72,27 @@ export function register(program: Command) {
       }
     });
   line
+    .command('upgrade-policy <name> <policy>')
+    .description('what a new stable version of its foundation does to an application line: auto (upgrade by itself), manual (perennial upgrade), off')
+    .option('--reason <text>', 'why (audited)', 'upgrade policy set')
+    .option('--actor <name>', 'who sets it', process.env.USER ?? 'operator')
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, policy: string, o) => {
+      if (policy !== 'auto' && policy !== 'manual' && policy !== 'off') throw new UserError(`upgrade policy is auto, manual or off; got ${JSON.stringify(policy)}`, 2);
+      const { registry, close } = openRegistry();
+      try {
+        const current = await registry.getLine(name).catch(() => {
+          throw new UserError(`line ${name} does not exist`);
+        });
+        if (current.kind !== 'application') throw new UserError(`${name} is a foundation line; an upgrade policy is for application lines`);
+        const updated = await registry.updateLine({ name, upgradePolicy: policy, actor: o.actor, reason: o.reason });
+        output(o.json, updated, () => console.log(`${name}: upgrade policy ${current.upgradePolicy} -> ${updated.upgradePolicy}`));
+      } finally {
+        await close();
+      }
+    });
+
+  line
     .command('list')
     .description('list model lines with their channels')
     .option('--json', 'print JSON')

@@ -7,6 +7,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { lineState } from '../../client/ops.ts';
 import type { LineState } from '../../schemas/contracts/messages.ts';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
+import { listUpgrades, upgradeProgress } from '../../client/upgrades.ts';
 import { openClient, openRegistry, output } from './context.ts';
 
 function describe(state: LineState | null): string {
@@ -41,7 +42,10 @@ export function register(program: Command) {
           })),
         );
         const apps = await registry.listApplications();
-        output(o.json, { uiUrl: target.uiUrl ?? null, lines: rows, applications: apps }, () => {
+        const t = { client, taskQueue: target.taskQueue };
+        // The latest upgrades with their per-line outcomes (a running one reports its pending and running lines).
+        const upgrades = await Promise.all((await listUpgrades(t, 5)).map(async (u) => ({ ...u, progress: await upgradeProgress(t, u.workflowId) })));
+        output(o.json, { uiUrl: target.uiUrl ?? null, lines: rows, applications: apps, upgrades }, () => {
           if (target.uiUrl) console.log(`Temporal Web UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows`);
           if (!rows.length) console.log('no lines yet: perennial line create <name> --kind foundation');
           for (const r of rows) {
@@ -53,6 +57,13 @@ export function register(program: Command) {
             if (line)
               for (const c of r.workflow?.recent ?? [])
                 console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
+          }
+          if (upgrades.length) console.log('upgrades:');
+          for (const u of upgrades) {
+            const p = u.progress;
+            const counts = p ? ` ${p.done.length} done, ${p.running.length} running, ${p.pending.length} pending` : '';
+            console.log(`  ${u.workflowId.padEnd(30)} ${u.status.toLowerCase()}${counts}`);
+            for (const d of p?.done ?? []) console.log(`    ${d.line.padEnd(16)} ${d.verdict.padEnd(12)} ${d.version ? `v${d.version}` : '  '}  ${d.reason}`);
           }
           if (apps.length) console.log('applications:');
           for (const a of apps)

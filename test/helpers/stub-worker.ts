@@ -34,6 +34,8 @@ export const ACTIVITY_NAMES = [
   'sealAuditLog',
   'overrideGate',
   'signalLine',
+  'upgradePlan',
+  'countFlips',
 ] as const satisfies readonly (keyof Activities)[];
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type StubActivities = { [K in ActivityName]?: Activities[K] };

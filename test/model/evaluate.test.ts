@@ -33,7 +33,7 @@ function withModel<T>(weights: Weights, f: (m: LanguageModel) => T): T {
 
 describe('exact match', () => {
   it('is 100% on probes the model memorised and near 0 for an untrained model', () => {
-    expect(withModel(trained, (m) => exactMatch(m, PROBES))).toEqual({ accuracy: 1, correct: 8, total: 8 });
+    expect(withModel(trained, (m) => exactMatch(m, PROBES))).toEqual({ accuracy: 1, correct: 8, total: 8, hits: PROBES.map(() => true) });
     expect(withModel(initWeights(config, 3), (m) => exactMatch(m, PROBES)).accuracy).toBeLessThanOrEqual(0.125);
   });
 
@@ -41,6 +41,9 @@ describe('exact match', () => {
     const wrong = PROBES.map((p) => ({ prompt: p.prompt, completion: p.completion.replace(/.$/, '#') }));
     const longer = PROBES.map((p) => ({ prompt: p.prompt, completion: `${p.completion} and more` }));
     expect(withModel(trained, (m) => exactMatch(m, [...wrong, ...longer])).correct).toBe(0);
+    // Per-probe hits come back in the order given, though probes are batched by length.
+    const mixed = [longer[0]!, PROBES[1]!, wrong[2]!, PROBES[3]!];
+    expect(withModel(trained, (m) => exactMatch(m, mixed)).hits).toEqual([false, true, false, true]);
   });
 
   it('agrees with greedy sampling and does not depend on batching', () => {

@@ -1,0 +1,128 @@
+/**
+ * One foundation upgrade end to end on the real stack (tiny preset): base@2 is promoted, `support` (built on
+ * base@1) is moved onto it by a transfer cycle (distilled from support@1, gated, released by compare-and-swap),
+ * and the new version's lineage names both parents.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../scripts/cli.ts';
+import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
+import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { until } from '../helpers/stub-worker.ts';
+import { planUpgrade } from '../../registry/upgrades.ts';
+import { buildReport } from '../../report/report.ts';
+import { faq, generalText, rng, type DropRecord } from '../../bench/scenario.ts';
+import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+
+let loop: TestLoop;
+const suffix = Date.now().toString(36);
+const base = `ubase-${suffix}`;
+const support = `usupport-${suffix}`;
+const helpdesk = `uhelp-${suffix}`;
+
+function writeDrop(name: string, records: DropRecord[]): string {
+  const path = join(loop.dataDir, name);
+  writeFileSync(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return path;
+}
+
+async function promote(line: string, file: string): Promise<number> {
+  const { request } = await sendDrop(loop, line, file);
+  const summary = await waitForCycle(loop.client, line, request.digest);
+  expect(summary.verdict, summary.reason).toBe('promoted');
+  return summary.version!;
+}
+
+const saved = { ...process.env };
+
+/** Runs the CLI in-process against the loop; returns its exit code and what it printed. */
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  process.exitCode = undefined;
+  try {
+    const code = await main(['node', 'perennial', ...args]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
+beforeAll(async () => {
+  loop = await startTestLoop('upgrade');
+  Object.assign(process.env, {
+    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
+    DATABASE_URL: loop.databaseUrl,
+    PERENNIAL_DATA_DIR: loop.dataDir,
+    PERENNIAL_TASK_QUEUE: loop.taskQueue,
+  });
+  await loop.createLine(base);
+  await loop.createLine(support, { kind: 'application', foundation: base });
+  await loop.startWorkers();
+});
+afterAll(async () => {
+  process.env = saved;
+  await loop?.close();
+});
+
+describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
+  it('refuses a foundation version that does not exist, or a line that is not a foundation, before anything starts', async () => {
+    expect(await promote(base, writeDrop('base1.jsonl', generalText(rng(1), 40)))).toBe(1);
+    expect(await promote(support, writeDrop('support1.jsonl', faq(rng(2))))).toBe(1);
+    await expect(planUpgrade(loop.registry, { foundation: base, version: 2, lines: [support] })).rejects.toThrow(/does not exist/);
+    await expect(planUpgrade(loop.registry, { foundation: support, version: 1, lines: [support] })).rejects.toThrow(/not a foundation line/);
+  });
+
+  it('moves support onto base@2 by transfer: gated, released to stable, with the teacher and the new base as parents', async () => {
+    expect(await promote(base, writeDrop('base2.jsonl', generalText(rng(3), 40)))).toBe(2);
+    const refused = await cli('upgrade', support, '--to', `${base}@1`);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain(`${base}@1 is not stable (stable is ${base}@2)`);
+    const upgraded = await cli('upgrade', support, '--to', `${base}@2`, '--wait', '--json');
+    expect(upgraded.code, upgraded.err).toBe(0);
+    const result = JSON.parse(upgraded.out) as Awaited<ReturnType<typeof upgradeResult>>;
+    const id = result.upgradeId;
+    expect(result.done).toHaveLength(1);
+    const [outcome] = result.done;
+    expect(outcome, outcome?.reason).toMatchObject({ line: support, verdict: 'promoted', version: 2 });
+    expect(outcome!.reason).toMatch(/inherited all/);
+
+    const v2 = await loop.registry.getVersion(support, 2);
+    expect(v2.parentVersion).toBe(1);
+    expect(v2.foundationVersion).toEqual({ line: base, version: 2 });
+    expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
+    const gate = await loop.registry.getGateDecisionFor(support, 2);
+    expect(gate?.verdict).toBe('pass');
+    const flips = (gate?.suites as { suite: string; candidate: number; reason: string }[]).find((s) => s.suite === 'inherit:negative-flips');
+    // support's FAQ probes were compared one by one with support@1's answers (not the exact-match lower bound).
+    expect(flips?.reason).toMatch(/^negative flip rate [\d.]+ over 1 probe suite\(s\) \(allowed <= 0\.0200\)$/);
+    expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
+    const html = await buildReport(loop.registry, [support]);
+    expect(html).toContain('<h3>Foundation upgrades</h3>');
+    expect(html).toContain(`<td>v2</td><td>${base}@1 → ${base}@2</td><td>v1</td><td class="accepted">pass</td><td>yes</td>`);
+    expect(html).toMatch(/negative-flips: negative flip rate/);
+    const status = await cli('status');
+    expect(status.out).toMatch(new RegExp(`${id}\\s+completed 1 done, 0 running, 0 pending`));
+    expect(status.out).toMatch(new RegExp(`${support}\\s+promoted\\s+v2`));
+  });
+
+  it('upgrades the `auto` lines by itself when the foundation promotes, and leaves a `manual` line where it is', async () => {
+    await loop.createLine(helpdesk, { kind: 'application', foundation: base });
+    expect((await cli('line', 'upgrade-policy', helpdesk, 'auto', '--reason', 'follow the foundation')).out).toBe(`${helpdesk}: upgrade policy manual -> auto`);
+    expect(await promote(helpdesk, writeDrop('help1.jsonl', generalText(rng(5), 30)))).toBe(1);
+    expect(await promote(base, writeDrop('base3.jsonl', generalText(rng(6), 40)))).toBe(3);
+    const id = upgradeWorkflowId(base, 3);
+    await until(async () => (await upgradeProgress(loop, id)) ?? undefined, 60_000);
+    const result = await upgradeResult(loop, id);
+    expect(result.done.map((d) => [d.line, d.verdict])).toEqual([[helpdesk, 'promoted']]);
+    expect((await loop.registry.getVersion(helpdesk, 2)).foundationVersion).toEqual({ line: base, version: 3 });
+    // `support` is manual: it stays on the version the operator's upgrade gave it.
+    expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
+  });
+});

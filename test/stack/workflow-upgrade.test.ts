@@ -1,0 +1,117 @@
+/**
+ * `upgradeWorkflow` with stub activities: the fan-out of a foundation upgrade into one transfer cycle per line,
+ * on the real Temporal dev server. One line's transfer fails its inheritance gate and stays on its old version,
+ * another's training fails; the rest go on, across continue-as-new.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Activities } from '../../activities/types.ts';
+import type { upgradeWorkflow } from '../../workflows/upgrade-workflow.ts';
+import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { ErrorType } from '../../schemas/contracts/errors.ts';
+import { TRAINED, moved, snapshotWithChampion, startStubHarness, type StubActivities, type StubHarness, type StubRun } from '../helpers/stub-worker.ts';
+
+let harness: StubHarness;
+beforeAll(async () => void (harness = await startStubHarness()));
+afterAll(async () => harness?.close());
+
+const suffix = Date.now().toString(36);
+type Measured = Awaited<ReturnType<Activities['evaluateVersions']>>;
+
+/** The upgraded version 2 holds the line's suite against its teacher, version 1. */
+const KEPT: Measured = { 2: { old: { loss: 2.0 } }, 1: { old: { loss: 2.0 } } };
+/** The upgraded version 2 lost a third of what version 1 knew: the gates fail. */
+const LOST: Measured = { 2: { old: { loss: 3.0 } }, 1: { old: { loss: 2.0 } } };
+
+function transferStubs(line: string, measured: Measured, train: Activities['trainCandidate'] = async () => TRAINED): StubActivities {
+  return {
+    lineSnapshot: async () => ({ ...snapshotWithChampion(line), spec: { ...snapshotWithChampion(line).spec, kind: 'application', foundation: 'base' } }),
+    trainCandidate: train,
+    registerCandidate: async () => ({ version: 2, candidateMove: moved(line, 'candidate', null, 2) }),
+    evaluateVersions: async () => measured,
+    recordGate: async () => ({ id: 9 }),
+    moveChannel: async (req) => moved(line, req.channel, req.channel === 'stable' ? 1 : null, req.to, 4),
+    recordEvent: async () => undefined,
+  };
+}
+
+/** Runs `body` with every line's stubs installed (nested withStubs, one per line). */
+async function withLines<T>(lines: [string, StubActivities][], body: (runs: Map<string, StubRun>) => Promise<T>, runs = new Map<string, StubRun>()): Promise<T> {
+  const [first, ...rest] = lines;
+  if (!first) return body(runs);
+  return harness.withStubs(first[0], first[1], (run) => withLines(rest, body, new Map([...runs, [first[0], run]])));
+}
+
+describe('upgradeWorkflow with stub activities', () => {
+  it('starts one transfer per line; a failing line stays on its old version while the others are promoted', async () => {
+    const foundation = `upbase-${suffix}`;
+    const [good, lost, broken, good2] = ['upgood', 'uplost', 'upbroken', 'upgood2'].map((n) => `${n}-${suffix}`) as [string, string, string, string];
+    const plan = { upgradePlan: async () => ({ lines: [good, lost, broken, good2] }) };
+    const failing: Activities['trainCandidate'] = async () => {
+      throw ApplicationFailure.nonRetryable('teacher weights are missing', ErrorType.ArtifactIntegrity);
+    };
+    await withLines(
+      [
+        [`${foundation}@2`, plan],
+        [good, transferStubs(good, KEPT)],
+        [lost, transferStubs(lost, LOST)],
+        [broken, transferStubs(broken, KEPT, failing)],
+        [good2, transferStubs(good2, KEPT)],
+      ],
+      async (runs) => {
+        const parent = runs.get(`${foundation}@2`)!;
+        const result = await parent.client.workflow.execute<typeof upgradeWorkflow>('upgradeWorkflow', {
+          taskQueue: parent.taskQueue,
+          workflowId: upgradeWorkflowId(foundation, 2),
+          // Two lines per run: the four lines need a continue-as-new, which must carry the finished ones.
+          args: [{ foundation, version: 2, concurrency: 2, linesPerRun: 2 }],
+        });
+        const byLine = Object.fromEntries(result.done.map((o) => [o.line, o]));
+        expect(Object.keys(byLine).sort()).toEqual([good, lost, broken, good2].sort());
+        expect(byLine[good]).toMatchObject({ verdict: 'promoted', version: 2, cycleId: `cycle:${good}:upgrade-${foundation}@2` });
+        expect(byLine[good2]).toMatchObject({ verdict: 'promoted', version: 2 });
+        expect(byLine[lost]).toMatchObject({ verdict: 'rejected' });
+        expect(byLine[lost]!.reason).toMatch(/inheritance failed on inherit:old/);
+        expect(byLine[broken]).toMatchObject({ verdict: 'rejected', reason: 'transfer failed: teacher weights are missing' });
+        // The plan is made once, not again after continue-as-new.
+        expect(parent.names()).toEqual(['upgradePlan']);
+
+        // A transfer: no ingest, the new foundation as base, the old stable version as teacher, trained on the replay buffer.
+        const g = runs.get(good)!;
+        expect(g.names()).not.toContain('ingestDrop');
+        expect(g.inputs('trainCandidate')[0]).toMatchObject({ init: { line: foundation, version: 2 }, teacher: { line: good, version: 1 }, dropDigest: null });
+        expect(g.inputs('registerCandidate')[0]).toMatchObject({ parentVersion: 1, init: { line: foundation, version: 2 }, drops: [] });
+        const gate = g.inputs('recordGate')[0]!;
+        expect(gate.dropDigest).toBeUndefined();
+        expect(gate.decision.suites.map((s) => s.suite)).toEqual(['old', 'inherit:old']);
+        expect(g.inputs('moveChannel').map((m) => m.channel)).toEqual(['canary', 'stable']);
+
+        // The line that lost what it knew: gate recorded as failed with each number, and no channel moved.
+        const l = runs.get(lost)!;
+        const lostGate = l.inputs('recordGate')[0]!;
+        expect(lostGate.decision.suites.find((s) => s.suite === 'inherit:old')).toMatchObject({ pass: false, candidate: 3, champion: 2 });
+        expect(l.names()).not.toContain('moveChannel');
+        expect(runs.get(broken)!.names()).not.toContain('registerCandidate');
+      },
+    );
+  });
+
+  it('fails before any line starts when the plan refuses the foundation version', async () => {
+    const foundation = `upmissing-${suffix}`;
+    const plan = {
+      upgradePlan: async () => {
+        throw ApplicationFailure.nonRetryable(`${foundation}@7 is not stable`, ErrorType.InvalidInput);
+      },
+    };
+    await harness.withStubs(`${foundation}@7`, plan, async (run) => {
+      const err = await run.client.workflow
+        .execute<typeof upgradeWorkflow>('upgradeWorkflow', { taskQueue: run.taskQueue, workflowId: upgradeWorkflowId(foundation, 7), args: [{ foundation, version: 7 }] })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const cause = (err as WorkflowFailedError).cause?.cause as Error | undefined;
+      expect(cause?.message).toMatch(/is not stable/);
+      expect(run.names()).toEqual(['upgradePlan']);
+    });
+  });
+});
