@@ -92,15 +92,22 @@ export async function startStubHarness(): Promise<StubHarness> {
   const native = await NativeConnection.connect({ address });
   const taskQueue = `wf-stub-${process.pid}-${Date.now().toString(36)}`;
   const lines = new Map<string, { stubs: StubActivities; calls: Call[] }>();
+  const seenLocal = new Set<string>();
 
   const activities = Object.fromEntries(
     ACTIVITY_NAMES.map((activity) => [
       activity,
       async (input: unknown) => {
-        const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
+        const info = Context.current().info;
+        const workflowId = info.workflowExecution?.workflowId ?? '';
         const script = lines.get(lineOf(workflowId));
         if (!script) throw ApplicationFailure.nonRetryable(`no test stubs the activities of ${workflowId}`, 'NotStubbedError');
-        script.calls.push({ name: activity, input });
+        // A local activity is at least once: when a workflow task times out under load before its marker is
+        // recorded, the replayed task runs the same call (same run, sequence number and attempt) again. That is
+        // one call of the workflow's, so it is recorded once; a retry (a higher attempt) is recorded as its own.
+        const callId = `${info.workflowExecution?.runId}:${info.activityId}:${info.attempt}`;
+        if (!info.isLocal || !seenLocal.has(callId)) script.calls.push({ name: activity, input });
+        if (info.isLocal) seenLocal.add(callId);
         const stub = script.stubs[activity] as ((i: unknown) => Promise<unknown>) | undefined;
         if (!stub) throw ApplicationFailure.nonRetryable(`activity ${activity} is not stubbed in this test`, 'NotStubbedError');
         try {
