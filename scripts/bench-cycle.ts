@@ -6,19 +6,15 @@
  *
  *   npm run bench:cycle [-- --cycles 10 --steps 60]
  */
-import { mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
 import { Command } from 'commander';
 import proto from '@temporalio/proto';
 import { PRESETS } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
-import { openRegistry } from '../workers/wiring.ts';
 import { sendDrop, waitForCycle } from '../client/ops.ts';
 import { generalText, rng } from '../bench/scenario.ts';
-import { startStack } from './stack/stack.ts';
-import { freePort } from './stack/wait.ts';
+import { startPrivateStack } from './stack/private-stack.ts';
 
 const { EventType } = proto.temporal.api.enums.v1;
 const opts = new Command('bench:cycle')
@@ -29,23 +25,7 @@ const opts = new Command('bench:cycle')
   .parse()
   .opts<{ cycles: number; steps: number; keep?: boolean; timeline?: boolean }>();
 
-const root = mkdtempSync(join(tmpdir(), 'perennial-bench-cycle-'));
-chmodSync(root, 0o755);
-const stack = await startStack({
-  dataDir: root,
-  temporalPort: await freePort(),
-  uiPort: await freePort(),
-  postgresPort: await freePort(),
-  namespace: 'default',
-  taskQueue: 'bench',
-  trainingWorkers: 1,
-  headless: true,
-  log: () => {},
-  env: { ...process.env, TEMPORAL_ADDRESS: '', DATABASE_URL: '' },
-});
-const connection = await Connection.connect({ address: stack.state.temporal.address });
-const client = new Client({ connection, namespace: 'default' });
-const installation = openRegistry(stack.state.database.url, root);
+const { root, stack, client, installation, close } = await startPrivateStack('bench-cycle', { taskQueue: 'bench', keep: opts.keep });
 const line = 'bench';
 await installation.registry.ensureLine({
   name: line,
@@ -123,10 +103,7 @@ try {
   );
   console.log(`orchestration overhead p50 ${p50.toFixed(0)} ms (goal < 300 ms): ${p50 < 300 ? 'met' : 'NOT met'}`);
 } finally {
-  await installation.close();
-  await connection.close();
-  await stack.stop();
-  if (!opts.keep) rmSync(root, { recursive: true, force: true });
+  await close();
 }
 
 /** Each event of a cycle's history with the time since the previous one: where orchestration time goes. */

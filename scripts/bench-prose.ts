@@ -15,20 +15,16 @@
  * tokens / ln 2, and the EOS stands for the "\n\n" it replaces. xz and gzip have no training set, so their
  * fair counterpart is also reported: xz -9 of (train + held-out) minus xz -9 of train, the conditional cost.
  */
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Command } from 'commander';
 import { PRESETS, flopsPerToken, parameterCount } from '../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
-import { openRegistry } from '../workers/wiring.ts';
 import { sendDrop, waitForCycle } from '../client/ops.ts';
 import { compressorBitsPerByte, modelBitsPerByte, splitProse } from '../bench/prose.ts';
-import { startStack } from './stack/stack.ts';
-import { freePort } from './stack/wait.ts';
+import { startPrivateStack } from './stack/private-stack.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench:prose')
@@ -68,26 +64,10 @@ say(
 // --- the loop: a private stack, a foundation line, one drop ---------------------------------------------
 const config = PRESETS[presetName];
 const recipe = { ...DEFAULT_RECIPE, steps };
-const root = mkdtempSync(join(tmpdir(), 'perennial-bench-prose-'));
-chmodSync(root, 0o755);
-const dropFile = join(root, 'drops', 'pride-and-prejudice.txt');
+const { root, stack, client, installation, close } = await startPrivateStack('bench-prose', { taskQueue: 'bench', keep: opts.keep });
+const dropFile = join(root, 'drops', 'pride-and-prejudice.txt'); // <data>/drops is a default drop root
 mkdirSync(dirname(dropFile), { recursive: true });
 copyFileSync(opts.corpus, dropFile);
-const stack = await startStack({
-  dataDir: root,
-  temporalPort: await freePort(),
-  uiPort: await freePort(),
-  postgresPort: await freePort(),
-  namespace: 'default',
-  taskQueue: 'bench',
-  trainingWorkers: 1,
-  headless: true,
-  log: () => {},
-  env: { ...process.env, TEMPORAL_ADDRESS: '', DATABASE_URL: '' },
-});
-const connection = await Connection.connect({ address: stack.state.temporal.address });
-const client = new Client({ connection, namespace: 'default' });
-const installation = openRegistry(stack.state.database.url, root);
 const line = 'prose';
 try {
   const registry = installation.registry;
@@ -171,10 +151,7 @@ try {
   );
   console.log(JSON.stringify(result, null, 2));
 } finally {
-  await installation.close();
-  await connection.close();
-  await stack.stop();
-  if (!opts.keep) rmSync(root, { recursive: true, force: true });
+  await close();
 }
 
 /** Wall time of the cycle's trainCandidate activity, first start to completion (retries included), and its attempts. */
