@@ -5,8 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../scripts/cli.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../helpers/cli-in-process.ts';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
 import { upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
 import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
@@ -36,23 +36,6 @@ async function promote(line: string, file: string): Promise<number> {
 }
 
 const saved = { ...process.env };
-
-/** Runs the CLI in-process against the loop; returns its exit code and what it printed. */
-async function cli(...args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  process.exitCode = undefined;
-  try {
-    const code = await main(['node', 'perennial', ...args]);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-    process.exitCode = undefined;
-  }
-}
 
 beforeAll(async () => {
   loop = await startTestLoop('upgrade');
