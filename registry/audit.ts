@@ -41,31 +41,19 @@ export interface AuditEntry extends AuditInput {
 /** The file of signed roots, one DSSE envelope per line. */
 export const ROOTS_FILE = 'roots.jsonl';
 
-/** The bytes an entry's `hash` covers: every field but the hash itself, canonically. */
-export function entryBody(e: Omit<AuditEntry, 'hash'>): string {
-  return canonicalJson({
-    seq: e.seq,
-    at: e.at.toISOString(),
-    actor: e.actor,
-    action: e.action,
-    subject: e.subject,
-    details: e.details,
-    prevHash: e.prevHash,
-  });
+/** Every field of an entry but its hash. */
+function bodyFields(e: Omit<AuditEntry, 'hash'>) {
+  return { seq: e.seq, at: e.at.toISOString(), actor: e.actor, action: e.action, subject: e.subject, details: e.details, prevHash: e.prevHash };
 }
 
-/** The bytes of an entry as a Merkle leaf: the whole entry, hash included. */
+/** The bytes an entry's `hash` covers: every field but the hash itself, canonically. */
+export function entryBody(e: Omit<AuditEntry, 'hash'>): string {
+  return canonicalJson(bodyFields(e));
+}
+
+/** The bytes of an entry as a Merkle leaf: the whole entry, hash included (canonical JSON sorts the keys). */
 export function entryLeaf(e: AuditEntry): string {
-  return canonicalJson({
-    seq: e.seq,
-    at: e.at.toISOString(),
-    actor: e.actor,
-    action: e.action,
-    subject: e.subject,
-    details: e.details,
-    prevHash: e.prevHash,
-    hash: e.hash,
-  });
+  return canonicalJson({ ...bodyFields(e), hash: e.hash });
 }
 
 /**
