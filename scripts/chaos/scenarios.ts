@@ -519,15 +519,18 @@ export interface LoadRestart {
   signal: NodeJS.Signals;
   /** The completed-cycle count it waited for (restartPoints). */
   afterCycles: number;
-  /** Cycles completed, and still open or queued, as last read before the signal (at most ~200 ms before it). */
+  /** Cycles completed, and still open or queued, as last read before the signal (one round of parallel queries before it). */
   completed: number;
   open: number;
 }
 
 /** How many of `sent` have a finished cycle on their line now (drops already seen finished stay finished). */
 async function completedCycles(s: ChaosStack, sent: SentDrop[], done: Set<string>): Promise<number> {
-  for (const line of new Set(sent.filter((d) => !done.has(`${d.line}/${d.digest}`)).map((d) => d.line))) {
-    const state = await stateOf(s, line);
+  // All lines at once: a query waits for the workflow worker, and under load one round of sequential queries
+  // can outlast a fast run (CI saw all 8 cycles finish within one round, so no restart was injected).
+  const open = [...new Set(sent.filter((d) => !done.has(`${d.line}/${d.digest}`)).map((d) => d.line))];
+  const states = await Promise.all(open.map(async (line) => ({ line, state: await stateOf(s, line) })));
+  for (const { line, state } of states) {
     for (const c of state?.recent ?? []) if (sent.some((d) => d.line === line && d.digest === c.digest)) done.add(`${line}/${c.digest}`);
   }
   return done.size;
@@ -566,7 +569,7 @@ export async function loadWithRestarts(
     for (const [i, afterCycles] of points.entries()) {
       let completed = await completedCycles(s, sent, done);
       while (completed < afterCycles && !finished) {
-        await sleep(200);
+        await sleep(100);
         completed = await completedCycles(s, sent, done);
       }
       // Every cycle completed (or the wait for them gave up, with its own error): nothing is under load any more.
