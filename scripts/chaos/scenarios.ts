@@ -243,8 +243,9 @@ export async function killAllWorkers(s: ChaosStack, opts: { lines: number; drops
     'a line to be training',
     120_000,
     async () => {
-      for (const l of lines) if ((await stateOf(s, l))?.current?.phase === 'adapt') return true;
-      return false;
+      // All lines at once, so a slow query on one line does not hide another line's short training phase.
+      const states = await Promise.all(lines.map((l) => stateOf(s, l)));
+      return states.some((st) => st?.current?.phase === 'adapt');
     },
     100,
   );
@@ -271,8 +272,9 @@ export async function killTemporal(
     'a line to be training',
     120_000,
     async () => {
-      for (const l of lines) if ((await stateOf(s, l))?.current?.phase === 'adapt') return true;
-      return false;
+      // All lines at once, so a slow query on one line does not hide another line's short training phase.
+      const states = await Promise.all(lines.map((l) => stateOf(s, l)));
+      return states.some((st) => st?.current?.phase === 'adapt');
     },
     100,
   );
