@@ -28,8 +28,10 @@ export interface UpgradeBenchOptions {
   otherConfig: ModelConfig;
   /** Steps of the old foundation from scratch, and of each foundation continuation. */
   foundationSteps: number;
-  /** The line's budget: steps of its first fine-tune, and of every re-fine-tune or transfer. */
+  /** The line's budget: steps of its first fine-tune, and (unless upgradeSteps is set) of every re-fine-tune or transfer. */
   lineSteps: number;
+  /** Steps of a re-fine-tune or transfer (default lineSteps). */
+  upgradeSteps?: number;
   recipe: Omit<Recipe, 'steps' | 'seed'>;
   /** Share of each batch from the foundation's data (the line's replayRatio); the line's own drops get the rest. */
   replayRatio: number;
@@ -122,7 +124,9 @@ export async function runUpgradeBench(opts: UpgradeBenchOptions): Promise<Upgrad
   const sc = upgradeScenario(opts.seed);
   const recipe = (steps: number, seed: number): Recipe => ({ ...opts.recipe, steps, seed });
   const train = async (config: ModelConfig, init: Weights, sources: Source[], steps: number, teacher?: { config: ModelConfig; weights: Weights }) => {
-    const r = await trainModel({ config, init, sources, recipe: recipe(steps, opts.seed), ...(teacher ? { teacher } : {}) });
+    // The distillation fields are for the transfer, as in the loop (activities/train.ts drops them without a teacher).
+    const { distillWeight: _w, distillTemperature: _t, ...plain } = recipe(steps, opts.seed);
+    const r = await trainModel({ config, init, sources, recipe: teacher ? recipe(steps, opts.seed) : plain, ...(teacher ? { teacher } : {}) });
     const teacherFlops = teacher ? (r.tokens * flopsPerToken(teacher.config)) / 3 : 0;
     return { weights: r.weights, flops: r.flops + teacherFlops, wallMs: r.wallMs };
   };
@@ -198,12 +202,12 @@ export async function runUpgradeBench(opts: UpgradeBenchOptions): Promise<Upgrad
       };
       lines.push(judge('keep', old, 0, 0));
       log(`${line.name} -> ${fname}: naive re-fine-tune`);
-      const naive = await train(f.config, f.weights, own, opts.lineSteps);
+      const naive = await train(f.config, f.weights, own, opts.upgradeSteps ?? opts.lineSteps);
       lines.push(judge('naive', score(f.config, naive.weights, [...suites, ...generalSuites]), naive.flops, naive.wallMs));
       log(`${line.name} -> ${fname}: transfer (replay buffer + distillation from the old application model)`);
       // The loop's transfer sources: the line's accepted drops (1 - replayRatio, distilled), the foundation line's data
       // (both general drops, cross-entropy only) the rest.
-      const transfer = await train(f.config, f.weights, [...mine(1 - rr), { ...g2, weight: rr / 2, distill: false }, { ...g1, weight: rr / 2, distill: false }], opts.lineSteps, {
+      const transfer = await train(f.config, f.weights, [...mine(1 - rr), { ...g2, weight: rr / 2, distill: false }, { ...g1, weight: rr / 2, distill: false }], opts.upgradeSteps ?? opts.lineSteps, {
         config: opts.config,
         weights: app.weights,
       });

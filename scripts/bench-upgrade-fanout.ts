@@ -39,7 +39,7 @@ export async function runFanout(opts: { lines: number; log: (s: string) => void;
   const t = { client, taskQueue };
   const reg = installation.registry;
   // Training is not what is measured: two steps, no checkpoints; gates that pass any trained model, no probes (so no flips).
-  const recipe = { ...DEFAULT_RECIPE, steps: 2, batchSize: 4, warmupSteps: 1, checkpointEvery: 0, replayBudget: 20 };
+  const recipe = { ...DEFAULT_RECIPE, steps: 2, batchSize: 4, warmupSteps: 1, checkpointEvery: 100, replayBudget: 20 };
   const gateRules = { ...DEFAULT_GATE_RULES, minImprovement: { loss: -10, exactMatch: -1 }, maxRegression: { loss: 10, exactMatch: 1 } };
   const foundation = 'fbase';
   const write = (name: string, seed: number, n: number) => {

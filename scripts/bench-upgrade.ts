@@ -27,9 +27,12 @@ const opts = new Command('bench:upgrade')
   .option('--fanout <n>', 'application lines in the fan-out run (0: skip it)', (v) => Number(v), 10)
   .option('--skip-quality', 'only the fan-out run')
   .option('--seed <n>', 'seed of the scenario and the training', (v) => Number(v), 7)
+  .option('--upgrade-steps <n>', "steps of a re-fine-tune or transfer (default: the line's budget)", (v) => Number(v))
+  .option('--distill-weight <w>', "the transfer's distillWeight (default: the trainer's, 0.5)", (v) => Number(v))
+  .option('--distill-temperature <t>', "the transfer's distillTemperature (default: the trainer's, 2)", (v) => Number(v))
   .option('--json', 'print one JSON object')
   .parse()
-  .opts<{ quick?: boolean; fanout: number; skipQuality?: boolean; seed: number; json?: boolean }>();
+  .opts<{ quick?: boolean; fanout: number; skipQuality?: boolean; seed: number; json?: boolean; upgradeSteps?: number; distillWeight?: number; distillTemperature?: number }>();
 
 if (!Number.isInteger(opts.fanout) || opts.fanout < 0) {
   console.error(`--fanout: expected a whole number of lines, got ${opts.fanout}`);
@@ -49,9 +52,16 @@ if (!opts.skipQuality) {
     otherConfig,
     foundationSteps: opts.quick ? 250 : 600,
     lineSteps: opts.quick ? 300 : 800,
-    recipe: { ...base, batchSize: opts.quick ? 8 : DEFAULT_RECIPE.batchSize, l2Pull: 0 },
+    recipe: {
+      ...base,
+      batchSize: opts.quick ? 8 : DEFAULT_RECIPE.batchSize,
+      l2Pull: 0,
+      ...(opts.distillWeight !== undefined ? { distillWeight: opts.distillWeight } : {}),
+      ...(opts.distillTemperature !== undefined ? { distillTemperature: opts.distillTemperature } : {}),
+    },
     replayRatio: DEFAULT_RECIPE.replayRatio,
     seed: opts.seed,
+    ...(opts.upgradeSteps !== undefined ? { upgradeSteps: opts.upgradeSteps } : {}),
     log: say,
   });
 }
@@ -60,8 +70,7 @@ let fanout: FanoutResult | undefined;
 if (opts.fanout > 0) fanout = await runFanout({ lines: opts.fanout, log: say });
 
 const out = {
-  backend: backendName(),
-  quick: Boolean(opts.quick),
+  ...(quality ? { backend: backendName(), quick: Boolean(opts.quick) } : {}),
   ...(quality
     ? {
         lines: quality.lines,
