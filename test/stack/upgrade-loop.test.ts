@@ -164,5 +164,22 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(['promoted', 'rejected']).toContain(next.verdict);
     expect((await loop.registry.getGateDecisionFor(support, 4))?.suites.length, next.reason).toBeGreaterThan(0);
     expect((await loop.registry.getVersion(support, 4)).foundationVersion).toEqual({ line: wide, version: 1 });
+
+    // A foundation whose model sees longer windows than the line's can teach is refused before anything starts.
+    const long = `ulong-${suffix}`;
+    await loop.registry.ensureLine({
+      name: long,
+      kind: 'foundation',
+      modelConfig: { ...PRESETS.tiny, context: 64 },
+      recipe: TEST_RECIPE,
+      gateRules: DEFAULT_GATE_RULES,
+      promotion: DEFAULT_PROMOTION,
+      actor: 'test',
+    });
+    expect(await promote(long, writeDrop('long1.jsonl', generalText(rng(11), 30)))).toBe(1);
+    const tooLong = await cli('upgrade', support, '--to', `${long}@1`);
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.err).toContain(`${support} (context 32, vocabulary 259) cannot teach a model of ${long}'s shape (context 64, vocabulary 259)`);
+    expect((await loop.registry.getLine(support)).foundationLine).toBe(wide);
   });
 });
