@@ -335,11 +335,12 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
    */
   async function foundationGain(old: { line: string; version: number } | null) {
     const held = suites.filter((s) => s.line !== line);
-    if (!old || !held.length) return undefined;
-    const to = transfer!.foundation;
     const minShare = snapshot.spec.gateRules.minFoundationGainShare ?? DEFAULT_MIN_FOUNDATION_GAIN_SHARE;
+    if (!old || !held.length || minShare <= 0) return undefined;
+    const to = transfer!.foundation;
     if (old.line === to.line) {
-      const m = await evals.evaluateVersions({ line: to.line, versions: [to.version, old.version], suites: held });
+      const versions = old.version === to.version ? [to.version] : [to.version, old.version];
+      const m = await evals.evaluateVersions({ line: to.line, versions, suites: held });
       return { newFoundation: m[to.version]!, oldFoundation: m[old.version]!, minShare };
     }
     const [n, o] = await Promise.all([
