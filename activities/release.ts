@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { ROOTS_FILE } from '../registry/audit.ts';
 import { planUpgrade } from '../registry/upgrades.ts';
+import { loadModel } from '../model/weights.ts';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { lineWorkflowId, scheduleId, WorkflowType } from '../schemas/contracts/ids.ts';
 import { LineSpec } from '../schemas/io.ts';
@@ -122,6 +123,38 @@ export function releaseActivities(deps: ActivityDeps) {
       // learned from: an application model keeps its general capability by rehearsing it.
       const replay = [...accepted(drops), ...accepted(foundationDrops)];
       return { spec, channels, suites, replay, foundationStable, cycleCount: drops.length, scheduled };
+    },
+
+    /**
+     * What a transfer needs besides the line's snapshot: the foundation version the line's stable version stands on
+     * (whose gain the new one must beat) and, when the transfer re-bases the line onto another foundation line, that
+     * line's suites and accepted drops (newest first), which the transfer is then judged on and trained with too.
+     * Read-only.
+     */
+    async transferContext(input: { line: string; champion: number; foundation: VersionRef }): Promise<{
+      oldFoundation: VersionRef | null;
+      rebase: boolean;
+      suites: SuiteRef[];
+      replay: string[];
+    }> {
+      const [line, champion] = await Promise.all([registry.getLine(input.line), registry.getVersion(input.line, input.champion)]);
+      const rebase = line.foundationLine !== input.foundation.line;
+      const [suites, drops] = rebase ? await Promise.all([activeSuites(input.foundation.line), registry.listDrops(input.foundation.line)]) : [[], []];
+      const replay = drops
+        .filter((d) => d.status === 'accepted')
+        .sort((a, b) => b.receivedAt.getTime() - a.receivedAt.getTime())
+        .map((d) => d.digest);
+      return { oldFoundation: champion.foundationVersion ?? null, rebase, suites, replay };
+    },
+
+    /**
+     * After a transfer's version reached `stable`: the line now stands on `foundation`'s line and on the shape of
+     * that version (registry adoptFoundation; audited when anything changed). Idempotent.
+     */
+    async adoptFoundation(input: { line: string; version: number; foundation: VersionRef; actor: string; reason: string }): Promise<void> {
+      const v = await registry.getVersion(input.line, input.version);
+      const { config } = loadModel(await deps.store.get(v.weightsDigest));
+      await registry.adoptFoundation({ name: input.line, foundationLine: input.foundation.line, modelConfig: config as never, actor: input.actor, reason: input.reason });
     },
 
     /** Creates the version for a trained candidate and signs its manifest. Idempotent by the cycle key. */

@@ -64,19 +64,27 @@ export function trainingActivities(deps: ActivityDeps) {
 
   /**
    * A transfer's sources: the line's accepted data (its replay buffer, newest first, within the record budget), one
-   * source per drop with equal weight, since there is no new drop to mix them with.
+   * source per drop. The line's own drops share `1 - replayRatio` of each batch and its foundations' data the rest,
+   * as a drop and its replay do in an ordinary cycle, so the line's facts are rehearsed as often as they were learned.
+   * Only the line's own drops are distilled: on the foundations' general data the new foundation knows more than the
+   * old application model, and its soft targets there would pull the student back toward the old base.
    */
   async function transferSources(input: TrainInput) {
-    const replay: { digest: string; docs: string[] }[] = [];
+    const own = new Set((await deps.registry.listDrops(input.line)).map((d) => d.digest));
+    const replay: { digest: string; docs: string[]; own: boolean }[] = [];
     let budget = input.recipe.replayBudget;
     for (const digest of input.replay) {
       if (budget <= 0) break;
       const docs = (await deps.drops.get(digest)).train.slice(0, budget);
       budget -= docs.length;
-      if (docs.length) replay.push({ digest, docs });
+      if (docs.length) replay.push({ digest, docs, own: own.has(digest) });
     }
     if (!replay.length) throw ApplicationFailure.nonRetryable(`${input.line} has no accepted data to transfer`, ErrorType.InvalidData);
-    return replay.map((r) => ({ name: `replay:${r.digest.slice(0, 12)}`, weight: 1 / replay.length, docs: r.docs }));
+    const mine = replay.filter((r) => r.own).length;
+    const theirs = replay.length - mine;
+    const share = (r: { own: boolean }) =>
+      mine === 0 || theirs === 0 ? 1 / replay.length : r.own ? (1 - input.recipe.replayRatio) / mine : input.recipe.replayRatio / theirs;
+    return replay.map((r) => ({ name: `replay:${r.digest.slice(0, 12)}`, weight: share(r), docs: r.docs, ...(mine > 0 && !r.own ? { distill: false } : {}) }));
   }
 
   async function loadVersion(ref: { line: string; version: number }) {

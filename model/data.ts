@@ -15,11 +15,14 @@ export interface Source {
   /** Relative weight; the mixture normalises weights over the sources that have data. */
   weight: number;
   docs: string[];
+  /** With a teacher: false trains this source's rows on cross-entropy alone, without distillation (default true). */
+  distill?: boolean;
 }
 
 interface PackedSource {
   name: string;
   weight: number;
+  distill: boolean;
   /** All documents' tokens back to back (ids fit in 16 bits: the vocabulary is 259). */
   stream: Uint16Array;
   /** Offsets into `stream` where a window may start. */
@@ -43,13 +46,15 @@ function pack(source: Source, context: number): PackedSource {
     stream[pos + docLength - 1] = EOS;
     pos += docLength;
   }
-  return { name: source.name, weight: source.weight, stream, starts: Uint32Array.from(starts) };
+  return { name: source.name, weight: source.weight, distill: source.distill !== false, stream, starts: Uint32Array.from(starts) };
 }
 
 /** One training batch: ids and next-token targets, row-major [batchSize, context]. */
 export interface Batch {
   ids: Int32Array;
   targets: Int32Array;
+  /** Per row: 1 when its source is distilled (with a teacher), 0 when it is not. */
+  distill: Float32Array;
 }
 
 /** Draws deterministic batches from a weighted mixture of sources. */
@@ -84,12 +89,14 @@ export class BatchSampler {
     const t = this.context;
     const ids = new Int32Array(batchSize * t);
     const targets = new Int32Array(batchSize * t);
+    const distill = new Float32Array(batchSize);
     const rng = new Rng(deriveSeed(this.seed, step));
     for (let row = 0; row < batchSize; row++) {
       const u = rng.next();
       let si = this.cumulative.findIndex((c) => u < c);
       if (si < 0) si = this.sources.length - 1; // u just below 1 and rounding in the cumulative sum
       const src = this.sources[si]!;
+      distill[row] = src.distill ? 1 : 0;
       const start = src.starts[rng.int(src.starts.length)]!;
       for (let j = 0; j < t; j++) {
         const p = start + j;
@@ -97,6 +104,11 @@ export class BatchSampler {
         targets[row * t + j] = p + 1 < src.stream.length ? src.stream[p + 1]! : PAD;
       }
     }
-    return { ids, targets };
+    return { ids, targets, distill };
+  }
+
+  /** Whether some source is kept out of distillation (then the trainer masks its rows). */
+  get masksDistillation(): boolean {
+    return this.sources.some((s) => !s.distill);
   }
 }

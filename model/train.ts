@@ -173,7 +173,8 @@ function fingerprint(opts: TrainOptions): Record<string, string> {
   return {
     configHash: sha256([canonicalJson(opts.config)]),
     recipeHash: sha256([canonicalJson(opts.recipe)]),
-    dataHash: sha256(opts.sources.flatMap((s) => [s.name, String(s.weight), String(s.docs.length), ...s.docs])),
+    // A source kept out of distillation adds a marker, so the fingerprints of runs without one stay as they were.
+    dataHash: sha256(opts.sources.flatMap((s) => [s.name, String(s.weight), String(s.docs.length), ...s.docs, ...(s.distill === false ? ['no-distill'] : [])])),
     initDigest: weightsDigest(opts.init),
     referenceDigest: opts.reference ? weightsDigest(opts.reference) : 'none',
     // Only when present, so checkpoints of runs without a teacher keep their fingerprint.
@@ -385,11 +386,11 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         break;
       }
       const t = step + 1;
-      const { ids, targets } = sampler.batch(t, recipe.batchSize);
+      const { ids, targets, distill: rowMask } = sampler.batch(t, recipe.batchSize);
       const lr = learningRateAt(t, recipe);
       const soft = teacher ? tf.tidy(() => teacher.teacherProbs(ids, recipe.batchSize, distill!.temperature)) : undefined;
       const { value, grads } = tf.variableGrads(
-        () => (soft ? model.distillLoss(ids, targets, recipe.batchSize, soft, distill!.temperature, distill!.weight) : model.loss(ids, targets, recipe.batchSize)),
+        () => (soft ? model.distillLoss(ids, targets, recipe.batchSize, soft, distill!.temperature, distill!.weight, sampler.masksDistillation ? rowMask : undefined) : model.loss(ids, targets, recipe.batchSize)),
         variables,
       );
       soft?.dispose();

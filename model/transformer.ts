@@ -179,9 +179,33 @@ export class LanguageModel {
    * at temperature T, both over the non-PAD targets. `teacherProbs` [batch·time, vocab] is
    * softmax(teacher logits / T) on the same ids (see teacherProbs). Call inside variableGrads.
    */
-  distillLoss(ids: Int32Array, targets: Int32Array, batch: number, teacherProbs: tf.Tensor2D, temperature: number, weight: number): tf.Scalar {
+  distillLoss(
+    ids: Int32Array,
+    targets: Int32Array,
+    batch: number,
+    teacherProbs: tf.Tensor2D,
+    temperature: number,
+    weight: number,
+    /** Per row, 1 to distil it and 0 for cross-entropy alone on that row; absent: every row is distilled. */
+    rowMask?: Float32Array,
+  ): tf.Scalar {
     const { weights, count } = targetWeights(targets);
     const logits = this.logits(ids, batch);
+    if (rowMask) {
+      // Each token of a distilled row: (1 − w)·CE + w·KL; of a row kept out: CE alone (its w share is CE too).
+      const time = targets.length / batch;
+      const kw = new Float32Array(weights.length);
+      const cw = new Float32Array(weights.length);
+      for (let i = 0; i < weights.length; i++) {
+        const m = rowMask[Math.floor(i / time)]!;
+        kw[i] = weights[i]! * m;
+        cw[i] = weights[i]! * (1 - m);
+      }
+      const ce = crossEntropy(logits, targets, weights, count);
+      const rest = crossEntropy(logits, targets, cw, count);
+      const masked = distillKL(logits, teacherProbs, temperature, kw, count);
+      return tf.add(tf.mul(ce, 1 - weight), tf.mul(tf.add(masked, rest), weight));
+    }
     const kl = distillKL(logits, teacherProbs, temperature, weights, count);
     if (weight >= 1) return kl;
     return tf.add(tf.mul(crossEntropy(logits, targets, weights, count), 1 - weight), tf.mul(kl, weight));

@@ -7,6 +7,7 @@ import { EnsureLineInput, EnsureSuiteInput, RecordDropInput, SetDropStatusInput,
 import type { DropInfo, Json, LineInfo, SuiteInfo } from './types.ts';
 import { DEFAULT_ACTOR, type Exec, NEXT_ACCEPTED, dropDigestOf, dropRow, lineRow, toDropInfo, toLineInfo } from './rows.ts';
 import { RegistryCore } from './core.ts';
+import { canonicalJson } from './canonical.ts';
 
 /** Lines, their data drops and evaluation suites. */
 export class LinesRegistry extends RegistryCore {
@@ -116,6 +117,40 @@ export class LinesRegistry extends RegistryCore {
           ...(p.promotion ? { promotion: { from: before.promotion, to: p.promotion } } : {}),
           ...(p.scheduled !== undefined ? { scheduled: { from: before.scheduled, to: p.scheduled } } : {}),
           ...(p.upgradePolicy ? { upgradePolicy: { from: before.upgradePolicy, to: p.upgradePolicy } } : {}),
+        },
+      });
+      return this.lineInfo(tx, after!);
+    });
+  }
+
+  /**
+   * Moves an application line onto another foundation line or model shape (a re-base, or an upgrade to a foundation
+   * version of another shape): its foundation line and model shape become those of the version it now stands on,
+   * so its next cycles continue from that model. Called once the transfer's version holds `stable`. Audited
+   * (`line.rebase`) when anything changes; idempotent.
+   */
+  async adoptFoundation(input: { name: string; foundationLine: string; modelConfig: Json; actor: string; reason: string }): Promise<LineInfo> {
+    return this.db.transaction(async (tx) => {
+      const before = await lineRow(tx, input.name, true);
+      if (before.kind !== 'application') throw new InvalidInputError(`${input.name} is a ${before.kind} line; only an application line stands on a foundation`);
+      const foundation = await lineRow(tx, input.foundationLine);
+      if (foundation.kind !== 'foundation') throw new InvalidInputError(`${input.foundationLine} is an ${foundation.kind} line, not a foundation line`);
+      const sameShape = canonicalJson(before.modelConfig) === canonicalJson(input.modelConfig);
+      if (before.foundationLineId === foundation.id && sameShape) return this.lineInfo(tx, before);
+      const [after] = await tx
+        .update(lines)
+        .set({ foundationLineId: foundation.id, modelConfig: input.modelConfig, updatedAt: new Date() })
+        .where(eq(lines.id, before.id))
+        .returning();
+      const [was] = before.foundationLineId === null ? [] : await tx.select({ name: lines.name }).from(lines).where(eq(lines.id, before.foundationLineId));
+      await appendAuditEntry(tx, {
+        actor: input.actor,
+        action: 'line.rebase',
+        subject: input.name,
+        details: {
+          reason: input.reason,
+          foundationLine: { from: was?.name ?? null, to: input.foundationLine },
+          ...(sameShape ? {} : { modelConfig: { from: before.modelConfig, to: input.modelConfig } }),
         },
       });
       return this.lineInfo(tx, after!);

@@ -56,16 +56,19 @@ export async function foundationVersionOf(
     return null;
   }
   if (!wanted) throw new InvalidInputError(`createVersion: ${line.name} is an application line; name the foundation version it sits on`);
+  // Its own foundation line's version, or (a re-base, whose transfer is registered before the line moves) a version
+  // of another foundation line.
   const [row] = await prepared(
     exec
-      .select({ line: lines.name, id: versions.id })
+      .select({ line: lines.name, kind: lines.kind, id: versions.id })
       .from(lines)
       .leftJoin(versions, and(eq(versions.lineId, lines.id), eq(versions.number, wanted.version)))
-      .where(eq(lines.id, line.foundationLineId!)),
+      .where(eq(lines.name, wanted.line)),
   );
-  if (row!.line !== wanted.line) throw new InvalidInputError(`createVersion: ${line.name} builds on foundation line ${row!.line}, not ${wanted.line}`);
-  if (row!.id === null) throw new NotFoundError(`version ${wanted.line}@${wanted.version}`);
-  return { id: row!.id, line: wanted.line, version: wanted.version };
+  if (!row) throw new NotFoundError(`line ${wanted.line}`);
+  if (row.kind !== 'foundation') throw new InvalidInputError(`createVersion: ${wanted.line} is an application line; ${line.name} can only sit on a foundation version`);
+  if (row.id === null) throw new NotFoundError(`version ${wanted.line}@${wanted.version}`);
+  return { id: row.id, line: wanted.line, version: wanted.version };
 }
 
 export async function dropRow(exec: Exec, line: LineRow, digest: string): Promise<typeof dataDrops.$inferSelect> {

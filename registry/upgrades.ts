@@ -11,7 +11,8 @@ type Reads = Pick<Registry, 'getLine' | 'listLines' | 'getChannels' | 'listVersi
  * The application lines to upgrade onto `foundation@version`: the named ones (manual), or every line built on
  * `foundation` whose policy is `auto` (none when `foundation` is an application line). Throws NotFoundError for a line or version that does not exist and
  * InvalidInputError for a line that is not a foundation, a version that is not its stable one, or a named line
- * that is not an application line or whose policy is `off`.
+ * that is not an application line, whose policy is `off`, or whose model cannot teach one of the foundation's shape
+ * (another vocabulary, or a shorter context).
  */
 export async function planUpgrade(registry: Reads, input: { foundation: string; version: number; lines?: string[] }): Promise<{ lines: string[] }> {
   const f = await registry.getLine(input.foundation);
@@ -31,6 +32,14 @@ export async function planUpgrade(registry: Reads, input: { foundation: string; 
       const line = await registry.getLine(name);
       if (line.kind !== 'application') throw new InvalidInputError(`${name} is a foundation line; only application lines are upgraded`);
       if (line.upgradePolicy === 'off') throw new InvalidInputError(`${name} has upgrade policy off`);
+      // The old model is the teacher: its soft targets must cover every position and token the new model trains on.
+      const teacher = line.modelConfig as { context?: number; vocabSize?: number };
+      const student = f.modelConfig as { context?: number; vocabSize?: number };
+      if (teacher.vocabSize !== student.vocabSize || (teacher.context ?? 0) < (student.context ?? 0)) {
+        throw new InvalidInputError(
+          `${name} (context ${teacher.context}, vocabulary ${teacher.vocabSize}) cannot teach a model of ${input.foundation}'s shape (context ${student.context}, vocabulary ${student.vocabSize}): distillation needs the same vocabulary and a teacher context at least the new model's`,
+        );
+      }
     }
     return { lines: [...input.lines] };
   }

@@ -101,6 +101,12 @@ export const GateRules = z
     suites: z.record(z.string(), z.object({ floors: Threshold.optional(), maxRegression: Threshold.optional() }).strict()).default({}),
     /** Least plasticity ratio (probe reach against a fresh model, model/plasticity.ts) a candidate needs; absent: off. */
     minPlasticity: z.number().finite().optional(),
+    /**
+     * A foundation upgrade's transfer must keep at least this share of the new foundation's own gain on each
+     * foundation suite (its gain over the old foundation version), measured against the old application model.
+     * Absent: 0.5 (DEFAULT_MIN_FOUNDATION_GAIN_SHARE); 0 turns the check off.
+     */
+    minFoundationGainShare: z.number().finite().min(0).max(1).optional(),
   })
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
@@ -122,6 +128,7 @@ export const GateRulesOverride = z
       .record(z.string(), z.object({ floors: ThresholdOverride.optional(), maxRegression: ThresholdOverride.optional() }).strict().nullable())
       .optional(),
     minPlasticity: z.number().finite().nullable().optional(),
+    minFoundationGainShare: z.number().finite().min(0).max(1).nullable().optional(),
   })
   .strict();
 export type GateRulesOverride = z.infer<typeof GateRulesOverride>;

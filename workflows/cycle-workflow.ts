@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, combineGates, evaluateGate, evaluateInheritance, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
+import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, DEFAULT_MIN_FOUNDATION_GAIN_SHARE, combineGates, evaluateGate, evaluateInheritance, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -139,6 +139,12 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     return finish('rejected', `${line} has no stable version to transfer from`);
   }
 
+  // Versioned: a transfer also reads the foundation version its teacher stands on (for the gain check) and, when it
+  // re-bases the line onto another foundation line, that line's suites and data. Older histories replay without it.
+  const context =
+    transfer && champion !== null && patched('rebase-v1') ? await light.transferContext({ line, champion, foundation: transfer.foundation }) : undefined;
+  const replay = context ? [...snapshot.replay, ...context.replay.filter((d) => !snapshot.replay.includes(d))] : snapshot.replay;
+
   // Adapt: train the candidate from the champion (or the foundation's stable version, or from scratch).
   enter('adapt');
   // A transfer starts from the new foundation version and distils the line's stable version (its teacher).
@@ -162,7 +168,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       init,
       dropDigest: drop?.digest ?? null,
       ...(teacher ? { teacher } : {}),
-      replay: snapshot.replay,
+      replay,
       recipe,
       modelConfig: snapshot.spec.modelConfig,
       progressTo: input.parentId,
@@ -192,7 +198,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Evaluate candidate and champion on every suite the line has promised, plus the new drop's suites.
   enter('evaluate');
-  const suites: SuiteRef[] = [...snapshot.suites, ...ingested.suites];
+  const rebased = (context?.suites ?? []).filter((s) => !snapshot.suites.some((x) => x.line === s.line && x.name === s.name));
+  const suites: SuiteRef[] = [...snapshot.suites, ...ingested.suites, ...rebased];
   const newSuites = new Set(ingested.suites.map((s) => s.name));
   // One activity measures both, so the champion's numbers come from the same code, data and backend.
   const measured = await evals.evaluateVersions({ line, versions: champion !== null ? [version, champion] : [version], suites });
@@ -227,6 +234,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
           old: measured[champion!]!,
           maxRegression: snapshot.spec.gateRules.maxRegression,
           maxNegativeFlipRate: transfer.maxNegativeFlipRate ?? DEFAULT_MAX_NEGATIVE_FLIP_RATE,
+          ...(context ? { foundationGain: await foundationGain(context.oldFoundation) } : {}),
         }),
       )
     : lineDecision;
@@ -308,7 +316,39 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     }
     throw err;
   }
+  // A transfer's line now stands on the new foundation version's line and shape (a re-base changes its foundation
+  // line only here, once the new version holds `stable`).
+  if (context) {
+    await light.adoptFoundation({
+      line,
+      version,
+      foundation: transfer!.foundation,
+      actor: approvedBy,
+      reason: `${line}@${version} reached stable by a transfer onto ${transfer!.foundation.line}@${transfer!.foundation.version}`,
+    });
+  }
   return finish('promoted', decision.summary, decision);
+
+  /**
+   * The old and the new foundation version on the foundation suites, for the inheritance gate's gain check (absent
+   * when the teacher stands on no foundation version or the line has no foundation suites).
+   */
+  async function foundationGain(old: { line: string; version: number } | null) {
+    const held = suites.filter((s) => s.line !== line);
+    const minShare = snapshot.spec.gateRules.minFoundationGainShare ?? DEFAULT_MIN_FOUNDATION_GAIN_SHARE;
+    if (!old || !held.length || minShare <= 0) return undefined;
+    const to = transfer!.foundation;
+    if (old.line === to.line) {
+      const versions = old.version === to.version ? [to.version] : [to.version, old.version];
+      const m = await evals.evaluateVersions({ line: to.line, versions, suites: held });
+      return { newFoundation: m[to.version]!, oldFoundation: m[old.version]!, minShare };
+    }
+    const [n, o] = await Promise.all([
+      evals.evaluateVersions({ line: to.line, versions: [to.version], suites: held }),
+      evals.evaluateVersions({ line: old.line, versions: [old.version], suites: held }),
+    ]);
+    return { newFoundation: n[to.version]!, oldFoundation: o[old.version]!, minShare };
+  }
 
   /** Re-evaluates canary and champion on the reported evidence (or on every suite) and compares. */
   async function checkRegression(report: RegressionReport): Promise<{ confirmed: boolean; detail: string }> {

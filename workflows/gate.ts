@@ -144,6 +144,8 @@ function finite(x: number | undefined): number | null {
 
 /** Default bound on the negative flip rate of an upgrade (the issue's 2%). */
 export const DEFAULT_MAX_NEGATIVE_FLIP_RATE = 0.02;
+/** Default share of the new foundation's own gain an upgraded model keeps on each foundation suite (the issue's half). */
+export const DEFAULT_MIN_FOUNDATION_GAIN_SHARE = 0.5;
 
 export interface InheritanceInput {
   /** The suites both models were measured on; `foundation` marks the foundation's general suites. */
@@ -153,6 +155,11 @@ export interface InheritanceInput {
   old: Record<string, Metrics>;
   maxRegression: { loss?: number; exactMatch?: number };
   maxNegativeFlipRate: number;
+  /**
+   * The old and the new foundation version on the foundation suites, and the share of the new one's gain (new
+   * minus old, per suite) the upgraded model must add over the old application model. Absent: no gain check.
+   */
+  foundationGain?: { oldFoundation: Record<string, Metrics>; newFoundation: Record<string, Metrics>; minShare: number };
 }
 
 /**
@@ -189,6 +196,7 @@ export function evaluateInheritance(input: InheritanceInput): GateDecision {
       reason: `${pass ? 'kept' : 'lost'} against ${what}: ${fmt(h)} -> ${fmt(c)} (allowed ${lower ? '<=' : '>='} ${fmt(bound)})`,
     });
   }
+  if (input.foundationGain && input.foundationGain.minShare > 0) verdicts.push(...judgeFoundationGain(input, input.foundationGain));
   const probes = input.suites.filter((s) => s.kind === 'probe');
   let flips = 0;
   let total = 0;
@@ -225,6 +233,46 @@ export function evaluateInheritance(input: InheritanceInput): GateDecision {
     suites: verdicts,
     summary: failed.length ? `inheritance failed on ${failed.map((v) => v.suite).join(', ')}` : `inherited all ${verdicts.length} checks from the old application model`,
   };
+}
+
+/**
+ * Per foundation suite where the new foundation version gained over the old one (signed: loss down, exact match
+ * up), the upgraded model's gain over the old application model must be at least `minShare` of that gain. A
+ * suite where the new foundation gained nothing passes (there is nothing to keep); a missing number fails.
+ */
+function judgeFoundationGain(input: InheritanceInput, g: NonNullable<InheritanceInput['foundationGain']>): SuiteVerdict[] {
+  const out: SuiteVerdict[] = [];
+  for (const s of input.suites.filter((x) => x.foundation)) {
+    const metric = metricFor(s.kind);
+    const sign = metric === 'loss' ? -1 : 1;
+    const c = finite(input.candidate[s.name]?.[metric]);
+    const h = finite(input.old[s.name]?.[metric]);
+    const fOld = finite(g.oldFoundation[s.name]?.[metric]);
+    const fNew = finite(g.newFoundation[s.name]?.[metric]);
+    const base = { suite: `inherit-gain:${s.name}`, metric, candidate: c, champion: h };
+    if (input.candidate[s.name]?.retired) continue;
+    if (c === null || h === null || fOld === null || fNew === null) {
+      const who = c === null ? 'upgraded model' : h === null ? 'old application model' : fOld === null ? 'old foundation version' : 'new foundation version';
+      out.push({ ...base, bound: null, pass: false, reason: `no ${metric} result for the ${who}, so the foundation's gain cannot be checked` });
+      continue;
+    }
+    const foundationGain = sign * (fNew - fOld);
+    if (foundationGain <= 0) {
+      out.push({ ...base, bound: null, pass: true, reason: `the new foundation gained nothing here (${fmt(fOld)} -> ${fmt(fNew)}): nothing to keep` });
+      continue;
+    }
+    const needed = g.minShare * foundationGain;
+    const gained = sign * (c - h);
+    const bound = h + sign * needed;
+    const pass = gained >= needed;
+    out.push({
+      ...base,
+      bound,
+      pass,
+      reason: `${pass ? 'kept' : 'did not keep'} ${fmt(gained / foundationGain)} of the new foundation's gain (${fmt(fOld)} -> ${fmt(fNew)}): ${fmt(h)} -> ${fmt(c)} (needed ${sign < 0 ? '<=' : '>='} ${fmt(bound)}, share ${fmt(g.minShare)})`,
+    });
+  }
+  return out;
 }
 
 /** Both gates as one decision: it passes when both pass, and names every number of each. */

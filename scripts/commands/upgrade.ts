@@ -7,8 +7,10 @@ import { openClient, openRegistry, output, UserError } from './context.ts';
 export function register(program: Command) {
   program
     .command('upgrade <line>')
-    .description("move an application line onto a stable foundation version: distil its stable model into the new base, gate, release")
-    .requiredOption('--to <foundation@version>', 'the foundation version, e.g. base@2 (it must be the stable version of a foundation line)')
+    .description(
+      "move an application line onto a stable foundation version, of its own foundation line or another (a re-base): distil its stable model into the new base, gate, release",
+    )
+    .requiredOption('--to <foundation@version>', 'the foundation version, e.g. base@2 or base-v2@1 (it must be the stable version of a foundation line)')
     .option('--wait', 'wait for the transfer and print its outcome')
     .option('--json', 'print JSON')
     .action(async (line: string, o) => {
@@ -19,12 +21,9 @@ export function register(program: Command) {
       // Checked before anything starts; the workflow's first step checks the same again.
       const reg = openRegistry();
       try {
-        const app = await reg.registry.getLine(line).catch(() => {
+        await reg.registry.getLine(line).catch(() => {
           throw new UserError(`line ${line} does not exist`);
         });
-        if (app.kind === 'application' && app.foundationLine !== foundation) {
-          throw new UserError(`${line} is built on ${app.foundationLine}; re-basing onto another foundation line (${foundation}) is not supported yet`);
-        }
         await planUpgrade(reg.registry, { foundation, version, lines: [line] }).catch((err: Error) => {
           throw new UserError(err.message);
         });

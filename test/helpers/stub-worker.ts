@@ -36,6 +36,8 @@ export const ACTIVITY_NAMES = [
   'signalLine',
   'upgradePlan',
   'countFlips',
+  'transferContext',
+  'adoptFoundation',
 ] as const satisfies readonly (keyof Activities)[];
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type StubActivities = { [K in ActivityName]?: Activities[K] };

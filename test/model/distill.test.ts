@@ -74,6 +74,23 @@ describe('distillation from a teacher', () => {
     expect(zero.lossCurve).toEqual(plain.lossCurve);
   });
 
+  it('trains a source kept out of distillation on cross-entropy alone: all sources kept out train exactly as without a teacher', async () => {
+    const teacher = initWeights(student, 4);
+    const init = initWeights(student, 5);
+    const r = recipe({ steps: 5 });
+    const plain = await trainModel({ config: student, init, sources, recipe: r });
+    const kept = [{ ...sources[0]!, distill: false }];
+    const out = await trainModel({ config: student, init, sources: kept, recipe: { ...r, distillWeight: 0.5 }, teacher: { config: student, weights: teacher } });
+    expect(out.lossCurve).toEqual(plain.lossCurve);
+    // With a distilled source beside it, the teacher does change the result (the mask is per row, not global).
+    const mixed = [kept[0]!, { name: 'facts', weight: 1, docs: FACT_DOCS }];
+    const tensors = tf.memory().numTensors;
+    const a = await trainModel({ config: student, init, sources: mixed, recipe: { ...r, distillWeight: 0.5 }, teacher: { config: student, weights: teacher } });
+    expect(tf.memory().numTensors).toBe(tensors);
+    const noTeacher = await trainModel({ config: student, init, sources: mixed, recipe: r });
+    expect(a.lossCurve).not.toEqual(noTeacher.lossCurve);
+  });
+
   it('rejects distillWeight without a teacher, a teacher of another vocabulary, and a shorter teacher context', async () => {
     const init = initWeights(student, 5);
     await expect(trainModel({ config: student, init, sources, recipe: recipe({ distillWeight: 0.5 }) })).rejects.toThrow(InvalidRecipeError);

@@ -192,11 +192,12 @@ describe('writes are idempotent by their natural keys', () => {
     expect((await t.registry.listAudit({ subject: `found/drop/${drop}` })).map((e) => e.action)).toEqual(['drop.record', 'drop.status']);
   });
 
-  it('requires an application version to name a foundation version of its own foundation line', async () => {
+  it('requires an application version to name a version of a foundation line (its own, or another one for a re-base)', async () => {
     await seedLine(t.registry, 'other');
     const o = await seedVersion(t, 'other');
     await expect(seedVersion(t, 'app', {})).rejects.toThrow(/name the foundation version/);
-    await expect(seedVersion(t, 'app', { foundation: { line: 'other', version: o.version } })).rejects.toThrow(/builds on foundation line found, not other/);
+    await expect(seedVersion(t, 'app', { foundation: { line: 'app', version: 1 } })).rejects.toThrow(/app is an application line; app can only sit on a foundation version/);
+    await expect(seedVersion(t, 'app', { foundation: { line: 'other', version: 99 } })).rejects.toThrow(/version other@99/);
     await expect(seedVersion(t, 'found', { foundation: { line: 'other', version: o.version } })).rejects.toThrow(/sits on no foundation version/);
     await expect(seedVersion(t, 'found', { parent: 42 })).rejects.toThrow(/version found@42 does not exist/);
   });

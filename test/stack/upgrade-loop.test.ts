@@ -13,14 +13,17 @@ import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
 import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
 import { buildReport } from '../../report/report.ts';
-import { faq, generalText, rng, type DropRecord } from '../../bench/scenario.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { catalogue, faq, generalText, products, rng, type DropRecord } from '../../bench/scenario.ts';
+import { TEST_RECIPE, startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { PRESETS } from '../../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION } from '../../schemas/defaults.ts';
 
 let loop: TestLoop;
 const suffix = Date.now().toString(36);
 const base = `ubase-${suffix}`;
 const support = `usupport-${suffix}`;
 const helpdesk = `uhelp-${suffix}`;
+const wide = `uwide-${suffix}`;
 
 function writeDrop(name: string, records: DropRecord[]): string {
   const path = join(loop.dataDir, name);
@@ -96,7 +99,9 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
   });
 
   it('upgrades the `auto` lines by itself when the foundation promotes, and leaves a `manual` line where it is', async () => {
-    await loop.createLine(helpdesk, { kind: 'application', foundation: base });
+    // 60 steps of the tiny model keep about half of base@3's general gain (0.497 measured): the test bounds the share
+    // at 0.4 so that it checks the fan-out, not the last digit of a tiny transfer.
+    await loop.createLine(helpdesk, { kind: 'application', foundation: base, gateRules: { minFoundationGainShare: 0.4 } });
     expect((await cli('line', 'upgrade-policy', helpdesk, 'auto', '--reason', 'follow the foundation')).out).toBe(`${helpdesk}: upgrade policy manual -> auto`);
     expect(await promote(helpdesk, writeDrop('help1.jsonl', generalText(rng(5), 30)))).toBe(1);
     expect(await promote(base, writeDrop('base3.jsonl', generalText(rng(6), 40)))).toBe(3);
@@ -107,5 +112,74 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect((await loop.registry.getVersion(helpdesk, 2)).foundationVersion).toEqual({ line: base, version: 3 });
     // `support` is manual: it stays on the version the operator's upgrade gave it.
     expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
+  });
+
+  it('re-bases support onto another foundation line of another shape through the CLI: both parents recorded, the line moves on success', async () => {
+    const wideConfig = { ...PRESETS.tiny, dModel: 48, nLayers: 2, nHeads: 4 };
+    await loop.registry.ensureLine({
+      name: wide,
+      kind: 'foundation',
+      modelConfig: wideConfig,
+      // Longer than the other lines' 60 steps: the new base must be at least as good as the old one on its general text.
+      recipe: { ...TEST_RECIPE, steps: 200 },
+      gateRules: DEFAULT_GATE_RULES,
+      promotion: DEFAULT_PROMOTION,
+      actor: 'test',
+    });
+    // Refused before anything starts: a version that does not exist yet, and a line that is not a foundation.
+    const missing = await cli('upgrade', support, '--to', `${wide}@1`);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain(`${wide}@1`);
+    expect(missing.err).toMatch(/not found|does not exist/);
+    const notFoundation = await cli('upgrade', support, '--to', `${helpdesk}@1`);
+    expect(notFoundation.code).toBe(1);
+    expect(notFoundation.err).toContain(`${helpdesk} is an application line, not a foundation line`);
+    expect((await loop.registry.getLine(support)).foundationLine).toBe(base);
+
+    expect(await promote(wide, writeDrop('wide1.jsonl', [...generalText(rng(1), 40), ...generalText(rng(3), 40)]))).toBe(1);
+    const rebased = await cli('upgrade', support, '--to', `${wide}@1`, '--wait', '--json');
+    const result = JSON.parse(rebased.out) as Awaited<ReturnType<typeof upgradeResult>>;
+    const [outcome] = result.done;
+    expect(outcome, outcome?.reason).toMatchObject({ line: support, verdict: 'promoted', version: 3 });
+    expect(rebased.code, rebased.err).toBe(0);
+
+    // Lineage: the teacher (support@2, on base@2) as parent, wide@1 as foundation; the line now stands on wide, in its shape.
+    const v3 = await loop.registry.getVersion(support, 3);
+    expect(v3.parentVersion).toBe(2);
+    expect(v3.foundationVersion).toEqual({ line: wide, version: 1 });
+    const line = await loop.registry.getLine(support);
+    expect(line.foundationLine).toBe(wide);
+    expect(line.modelConfig).toEqual(wideConfig);
+    const audit = await loop.registry.listAudit({ subject: support });
+    expect(audit.filter((e) => e.action === 'line.rebase').map((e) => (e.details as { foundationLine: unknown }).foundationLine)).toEqual([{ from: base, to: wide }]);
+    // The gate judged wide's own suites too, and named the share of wide@1's gain kept.
+    const gate = await loop.registry.getGateDecisionFor(support, 3);
+    const names = (gate?.suites as { suite: string }[]).map((s) => s.suite);
+    expect(names.some((n) => n.startsWith('inherit-gain:wide1-'))).toBe(true);
+
+    // The next ordinary cycle trains from support@3 in the new shape (no shape mismatch) and is gated as any cycle is.
+    const { request } = await sendDrop(loop, support, writeDrop('support2.jsonl', catalogue(products(rng(9), 4), false, rng(10))));
+    const next = await waitForCycle(loop.client, support, request.digest);
+    expect(next.version, next.reason).toBe(4);
+    expect(['promoted', 'rejected']).toContain(next.verdict);
+    expect((await loop.registry.getGateDecisionFor(support, 4))?.suites.length, next.reason).toBeGreaterThan(0);
+    expect((await loop.registry.getVersion(support, 4)).foundationVersion).toEqual({ line: wide, version: 1 });
+
+    // A foundation whose model sees longer windows than the line's can teach is refused before anything starts.
+    const long = `ulong-${suffix}`;
+    await loop.registry.ensureLine({
+      name: long,
+      kind: 'foundation',
+      modelConfig: { ...PRESETS.tiny, context: 64 },
+      recipe: TEST_RECIPE,
+      gateRules: DEFAULT_GATE_RULES,
+      promotion: DEFAULT_PROMOTION,
+      actor: 'test',
+    });
+    expect(await promote(long, writeDrop('long1.jsonl', generalText(rng(11), 30)))).toBe(1);
+    const tooLong = await cli('upgrade', support, '--to', `${long}@1`);
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.err).toContain(`${support} (context 32, vocabulary 259) cannot teach a model of ${long}'s shape (context 64, vocabulary 259)`);
+    expect((await loop.registry.getLine(support)).foundationLine).toBe(wide);
   });
 });

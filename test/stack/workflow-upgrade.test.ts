@@ -10,7 +10,7 @@ import type { Activities } from '../../activities/types.ts';
 import type { upgradeWorkflow } from '../../workflows/upgrade-workflow.ts';
 import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
 import { ErrorType } from '../../schemas/contracts/errors.ts';
-import { TRAINED, moved, snapshotWithChampion, startStubHarness, type StubActivities, type StubHarness, type StubRun } from '../helpers/stub-worker.ts';
+import { TRAINED, moved, snapshotWithChampion, suite, startStubHarness, type StubActivities, type StubHarness, type StubRun } from '../helpers/stub-worker.ts';
 
 let harness: StubHarness;
 beforeAll(async () => void (harness = await startStubHarness()));
@@ -19,17 +19,24 @@ afterAll(async () => harness?.close());
 const suffix = Date.now().toString(36);
 type Measured = Awaited<ReturnType<Activities['evaluateVersions']>>;
 
-/** The upgraded version 2 holds the line's suite against its teacher, version 1. */
-const KEPT: Measured = { 2: { old: { loss: 2.0 } }, 1: { old: { loss: 2.0 } } };
+/** The upgraded version 2 holds the line's suite against its teacher, version 1, and keeps 0.625 of base@2's general gain. */
+const KEPT: Measured = { 2: { old: { loss: 2.0 }, general: { loss: 1.75 } }, 1: { old: { loss: 2.0 }, general: { loss: 2.0 } } };
 /** The upgraded version 2 lost a third of what version 1 knew: the gates fail. */
-const LOST: Measured = { 2: { old: { loss: 3.0 } }, 1: { old: { loss: 2.0 } } };
+const LOST: Measured = { 2: { old: { loss: 3.0 }, general: { loss: 1.75 } }, 1: { old: { loss: 2.0 }, general: { loss: 2.0 } } };
+/** Kept what version 1 knew, but only a quarter of base@2's general gain (2.2 -> 1.8 for the foundation, 2.0 -> 1.9 here). */
+const NO_GAIN: Measured = { 2: { old: { loss: 2.0 }, general: { loss: 1.9 } }, 1: { old: { loss: 2.0 }, general: { loss: 2.0 } } };
+/** The foundation's own versions on its general suite: base@2 gained 0.4 over base@1. */
+const FOUNDATION: Measured = { 2: { general: { loss: 1.8 } }, 1: { general: { loss: 2.2 } } };
 
-function transferStubs(line: string, measured: Measured, train: Activities['trainCandidate'] = async () => TRAINED): StubActivities {
+function transferStubs(line: string, foundation: string, measured: Measured, train: Activities['trainCandidate'] = async () => TRAINED): StubActivities {
+  const snapshot = snapshotWithChampion(line);
   return {
-    lineSnapshot: async () => ({ ...snapshotWithChampion(line), spec: { ...snapshotWithChampion(line).spec, kind: 'application', foundation: 'base' } }),
+    lineSnapshot: async () => ({ ...snapshot, suites: [suite(foundation, 'general', 'g'), ...snapshot.suites], spec: { ...snapshot.spec, kind: 'application', foundation } }),
+    transferContext: async () => ({ oldFoundation: { line: foundation, version: 1 }, rebase: false, suites: [], replay: [] }),
     trainCandidate: train,
     registerCandidate: async () => ({ version: 2, candidateMove: moved(line, 'candidate', null, 2) }),
-    evaluateVersions: async () => measured,
+    evaluateVersions: async (req) => (req.line === foundation ? FOUNDATION : measured),
+    adoptFoundation: async () => undefined,
     recordGate: async () => ({ id: 9 }),
     moveChannel: async (req) => moved(line, req.channel, req.channel === 'stable' ? 1 : null, req.to, 4),
     recordEvent: async () => undefined,
@@ -46,18 +53,19 @@ async function withLines<T>(lines: [string, StubActivities][], body: (runs: Map<
 describe('upgradeWorkflow with stub activities', () => {
   it('starts one transfer per line; a failing line stays on its old version while the others are promoted', async () => {
     const foundation = `upbase-${suffix}`;
-    const [good, lost, broken, good2] = ['upgood', 'uplost', 'upbroken', 'upgood2'].map((n) => `${n}-${suffix}`) as [string, string, string, string];
-    const plan = { upgradePlan: async () => ({ lines: [good, lost, broken, good2] }) };
+    const [good, lost, broken, good2, nogain] = ['upgood', 'uplost', 'upbroken', 'upgood2', 'upnogain'].map((n) => `${n}-${suffix}`) as [string, string, string, string, string];
+    const plan = { upgradePlan: async () => ({ lines: [good, lost, broken, good2, nogain] }) };
     const failing: Activities['trainCandidate'] = async () => {
       throw ApplicationFailure.nonRetryable('teacher weights are missing', ErrorType.ArtifactIntegrity);
     };
     await withLines(
       [
         [`${foundation}@2`, plan],
-        [good, transferStubs(good, KEPT)],
-        [lost, transferStubs(lost, LOST)],
-        [broken, transferStubs(broken, KEPT, failing)],
-        [good2, transferStubs(good2, KEPT)],
+        [good, transferStubs(good, foundation, KEPT)],
+        [lost, transferStubs(lost, foundation, LOST)],
+        [broken, transferStubs(broken, foundation, KEPT, failing)],
+        [good2, transferStubs(good2, foundation, KEPT)],
+        [nogain, transferStubs(nogain, foundation, NO_GAIN)],
       ],
       async (runs) => {
         const parent = runs.get(`${foundation}@2`)!;
@@ -68,7 +76,7 @@ describe('upgradeWorkflow with stub activities', () => {
           args: [{ foundation, version: 2, concurrency: 2, linesPerRun: 2 }],
         });
         const byLine = Object.fromEntries(result.done.map((o) => [o.line, o]));
-        expect(Object.keys(byLine).sort()).toEqual([good, lost, broken, good2].sort());
+        expect(Object.keys(byLine).sort()).toEqual([good, lost, broken, good2, nogain].sort());
         expect(byLine[good]).toMatchObject({ verdict: 'promoted', version: 2, cycleId: `cycle:${good}:upgrade-${foundation}@2` });
         expect(byLine[good2]).toMatchObject({ verdict: 'promoted', version: 2 });
         expect(byLine[lost]).toMatchObject({ verdict: 'rejected' });
@@ -84,8 +92,18 @@ describe('upgradeWorkflow with stub activities', () => {
         expect(g.inputs('registerCandidate')[0]).toMatchObject({ parentVersion: 1, init: { line: foundation, version: 2 }, drops: [] });
         const gate = g.inputs('recordGate')[0]!;
         expect(gate.dropDigest).toBeUndefined();
-        expect(gate.decision.suites.map((s) => s.suite)).toEqual(['old', 'inherit:old']);
+        expect(gate.decision.suites.map((s) => s.suite)).toEqual(['general', 'old', 'inherit:general', 'inherit:old', 'inherit-gain:general']);
+        expect(gate.decision.suites.find((s) => s.suite === 'inherit-gain:general')!.reason).toMatch(/^kept 0\.6250 of the new foundation's gain/);
+        // The old and the new foundation version were measured on the foundation's suite, in one call.
+        expect(g.inputs('evaluateVersions').find((e) => e.line === foundation)).toMatchObject({ versions: [2, 1], suites: [{ name: 'general' }] });
         expect(g.inputs('moveChannel').map((m) => m.channel)).toEqual(['canary', 'stable']);
+        // Promoted: the line now stands on the new foundation version (its line and shape).
+        expect(g.inputs('adoptFoundation')).toMatchObject([{ line: good, version: 2, foundation: { line: foundation, version: 2 } }]);
+
+        // Kept what it knew but not half of the foundation's gain: rejected, the number named, the line left where it was.
+        expect(byLine[nogain]).toMatchObject({ verdict: 'rejected' });
+        expect(byLine[nogain]!.reason).toMatch(/inheritance failed on inherit-gain:general/);
+        expect(runs.get(nogain)!.names()).not.toContain('adoptFoundation');
 
         // The line that lost what it knew: gate recorded as failed with each number, and no channel moved.
         const l = runs.get(lost)!;

@@ -58,4 +58,30 @@ describe('the inheritance gate', () => {
     expect(both.verdict).toBe('fail');
     expect(both.summary).toMatch(/^passed all 1 suites against the champion; inheritance failed on inherit:general$/);
   });
+
+  it("checks that a stated share of the new foundation's own gain is kept on its suites, naming each number", () => {
+    // base@1 -> base@2 lowered the general loss 2.2 -> 1.8 (a gain of 0.4); the old application model had 2.0.
+    const gain = { oldFoundation: { general: { loss: 2.2 } }, newFoundation: { general: { loss: 1.8 } }, minShare: 0.5 };
+    const kept = evaluateInheritance(base({ foundationGain: gain }));
+    const v = kept.suites.find((s) => s.suite === 'inherit-gain:general')!;
+    // 2.0 -> 1.9 is a gain of 0.1: a quarter of the foundation's 0.4, short of half.
+    expect(v).toMatchObject({ pass: false, candidate: 1.9, champion: 2.0 });
+    expect(v.bound).toBeCloseTo(1.8);
+    expect(v.reason).toBe("did not keep 0.2500 of the new foundation's gain (2.2000 -> 1.8000): 2.0000 -> 1.9000 (needed <= 1.8000, share 0.5000)");
+    expect(kept.summary).toBe('inheritance failed on inherit-gain:general');
+    const enough = evaluateInheritance(base({ foundationGain: gain, candidate: { ...base().candidate, general: { loss: 1.75 } } }));
+    expect(enough.verdict).toBe('pass');
+    expect(enough.suites.find((s) => s.suite === 'inherit-gain:general')!.reason).toMatch(/^kept 0\.6250 of the new foundation's gain/);
+    // Only foundation suites are judged; a share of 0 turns the check off.
+    expect(kept.suites.map((s) => s.suite)).not.toContain('inherit-gain:docs');
+    expect(evaluateInheritance(base({ foundationGain: { ...gain, minShare: 0 } })).suites.map((s) => s.suite)).not.toContain('inherit-gain:general');
+  });
+
+  it('passes the gain check where the new foundation gained nothing, and fails it where a number is missing', () => {
+    const none = evaluateInheritance(base({ foundationGain: { oldFoundation: { general: { loss: 1.8 } }, newFoundation: { general: { loss: 1.9 } }, minShare: 0.5 } }));
+    expect(none.suites.find((s) => s.suite === 'inherit-gain:general')).toMatchObject({ pass: true, bound: null });
+    const missing = evaluateInheritance(base({ foundationGain: { oldFoundation: {}, newFoundation: { general: { loss: 1.9 } }, minShare: 0.5 } }));
+    expect(missing.suites.find((s) => s.suite === 'inherit-gain:general')).toMatchObject({ pass: false });
+    expect(missing.suites.find((s) => s.suite === 'inherit-gain:general')!.reason).toMatch(/old foundation version/);
+  });
 });
