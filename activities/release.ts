@@ -90,7 +90,7 @@ export function releaseActivities(deps: ActivityDeps) {
     /** Reads what a cycle needs to know about its line. Read-only. */
     async lineSnapshot(input: { line: string }): Promise<LineSnapshot> {
       const line = await registry.getLine(input.line);
-      const spec = LineSpec.parse({
+      const parsed = LineSpec.safeParse({
         name: line.name,
         kind: line.kind,
         ...(line.foundationLine ? { foundation: line.foundationLine } : {}),
@@ -99,6 +99,13 @@ export function releaseActivities(deps: ActivityDeps) {
         gateRules: line.gateRules,
         promotion: line.promotion,
       });
+      // A stored spec that does not validate will not validate on a retry either: end the cycle with the reason
+      // instead of retrying the snapshot for ever.
+      if (!parsed.success) {
+        const why = parsed.error.issues.map((i) => `${i.path.join('.') || '(spec)'}: ${i.message}`).join('; ');
+        throw ApplicationFailure.nonRetryable(`line ${input.line} has an invalid stored spec (${why})`, ErrorType.InvalidInput);
+      }
+      const spec = parsed.data;
       // Independent reads, in parallel: this runs at the start of every cycle, inside its first workflow task.
       const f = spec.foundation;
       const [ownChannels, foundationSuites, foundationChannels, ownSuites, drops, foundationDrops, scheduled] = await Promise.all([

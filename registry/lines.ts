@@ -8,6 +8,19 @@ import type { DropInfo, Json, LineInfo, SuiteInfo } from './types.ts';
 import { DEFAULT_ACTOR, type Exec, NEXT_ACCEPTED, dropDigestOf, dropRow, lineRow, toDropInfo, toLineInfo } from './rows.ts';
 import { RegistryCore } from './core.ts';
 import { canonicalJson } from './canonical.ts';
+import { GateRules, Recipe } from '../schemas/io.ts';
+
+/**
+ * A recipe or gate rules that a cycle's line snapshot would refuse are refused when they are stored, naming the
+ * field, so that no line is kept that can never run a cycle (its snapshot would fail on every retry).
+ */
+function checkRunnable(op: string, p: { recipe?: unknown; gateRules?: unknown }): void {
+  for (const [field, schema] of [['recipe', Recipe], ['gateRules', GateRules]] as const) {
+    if (p[field] === undefined) continue;
+    const r = schema.safeParse(p[field]);
+    if (!r.success) throw new InvalidInputError(`${op}: ${r.error.issues.map((i) => `${[field, ...i.path].join('.')}: ${i.message}`).join('; ')}`);
+  }
+}
 
 /** Lines, their data drops and evaluation suites. */
 export class LinesRegistry extends RegistryCore {
@@ -26,6 +39,7 @@ export class LinesRegistry extends RegistryCore {
     actor: string;
   }): Promise<LineInfo> {
     const p = parseInput('ensureLine', EnsureLineInput, input);
+    checkRunnable('ensureLine', p);
     return this.db.transaction(async (tx) => {
       let foundationLineId: number | null = null;
       if (p.foundationLine !== undefined) {
@@ -90,6 +104,7 @@ export class LinesRegistry extends RegistryCore {
     reason: string;
   }): Promise<LineInfo> {
     const p = parseInput('updateLine', UpdateLineInput, input);
+    checkRunnable('updateLine', p);
     return this.db.transaction(async (tx) => {
       const before = await lineRow(tx, p.name, true);
       const [after] = await tx

@@ -12,6 +12,7 @@ import { ArtifactStore } from '../../registry/artifacts.ts';
 import { appDatabaseUrl, connectDatabase, migrateDatabase, type Connection } from '../../registry/db.ts';
 import { Registry } from '../../registry/registry.ts';
 import { loadOrCreateKeys, type Keys } from '../../registry/signing.ts';
+import { DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -120,7 +121,7 @@ export async function openTestRegistry(prefix: string, opts: { max?: number } = 
 /** A small JSON model config, recipe and gate rules: the registry stores them as data and does not read them. */
 export const FIXTURE_LINE = {
   modelConfig: { vocabSize: 260, dModel: 16, nLayers: 1, nHeads: 2, context: 32, mlpRatio: 2 },
-  recipe: { steps: 10, learningRate: 0.001, seed: 7 },
+  recipe: { ...DEFAULT_RECIPE, steps: 10, learningRate: 0.001, seed: 7 },
   gateRules: { floors: {}, maxRegression: { loss: 0.05 }, minImprovement: {} },
 };
 

@@ -112,8 +112,13 @@ describe('writes are idempotent by their natural keys', () => {
     await expect(seedLine(t.registry, 'app2', 'app')).rejects.toThrow(/application line; an application line builds on a foundation line/);
     await expect(t.registry.getLine('nope')).rejects.toThrow(NotFoundError);
     await expect(t.registry.ensureLine({ name: 'Bad/Name', kind: 'foundation', ...FIXTURE_LINE, actor: 'x' })).rejects.toThrow(InvalidInputError);
-    const updated = await t.registry.updateLine({ name: 'app', gateRules: { floors: { loss: 3 } }, actor: 'alice', reason: 'tighter floor' });
-    expect(updated.gateRules).toEqual({ floors: { loss: 3 } });
+    // A recipe or gate rules no cycle could run with are refused when stored, naming the field.
+    const stuck = { ...FIXTURE_LINE, recipe: { ...FIXTURE_LINE.recipe, checkpointEvery: 0 } };
+    await expect(t.registry.ensureLine({ name: 'stuck', kind: 'foundation', ...stuck, actor: 'x' })).rejects.toThrow(/recipe\.checkpointEvery/);
+    await expect(t.registry.updateLine({ name: 'app', gateRules: { floors: { loss: 3 } }, actor: 'alice', reason: 'x' })).rejects.toThrow(/gateRules\.maxRegression/);
+    const tighter = { ...FIXTURE_LINE.gateRules, floors: { loss: 3 } };
+    const updated = await t.registry.updateLine({ name: 'app', gateRules: tighter, actor: 'alice', reason: 'tighter floor' });
+    expect(updated.gateRules).toEqual(tighter);
     expect((await t.registry.listAudit({ subject: 'app' })).map((e) => e.action)).toEqual(['line.create', 'line.update']);
   });
 
