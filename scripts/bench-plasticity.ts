@@ -1,13 +1,15 @@
 /**
  * The plasticity benchmark: `npm run bench:plasticity -- [--quick] [--drops N] [--json]`. Trains one model
- * through a long stream of drops (bench/scenario.ts catalogues) under three strategies, measuring after every
+ * through a long stream of drops (bench/scenario.ts catalogues) under four strategies, measuring after every
  * drop the version's plasticity record (model/plasticity.ts: probe reach against a fresh model, dormant units,
  * weight-norm growth, effective rank), and the held-out loss of every drop learned so far:
  * - naive: continue training on each drop alone at a high constant learning rate, no weight decay, no replay
  *   (the setting most prone to lose plasticity: weights only grow);
  * - default: the product's default recipe (replay, L2 pull toward the parent, re-warming, weight decay);
  * - default+interventions: the default recipe with plasticityFloor 0.95: when the last version measured below
- *   it, the next drop starts from shrunk-and-perturbed, dormant-reset weights (what the cycle does).
+ *   it, the next drop starts from shrunk-and-perturbed, dormant-reset weights (what the cycle does);
+ * - naive+interventions: naive fine-tuning with the same floor, i.e. the defence where erosion does happen.
+ * Without --json it prints the table and a text chart of plasticity per drop (bench/chart.ts) to stdout.
  * Prints one JSON object with `drops`, `strategies: {name: {plasticity, dormantFraction, weightNormGrowth,
  * effectiveRank, bwt, finalQuality}}` after the last drop, and `series` per drop.
  */
@@ -20,6 +22,7 @@ import { type Source } from '../model/data.ts';
 import { trainModel } from '../model/train.ts';
 import { LanguageModel, initWeights } from '../model/transformer.ts';
 import type { Weights } from '../model/weights.ts';
+import { lineChart } from '../bench/chart.ts';
 import { streamScenario } from '../bench/scenario.ts';
 import { dropFromBytes } from '../bench/stream.ts';
 import { planInterventions } from '../workflows/gate.ts';
@@ -47,7 +50,9 @@ const STRATEGIES: Strategy[] = [
   { name: 'naive', learningRate: 1e-2, minLearningRate: 1e-2, weightDecay: 0, replayRatio: 0, l2Pull: 0, rewarm: false },
   { name: 'default', ...pick(DEFAULT_RECIPE) },
   { name: 'default+interventions', ...pick(DEFAULT_RECIPE), floor: FLOOR },
+  { name: 'naive+interventions', learningRate: 1e-2, minLearningRate: 1e-2, weightDecay: 0, replayRatio: 0, l2Pull: 0, rewarm: false, floor: FLOOR },
 ];
+const MARKS: Record<string, string> = { naive: 'n', default: 'd', 'default+interventions': 'D', 'naive+interventions': 'N' };
 function pick(r: typeof DEFAULT_RECIPE) {
   return { learningRate: r.learningRate, minLearningRate: r.minLearningRate, weightDecay: r.weightDecay, replayRatio: r.replayRatio, l2Pull: r.l2Pull, rewarm: r.rewarm };
 }
@@ -118,4 +123,13 @@ for (const s of STRATEGIES) {
   (result.series as Record<string, unknown>)[s.name] = series;
 }
 if (args.json) console.log(JSON.stringify(result, null, 2));
-else console.table(result.strategies);
+else {
+  console.table(result.strategies);
+  const series = result.series as Record<string, { plasticity: number; interventions: string[] }[]>;
+  console.log('plasticity per drop (ratio against a fresh model):');
+  console.log(lineChart(STRATEGIES.map((s) => ({ mark: MARKS[s.name]!, name: s.name, values: series[s.name]!.map((p) => p.plasticity) })), { reference: 1 }));
+  for (const s of STRATEGIES) {
+    const at = series[s.name]!.flatMap((p, i) => (p.interventions.length ? [i + 1] : []));
+    if (s.floor !== undefined) console.log(`${s.name}: interventions before drop ${at.length ? at.join(', ') : '(none: never below the floor)'}`);
+  }
+}
