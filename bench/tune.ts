@@ -66,7 +66,14 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     const values = evaluateSuites(o.config, weights, seen);
     return Object.fromEntries(seen.map((s, j) => [key(s), s.metric === 'loss' ? { loss: values[j]! } : { exactMatch: values[j]! }])) as Record<string, Metrics>;
   };
-  const strategyFor = (k: Knobs): Strategy => ({ name: 'auto', kind: 'continue', replayRatio: k.replayRatio, replayBudget: o.knobs.replayBudget, l2Pull: k.l2Pull, rewarm: true });
+  const strategyFor = (k: Knobs): Strategy => ({
+    name: 'auto',
+    kind: 'continue',
+    replayRatio: k.replayRatio,
+    replayBudget: o.knobs.replayBudget,
+    l2Pull: k.l2Pull,
+    rewarm: true,
+  });
   const train = (init: Weights, i: number, k: Knobs) =>
     trainModel({
       config: o.config,
@@ -75,7 +82,14 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       sources: continueSources(o.drops, o.base, i, strategyFor(k), 'new-drop'),
       recipe: { ...o.recipe, ...k, rewarm: true, seed: deriveSeed(1, i) },
     });
-  const base: Knobs = { steps: o.recipe.steps, learningRate: o.recipe.learningRate, minLearningRate: o.recipe.minLearningRate ?? o.recipe.learningRate / 10, warmupSteps: o.recipe.warmupSteps, replayRatio: o.knobs.replayRatio, l2Pull: o.knobs.l2Pull };
+  const base: Knobs = {
+    steps: o.recipe.steps,
+    learningRate: o.recipe.learningRate,
+    minLearningRate: o.recipe.minLearningRate ?? o.recipe.learningRate / 10,
+    warmupSteps: o.recipe.warmupSteps,
+    replayRatio: o.knobs.replayRatio,
+    l2Pull: o.knobs.l2Pull,
+  };
 
   let defCur = o.start;
   let autoCur = o.start;
@@ -118,7 +132,15 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
           });
           const id = `w${++n}`;
           weightsById.set(id, res.weights);
-          out.push({ ok: true, steps: res.steps, flops: (res.steps - r.fromStep) * flopsPerStep, wallMs: res.wallMs, ...(saved ? { checkpoint: saved } : {}), weights: id, metrics: metricsOf(res.weights, i) as Record<string, Record<string, number | undefined>> });
+          out.push({
+            ok: true,
+            steps: res.steps,
+            flops: (res.steps - r.fromStep) * flopsPerStep,
+            wallMs: res.wallMs,
+            ...(saved ? { checkpoint: saved } : {}),
+            weights: id,
+            metrics: metricsOf(res.weights, i) as Record<string, Record<string, number | undefined>>,
+          });
         }
         return out;
       },
@@ -138,7 +160,9 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       autoTrials: outcome.trials.length,
       autoSteps: outcome.chosen?.toStep ?? null,
     });
-    o.log?.(`drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)}; auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`);
+    o.log?.(
+      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)}; auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
+    );
   }
   const defaultFlops = perDrop.reduce((a, p) => a + p.defaultFlops, 0);
   const autoFlops = perDrop.reduce((a, p) => a + p.autoFlops, 0);
@@ -154,7 +178,16 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     perDrop,
   };
 
-  function trainWithStop(init: Weights, i: number, k: Knobs, from: number, to: number, resume: Uint8Array | undefined, every: number, onCheckpoint: (b: Uint8Array, s: number) => Promise<void>) {
+  function trainWithStop(
+    init: Weights,
+    i: number,
+    k: Knobs,
+    from: number,
+    to: number,
+    resume: Uint8Array | undefined,
+    every: number,
+    onCheckpoint: (b: Uint8Array, s: number) => Promise<void>,
+  ) {
     let calls = 0;
     return trainModel({
       config: o.config,

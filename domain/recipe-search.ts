@@ -43,7 +43,15 @@ export interface TrialRun {
 }
 
 export type TrialOutcome =
-  | { ok: true; steps: number; flops: number; wallMs: number; checkpoint?: string; weights?: string; metrics: Record<string, Record<string, number | undefined>> }
+  | {
+      ok: true;
+      steps: number;
+      flops: number;
+      wallMs: number;
+      checkpoint?: string;
+      weights?: string;
+      metrics: Record<string, Record<string, number | undefined>>;
+    }
   | { ok: false; error: string };
 
 export interface Judged {
@@ -135,7 +143,17 @@ export function gridAround(base: Knobs, steps: number, width: number): Knobs[] {
   const floorRatio = base.learningRate > 0 ? base.minLearningRate / base.learningRate : 0.1;
   const at = (mult: number, replay: number, l2: number, warm = 1): Knobs => {
     const rate = clampLr(lr * mult);
-    return atHorizon({ ...base, learningRate: rate, minLearningRate: rate * floorRatio, replayRatio: Math.min(0.95, Math.max(0, replay)), l2Pull: l2, warmupSteps: Math.round(base.warmupSteps * warm) }, steps);
+    return atHorizon(
+      {
+        ...base,
+        learningRate: rate,
+        minLearningRate: rate * floorRatio,
+        replayRatio: Math.min(0.95, Math.max(0, replay)),
+        l2Pull: l2,
+        warmupSteps: Math.round(base.warmupSteps * warm),
+      },
+      steps,
+    );
   };
   const all = [
     at(2, base.replayRatio, base.l2Pull),
@@ -171,17 +189,36 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
       planned += cost(r);
       fit.push(r);
     }
-    if (fit.length < runs.length) stopped = `the compute budget (${o.budgetFlops.toExponential(2)} FLOPs) does not cover ${runs.length - fit.length} more trial segment(s)`;
+    if (fit.length < runs.length)
+      stopped = `the compute budget (${o.budgetFlops.toExponential(2)} FLOPs) does not cover ${runs.length - fit.length} more trial segment(s)`;
     if (!fit.length) return [];
     const outcomes = await o.run(fit);
     return fit.map((r, i) => {
       const out = outcomes[i]!;
       const complete = r.toStep >= r.trial.knobs.steps;
-      const base = { trial: r.trial.id, rung: r.rung, bracket: r.trial.bracket, source: r.trial.source, knobs: r.trial.knobs, fromStep: r.fromStep, toStep: r.toStep, complete };
+      const base = {
+        trial: r.trial.id,
+        rung: r.rung,
+        bracket: r.trial.bracket,
+        source: r.trial.source,
+        knobs: r.trial.knobs,
+        fromStep: r.fromStep,
+        toStep: r.toStep,
+        complete,
+      };
       if (!out.ok) {
         // A trial that crashed past its retries is dropped; the others go on. Its planned compute still counts.
         spent += cost(r);
-        const rec: TrialRecord = { ...base, flops: cost(r), wallMs: 0, metrics: {}, margin: null, pass: false, summary: `failed: ${out.error}`, status: 'failed' };
+        const rec: TrialRecord = {
+          ...base,
+          flops: cost(r),
+          wallMs: 0,
+          metrics: {},
+          margin: null,
+          pass: false,
+          summary: `failed: ${out.error}`,
+          status: 'failed',
+        };
         trials.push(rec);
         return rec;
       }
@@ -252,10 +289,18 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     }
     const rung1 = await runRung(finalists.map((f) => ({ trial: f.plan, rung: 1, fromStep: f.from, toStep: h, ...(f.resume ? { resume: f.resume } : {}) })));
     const w = choose(rung1);
-    if (w) return done(w, `the cheapest passing recipe: ${h} steps, lr ${w.knobs.learningRate}, margin ${w.margin!.toFixed(4)} after ${trials.length} trial segment(s)`);
+    if (w)
+      return done(
+        w,
+        `the cheapest passing recipe: ${h} steps, lr ${w.knobs.learningRate}, margin ${w.margin!.toFixed(4)} after ${trials.length} trial segment(s)`,
+      );
     if (stopped) return done(null, stopped);
     // The next bracket: the best two configurations of this one at twice the horizon.
-    const next = rung1.filter((r) => r.margin !== null).sort(better).slice(0, 2).map((r) => r.knobs);
+    const next = rung1
+      .filter((r) => r.margin !== null)
+      .sort(better)
+      .slice(0, 2)
+      .map((r) => r.knobs);
     configs = next.length ? next : configs.slice(0, 2);
   }
   // Last resort: the base recipe as given.
@@ -270,7 +315,11 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
 /** Distance between two drops' features (relative size and new-suite count), for ordering warm-start recipes. */
 export function dropDistance(a: DropFeatures, b: DropFeatures): number {
   const rel = (x: number, y: number) => Math.abs(x - y) / Math.max(1, x, y);
-  return rel(a.trainRecords, b.trainRecords) + rel(a.newSuites, b.newSuites) + (a.plasticity !== undefined && b.plasticity !== undefined ? Math.abs(a.plasticity - b.plasticity) : 0);
+  return (
+    rel(a.trainRecords, b.trainRecords) +
+    rel(a.newSuites, b.newSuites) +
+    (a.plasticity !== undefined && b.plasticity !== undefined ? Math.abs(a.plasticity - b.plasticity) : 0)
+  );
 }
 
 export interface DropFeatures {

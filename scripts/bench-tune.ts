@@ -25,7 +25,9 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log(`npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N]`);
+  console.log(
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N]`,
+  );
   process.exit(0);
 }
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -49,7 +51,17 @@ const start = (
     config,
     init: initWeights(config, 1),
     sources: [{ name: 'drop', weight: 1, docs: base.train }],
-    recipe: { steps: quick ? 150 : 300, batchSize: 16, learningRate: quick ? 1e-2 : 4e-3, minLearningRate: quick ? 1e-3 : 3e-4, warmupSteps: 15, weightDecay: 0.01, gradClip: 1, l2Pull: 0, seed: 1 },
+    recipe: {
+      steps: quick ? 150 : 300,
+      batchSize: 16,
+      learningRate: quick ? 1e-2 : 4e-3,
+      minLearningRate: quick ? 1e-3 : 3e-4,
+      warmupSteps: 15,
+      weightDecay: 0.01,
+      gradClip: 1,
+      l2Pull: 0,
+      seed: 1,
+    },
   })
 ).weights;
 const result = await runTune({
@@ -72,7 +84,11 @@ const out = {
 };
 if (args.json) process.stdout.write(JSON.stringify(out) + '\n');
 else {
-  console.log(`default: ${result.passedDefault}/${result.drops} drops passed, ${result.defaultFlops.toExponential(3)} FLOPs, mean gate margin ${result.gateMarginDefault.toFixed(4)}`);
-  console.log(`auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${result.gateMarginAuto.toFixed(4)}`);
+  console.log(
+    `default: ${result.passedDefault}/${result.drops} drops passed, ${result.defaultFlops.toExponential(3)} FLOPs, mean gate margin ${result.gateMarginDefault.toFixed(4)}`,
+  );
+  console.log(
+    `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${result.gateMarginAuto.toFixed(4)}`,
+  );
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
 }

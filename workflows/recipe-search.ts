@@ -57,7 +57,10 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
   const light = proxyLocalActivities<LocalRegistryActivities>(registryLocal);
   const evals = proxyActivities<TrainingQueueActivities>(evaluation(input.trainingQueue));
   // A trial that keeps crashing is dropped after three tries; the search goes on with the others.
-  const trials = proxyActivities<TrainingQueueActivities>({ ...training(input.trainingQueue), retry: { ...training(input.trainingQueue).retry, maximumAttempts: 3 } });
+  const trials = proxyActivities<TrainingQueueActivities>({
+    ...training(input.trainingQueue),
+    retry: { ...training(input.trainingQueue).retry, maximumAttempts: 3 },
+  });
   const { search, distillTemperature: _t, distillWeight: _w, ...base } = input.recipe;
   void _t;
   void _w;
@@ -83,7 +86,13 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     width: settings.width,
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
-      const decision = evaluateGate({ rules: input.gateRules, suites, candidate: metrics as Record<string, Metrics>, champion: against.metrics, baseline: against.label });
+      const decision = evaluateGate({
+        rules: input.gateRules,
+        suites,
+        candidate: metrics as Record<string, Metrics>,
+        champion: against.metrics,
+        baseline: against.label,
+      });
       return { pass: decision.verdict === 'pass', margin: gateMargin(decision), summary: decision.summary };
     },
     run: (runs) =>
@@ -157,7 +166,10 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
       own.length ? evals.evaluateUntrained({ modelConfig: input.modelConfig, seed: base.seed, suites: own }) : {},
       f && held.length ? evals.evaluateVersions({ line: f.line, versions: [f.version], suites: held }).then((m) => m[f.version]!) : {},
     ]);
-    return { metrics: { ...untrained, ...foundation }, label: f && held.length ? `an untrained model and ${f.line}@${f.version}` : 'an untrained model of its shape' };
+    return {
+      metrics: { ...untrained, ...foundation },
+      label: f && held.length ? `an untrained model and ${f.line}@${f.version}` : 'an untrained model of its shape',
+    };
   }
 }
 

@@ -15,7 +15,12 @@ const suffix = Date.now().toString(36);
 
 function writeDrop(name: string, seed: number, paragraphs: number): string {
   const path = join(loop.dataDir, name);
-  writeFileSync(path, generalText(rng(seed), paragraphs).map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeFileSync(
+    path,
+    generalText(rng(seed), paragraphs)
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n',
+  );
   return path;
 }
 
