@@ -161,7 +161,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       autoSteps: outcome.chosen?.toStep ?? null,
     });
     o.log?.(
-      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)}; auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
+      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)} (${dj.summary}); auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
     );
   }
   const defaultFlops = perDrop.reduce((a, p) => a + p.defaultFlops, 0);

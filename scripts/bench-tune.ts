@@ -12,6 +12,7 @@ import { dropFromBytes } from '../bench/index.ts';
 import { streamScenario } from '../bench/scenario.ts';
 import { runTune } from '../bench/tune.ts';
 import { DEFAULT_GATE_RULES } from '../schemas/defaults.ts';
+import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
 import { evaluateGate } from '../workflows/gate.ts';
 
 const { values: args } = parseArgs({
@@ -21,15 +22,18 @@ const { values: args } = parseArgs({
     k: { type: 'string' },
     budget: { type: 'string', default: '2' },
     width: { type: 'string', default: '4' },
+    gate: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--gate JSON (gate rules over the defaults)]`,
   );
   process.exit(0);
 }
+// --gate: gate rules laid over the defaults (as `perennial line create --gate`), e.g. for the tiny model.
+const rules = GateRules.parse(mergeDeep(DEFAULT_GATE_RULES, args.gate ? GateRulesOverride.parse(JSON.parse(args.gate)) : undefined));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const started = performance.now();
 const backend = await initBackendInfo();
@@ -73,12 +77,13 @@ const result = await runTune({
   knobs,
   budgetFactor: Number(args.budget),
   width: Number(args.width),
-  gate: (suites, candidate, champion) => evaluateGate({ rules: DEFAULT_GATE_RULES, suites, candidate, champion }),
+  gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 });
 const out = {
   preset: quick ? 'quick' : 'full',
   backend: backend.label,
+  gateRules: rules,
   ...result,
   elapsedMs: Math.round(performance.now() - started),
 };
