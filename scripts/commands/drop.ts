@@ -15,7 +15,11 @@ export function register(program: Command) {
     .option('--wait', 'wait until the cycle for this drop has finished and print its verdict')
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
-      const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: autoRecipeArg(o.recipe, o.searchBudget) }, { line: '<line>', file: '<file>' });
+      const { recipe, source } = parseCliArgs(
+        CliArgs.drop,
+        { line, file, source: o.source, recipe: autoRecipeArg(o.recipe, o.searchBudget) },
+        { line: '<line>', file: '<file>' },
+      );
       readableFile(file, '<file>');
       const reg = openRegistry();
       let effectiveRecipe: Recipe | undefined;

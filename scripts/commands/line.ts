@@ -16,7 +16,7 @@ export function register(program: Command) {
     .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
     .option('--steps <n>', 'training steps per cycle')
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}, or auto (search the cheapest passing recipe each cycle)')
-    .option('--search-budget <flops>', 'with --recipe auto: training FLOPs for all trials of one cycle (default: twice the recipe\'s)')
+    .option('--search-budget <flops>', "with --recipe auto: training FLOPs for all trials of one cycle (default: twice the recipe's)")
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
     .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
     .option('--require-approval', 'a human approves every release to stable')
@@ -79,7 +79,8 @@ export function register(program: Command) {
     .option('--actor <name>', 'who sets it', process.env.USER ?? 'operator')
     .option('--json', 'print the line as JSON')
     .action(async (name: string, policy: string, o) => {
-      if (policy !== 'auto' && policy !== 'manual' && policy !== 'off') throw new UserError(`upgrade policy is auto, manual or off; got ${JSON.stringify(policy)}`, 2);
+      if (policy !== 'auto' && policy !== 'manual' && policy !== 'off')
+        throw new UserError(`upgrade policy is auto, manual or off; got ${JSON.stringify(policy)}`, 2);
       const { registry, close } = openRegistry();
       try {
         const current = await registry.getLine(name).catch(() => {
@@ -95,7 +96,7 @@ export function register(program: Command) {
 
   line
     .command('recipe <name> <recipe>')
-    .description('change a line\'s recipe: auto (search the cheapest passing recipe each cycle), fixed (train with it as is), or JSON fields to override')
+    .description("change a line's recipe: auto (search the cheapest passing recipe each cycle), fixed (train with it as is), or JSON fields to override")
     .option('--search-budget <flops>', 'with auto: training FLOPs for all trials of one cycle')
     .option('--reason <text>', 'why (audited)', 'recipe changed')
     .option('--actor <name>', 'who changes it', process.env.USER ?? 'operator')
@@ -159,7 +160,10 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
       .map((k) => `${k} ${recipe[k as keyof Recipe]}`)
       .join(', ')}`,
   );
-  if (recipe.search) out.push(`recipe search: auto (${JSON.stringify(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`);
+  if (recipe.search)
+    out.push(
+      `recipe search: auto (${JSON.stringify(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`,
+    );
   return out.join('\n');
 }
 
