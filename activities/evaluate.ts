@@ -19,6 +19,7 @@ import type { SuiteRef } from './types.ts';
 export function evaluationActivities(deps: ActivityDeps) {
   /** Fresh-model probe outcomes by (config, seed, budget, backend): the reference is the same for every version of a line. */
   const references = new Map<string, ProbeOutcome>();
+  const measure = measureSuite;
 
   return {
     /**
@@ -111,16 +112,6 @@ export function evaluationActivities(deps: ActivityDeps) {
     },
   };
 
-  async function measure(model: LanguageModel, d: SuiteData): Promise<Metrics> {
-    if (d.kind === 'probe' && d.probes.length === 0) return { retired: 1, total: 0, superseded: d.superseded };
-    if (d.kind === 'text') {
-      const r = await evaluateLoss(model, d.texts);
-      return { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
-    }
-    const r = await exactMatch(model, d.probes);
-    return { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
-  }
-
   async function evaluateOne(
     input: { line: string; version: number; suites: SuiteRef[]; fresh?: boolean },
     data: Map<string, SuiteData>,
@@ -175,3 +166,15 @@ export function evaluationActivities(deps: ActivityDeps) {
     return out;
   }
 }
+
+/** One suite's metrics for a loaded model: loss and perplexity for text, exact match for probes (retired when none are left). */
+export async function measureSuite(model: LanguageModel, d: SuiteData): Promise<Metrics> {
+  if (d.kind === 'probe' && d.probes.length === 0) return { retired: 1, total: 0, superseded: d.superseded };
+  if (d.kind === 'text') {
+    const r = await evaluateLoss(model, d.texts);
+    return { loss: r.meanLoss, perplexity: r.perplexity, tokens: r.tokens, records: d.texts.length };
+  }
+  const r = await exactMatch(model, d.probes);
+  return { exactMatch: r.accuracy, correct: r.correct, total: r.total, superseded: d.superseded };
+}
+

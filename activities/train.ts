@@ -32,7 +32,8 @@ function withoutDistill<R extends { distillTemperature?: number; distillWeight?:
   return rest;
 }
 
-export function trainingActivities(deps: ActivityDeps) {
+/** How a training input becomes data and weights: shared by trainCandidate and the recipe search's trials. */
+export function trainingData(deps: ActivityDeps) {
   /**
    * Training sources: the new drop, and the replay buffer — earlier accepted drops, newest first, within the
    * record budget — with the replay share split evenly across those drops, so a small drop of facts is
@@ -114,6 +115,12 @@ export function trainingActivities(deps: ActivityDeps) {
     return { init, reference: input.recipe.l2Pull > 0 ? weights : undefined, config };
   }
 
+  return { trainingSources, initialWeights };
+}
+
+export function trainingActivities(deps: ActivityDeps) {
+  const { trainingSources, initialWeights } = trainingData(deps);
+
   /**
    * What no retry can fix fails at once, typed and non-retryable, with the run recorded as failed; the cycle turns
    * it into a verdict. The same data and recipe diverge again, a foreign or corrupt checkpoint stays so, and so
@@ -150,7 +157,9 @@ export function trainingActivities(deps: ActivityDeps) {
         if (err instanceof ApplicationFailure && err.nonRetryable) await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: err.message });
         throw err;
       }
-      const resume = previous?.checkpoint ? await deps.store.get(previous.checkpoint) : undefined;
+      // A search's winning trial hands over its final checkpoint: the candidate is those weights, not a second training.
+      const resumeDigest = previous?.checkpoint ?? input.resumeFrom;
+      const resume = resumeDigest ? await deps.store.get(resumeDigest) : undefined;
       if (resume) {
         try {
           readCheckpoint(resume);
@@ -158,13 +167,13 @@ export function trainingActivities(deps: ActivityDeps) {
           // A corrupt checkpoint is corrupt on every attempt.
           return failDeterministically(
             input.key,
-            new CheckpointMismatchError(`checkpoint ${previous!.checkpoint!.slice(0, 12)} cannot be resumed: ${(err as Error).message}`),
+            new CheckpointMismatchError(`checkpoint ${resumeDigest!.slice(0, 12)} cannot be resumed: ${(err as Error).message}`),
           );
         }
       }
 
       const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
-      let lastCheckpoint = previous?.checkpoint;
+      let lastCheckpoint = resumeDigest;
       // Recorded with the run, so `perennial verify` re-hashes every checkpoint the version was trained through.
       const checkpoints: { digest: string; step: number }[] = lastCheckpoint ? [{ digest: lastCheckpoint, step: resumedFromStep }] : [];
       let lastCheckpointStep = resume ? resumedFromStep : undefined;

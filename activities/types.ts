@@ -6,6 +6,7 @@ import type { createActivities } from './index.ts';
 import type { ingestActivities } from './ingest.ts';
 import type { releaseActivities } from './release.ts';
 import type { trainingActivities } from './train.ts';
+import type { searchRegistryActivities, trialActivities } from './search.ts';
 
 export type { SuiteRef };
 
@@ -15,13 +16,13 @@ export type Activities = ReturnType<typeof createActivities>;
 // Views per task queue, so that a proxy can only call what the queue it sends to serves: a training activity
 // called through a workflow-queue proxy does not compile (test/unit/activity-views.test.ts).
 /** Registry steps and signals: short database calls on the workflow queue; the cycle runs them as local activities. */
-export type RegistryActivities = ReturnType<typeof releaseActivities>;
+export type RegistryActivities = ReturnType<typeof releaseActivities> & ReturnType<typeof searchRegistryActivities>;
 /** Reading a drop or evidence file into the store (heartbeating), on the workflow queue. */
 export type IngestActivities = ReturnType<typeof ingestActivities>;
 /** What the workflow worker serves on `<queue>`. */
 export type WorkflowQueueActivities = RegistryActivities & IngestActivities;
 /** What the training worker serves on `<queue>.training` (CPU/GPU bound): training and evaluation. */
-export type TrainingQueueActivities = ReturnType<typeof trainingActivities> & ReturnType<typeof evaluationActivities>;
+export type TrainingQueueActivities = ReturnType<typeof trainingActivities> & ReturnType<typeof evaluationActivities> & ReturnType<typeof trialActivities>;
 /** What the cycle runs as local activities inside its workflow task: the registry steps only. */
 export type LocalRegistryActivities = RegistryActivities;
 
@@ -61,6 +62,8 @@ export interface TrainInput {
   modelConfig: ModelConfig;
   /** Workflow id that receives progress signals (the line workflow). */
   progressTo?: string;
+  /** A checkpoint of this same job to start from (a recipe search's winning trial); a heartbeat's checkpoint wins. */
+  resumeFrom?: string;
 }
 
 export interface TrainingOutcome {

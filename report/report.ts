@@ -3,7 +3,8 @@
  * the metric curve of every suite across versions with the gate's bounds, the forgetting matrix as a heatmap,
  * the release timeline per channel, and the quarantined and rejected drops with their reasons.
  */
-import type { Registry } from '../registry/registry.ts';
+import type { Registry, TrialInfo } from '../registry/registry.ts';
+import { trialsHtml } from './trials.ts';
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const fmt = (x: number) => (Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3)) : '-');
@@ -147,18 +148,21 @@ export interface LineReport {
   releases: { channel: string; fromVersion: number | null; toVersion: number | null; at: Date; actor: string; reason: string }[];
   drops: { source: string; digest: string; status: string; reason: string | null; receivedAt: Date }[];
   channels: { channel: string; version: number | null }[];
+  /** Every recipe-search trial of the line (issue 15). */
+  trials: TrialInfo[];
 }
 
 /** Collects what the report shows for one line from the registry. */
 export async function collectLine(registry: Registry, line: string): Promise<LineReport> {
   const info = await registry.getLine(line);
-  const [versions, evaluations, releases, drops, channels, plasticity] = await Promise.all([
+  const [versions, evaluations, releases, drops, channels, plasticity, trials] = await Promise.all([
     registry.listVersions(line),
     registry.getEvaluations(line),
     registry.listReleases(line),
     registry.listDrops(line),
     registry.getChannels(line),
     registry.getPlasticity(line),
+    registry.listTrials(line),
   ]);
   const suiteKinds = new Map<string, string>();
   for (const e of evaluations) if (!(e.metrics as { evidence?: boolean }).evidence) suiteKinds.set(e.suite, e.kind);
@@ -228,6 +232,7 @@ export async function collectLine(registry: Registry, line: string): Promise<Lin
     })),
     drops: drops.map((d) => ({ source: d.source, digest: d.digest, status: d.status, reason: d.reason, receivedAt: new Date(d.receivedAt) })),
     channels: channels.map((c) => ({ channel: c.channel, version: c.version })),
+    trials,
   };
 }
 
@@ -271,6 +276,7 @@ export async function buildReport(registry: Registry, lines?: string[]): Promise
               .join('')}</table>`,
           ]
         : []),
+      trialsHtml(r.trials),
       `<h3>Quarantined and rejected drops</h3>`,
       problems.length
         ? `<table><tr><th>received</th><th>source</th><th>digest</th><th>status</th><th>reason</th></tr>${problems

@@ -48,6 +48,21 @@ export const ModelConfig = z
   .refine((c) => c.dModel % c.nHeads === 0, 'dModel must be divisible by nHeads');
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
+/** What recipe `auto` searches within: a compute budget for every trial together, and the margin a chosen recipe needs. */
+export const RecipeSearch = z
+  .object({
+    /** Training FLOPs for all trials of one cycle together (default: twice the base recipe's). */
+    budgetFlops: z.number().positive('search.budgetFlops is a positive number of FLOPs, like 2e12').optional(),
+    /** Wall time for the whole search in milliseconds (checked before every rung); absent: no limit. */
+    budgetWallMs: z.number().int().positive().optional(),
+    /** The least gate margin the chosen recipe needs (loss: fraction of the bound left; exact match: points); default 0. */
+    margin: z.number().min(-1).max(1).optional(),
+    /** Trials in the first bracket, 1 to 6 (default 4). */
+    width: z.number().int().min(1).max(6).optional(),
+  })
+  .strict();
+export type RecipeSearch = z.infer<typeof RecipeSearch>;
+
 /** How a candidate is trained from its parent. Data, so lines and drops can carry their own. */
 export const Recipe = z
   .object({
@@ -79,6 +94,11 @@ export const Recipe = z
     plasticityFloor: z.number().min(0).max(10).optional(),
     /** The interventions applied to this version's starting weights (set by the cycle, recorded with the version). */
     interventions: z.array(z.enum(['shrink-perturb', 'dormant-reset'])).optional(),
+    /**
+     * Recipe `auto` (issue 15): present, the cycle searches the cheapest recipe that passes the gate (workflows/
+     * recipe-search.ts) starting from the fields above, within the budget given here. Absent: train with the recipe as is.
+     */
+    search: RecipeSearch.optional(),
   })
   .strict();
 export type Recipe = z.infer<typeof Recipe>;

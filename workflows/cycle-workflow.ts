@@ -7,6 +7,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   condition,
+  executeChild,
   getExternalWorkflowHandle,
   patched,
   proxyActivities,
@@ -36,6 +37,7 @@ import { ErrorType } from '../schemas/contracts/errors.ts';
 import { trainingQueueFor } from '../schemas/contracts/ids.ts';
 import { evaluation, ingest, registryLocal, training } from './options.ts';
 import { LINE, PHASE, VERDICT, VERSION } from '../schemas/contracts/search-attributes.ts';
+import { recipeSearchId, recipeSearchWorkflow } from './recipe-search.ts';
 
 const SYSTEM_ACTOR = 'perennial';
 
@@ -121,7 +123,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
 
   // Ingest: validate, store, record. Bad input is quarantined by the activity and ends the cycle here.
   enter('ingest');
-  let ingested: { suites: SuiteRef[] } = { suites: [] };
+  let ingested: { suites: SuiteRef[]; counts?: { train: number } } = { suites: [] };
   if (drop) {
     let result;
     try {
@@ -159,10 +161,47 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       ? await evals.measurePlasticity({ line: init.line, version: init.version, seed: chosen.seed })
       : undefined;
   const interventions = planInterventions(chosen.plasticityFloor, startPlasticity?.ratio);
-  const recipe = interventions.length ? { ...chosen, interventions } : chosen;
+  let recipe = interventions.length ? { ...chosen, interventions } : chosen;
+  // Recipe `auto` (issue 15): a child workflow searches the cheapest recipe that passes the gate; its winning
+  // trial's final checkpoint becomes the candidate (no second training). Versioned: older histories replay without it.
+  let resumeFrom: string | undefined;
+  if (recipe.search && drop && !transfer && patched('recipe-search-v1')) {
+    const searched = await executeChild(recipeSearchWorkflow, {
+      workflowId: recipeSearchId(cycleId),
+      taskQueue: info.taskQueue,
+      args: [
+        {
+          line,
+          cycleKey: key,
+          cycleId,
+          dropDigest: drop.digest,
+          init,
+          champion,
+          foundationStable: snapshot.foundationStable,
+          replay: snapshot.replay,
+          recipe,
+          modelConfig: snapshot.spec.modelConfig,
+          gateRules: snapshot.spec.gateRules,
+          suites: [...snapshot.suites, ...ingested.suites],
+          newSuites: ingested.suites.map((s) => s.name),
+          features: { trainRecords: ingested.counts?.train ?? 0, newSuites: ingested.suites.length, ...(startPlasticity ? { plasticity: startPlasticity.ratio } : {}) },
+          trainingQueue,
+        },
+      ],
+    });
+    if (!searched.chosen) {
+      const best = searched.best;
+      const why = `recipe search found no passing recipe (${searched.reason}; ${searched.trials} trial segment(s), ${searched.flops.toExponential(2)} of ${searched.budgetFlops.toExponential(2)} FLOPs)${best ? `; best trial ${best.trial} (${best.steps} steps, lr ${best.recipe.learningRate}, margin ${best.margin === null ? '-' : best.margin.toFixed(4)}): ${best.summary}` : ''}`;
+      await setDropStatus('rejected', why);
+      return finish('rejected', why);
+    }
+    recipe = searched.chosen.recipe;
+    resumeFrom = searched.chosen.checkpoint;
+  }
   let trained;
   try {
     trained = await heavy.trainCandidate({
+      ...(resumeFrom ? { resumeFrom } : {}),
       line,
       key,
       init,

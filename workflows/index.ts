@@ -4,3 +4,4 @@ export { cycleWorkflow } from './cycle-workflow.ts';
 export { reevaluateWorkflow } from './reevaluate-workflow.ts';
 export { scheduleTickWorkflow } from './schedule-tick-workflow.ts';
 export { upgradeWorkflow } from './upgrade-workflow.ts';
+export { recipeSearchWorkflow } from './recipe-search.ts';

@@ -3,17 +3,23 @@ import type { Command } from 'commander';
 import { CliArgs, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
 import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
+import { autoRecipeArg } from './line.ts';
 
 export function register(program: Command) {
   program
     .command('drop <line> <file>')
     .description('send a JSONL ({"text": ...} or {"prompt": ..., "completion": ...}) or plain-text file to a line')
     .option('--source <name>', 'source name of the drop (default: the file name)')
-    .option('--recipe <json>', 'recipe fields to override for this drop, e.g. {"steps":400}')
+    .option('--recipe <json>', 'recipe fields to override for this drop, e.g. {"steps":400}, or auto (search the cheapest passing recipe)')
+    .option('--search-budget <flops>', 'with --recipe auto: training FLOPs for all trials of this cycle')
     .option('--wait', 'wait until the cycle for this drop has finished and print its verdict')
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
-      const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: o.recipe }, { line: '<line>', file: '<file>' });
+      const { recipe, source } = parseCliArgs(
+        CliArgs.drop,
+        { line, file, source: o.source, recipe: autoRecipeArg(o.recipe, o.searchBudget) },
+        { line: '<line>', file: '<file>' },
+      );
       readableFile(file, '<file>');
       const reg = openRegistry();
       let effectiveRecipe: Recipe | undefined;
@@ -35,7 +41,7 @@ export function register(program: Command) {
           if (effectiveRecipe)
             console.log(
               `recipe for this drop: ${Object.entries(effectiveRecipe)
-                .map(([k, v]) => `${k} ${v}${k in recipe! ? ' (override)' : ''}`)
+                .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}${k in recipe! ? ' (override)' : ''}`)
                 .join(', ')}`,
             );
           if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);

@@ -15,7 +15,8 @@ export function register(program: Command) {
     .option('--foundation <line>', 'the foundation line an application line builds on')
     .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
     .option('--steps <n>', 'training steps per cycle')
-    .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}')
+    .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}, or auto (search the cheapest passing recipe each cycle)')
+    .option('--search-budget <flops>', "with --recipe auto: training FLOPs for all trials of one cycle (default: twice the recipe's)")
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
     .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
     .option('--require-approval', 'a human approves every release to stable')
@@ -31,7 +32,7 @@ export function register(program: Command) {
             kind: opts.kind,
             foundation: opts.foundation,
             steps: opts.steps,
-            recipe: opts.recipe,
+            recipe: autoRecipeArg(opts.recipe, opts.searchBudget),
             gate: opts.gate,
             canaryWindow: opts.canaryWindow,
             actor: opts.actor,
@@ -78,7 +79,8 @@ export function register(program: Command) {
     .option('--actor <name>', 'who sets it', process.env.USER ?? 'operator')
     .option('--json', 'print the line as JSON')
     .action(async (name: string, policy: string, o) => {
-      if (policy !== 'auto' && policy !== 'manual' && policy !== 'off') throw new UserError(`upgrade policy is auto, manual or off; got ${JSON.stringify(policy)}`, 2);
+      if (policy !== 'auto' && policy !== 'manual' && policy !== 'off')
+        throw new UserError(`upgrade policy is auto, manual or off; got ${JSON.stringify(policy)}`, 2);
       const { registry, close } = openRegistry();
       try {
         const current = await registry.getLine(name).catch(() => {
@@ -87,6 +89,29 @@ export function register(program: Command) {
         if (current.kind !== 'application') throw new UserError(`${name} is a foundation line; an upgrade policy is for application lines`);
         const updated = await registry.updateLine({ name, upgradePolicy: policy, actor: o.actor, reason: o.reason });
         output(o.json, updated, () => console.log(`${name}: upgrade policy ${current.upgradePolicy} -> ${updated.upgradePolicy}`));
+      } finally {
+        await close();
+      }
+    });
+
+  line
+    .command('recipe <name> <recipe>')
+    .description("change a line's recipe: auto (search the cheapest passing recipe each cycle), fixed (train with it as is), or JSON fields to override")
+    .option('--search-budget <flops>', 'with auto: training FLOPs for all trials of one cycle')
+    .option('--reason <text>', 'why (audited)', 'recipe changed')
+    .option('--actor <name>', 'who changes it', process.env.USER ?? 'operator')
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, value: string, o) => {
+      parseCliArgs(CliArgs.line, { line: name }, { line: '<name>' });
+      const override = value === 'fixed' ? { search: null } : parseCliArgs(CliArgs.drop.shape.recipe, autoRecipeArg(value, o.searchBudget), {}, '<recipe>');
+      const { registry, close } = openRegistry();
+      try {
+        const current = await registry.getLine(name).catch(() => {
+          throw new UserError(`line ${name} does not exist`);
+        });
+        const recipe = parseCliArgs(Recipe, mergeDeep(current.recipe, override), {}, '<recipe>');
+        const updated = await registry.updateLine({ name, recipe, actor: o.actor, reason: o.reason });
+        output(o.json, updated, () => console.log(`${name}: ${formatRules(updated.gateRules as GateRules, updated.recipe as Recipe)}`));
       } finally {
         await close();
       }
@@ -131,9 +156,23 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
   out.push(
     // In the schema's order (a stored recipe comes back from jsonb with its keys reordered).
     `recipe: ${Object.keys(Recipe.shape)
-      .filter((k) => k in recipe)
+      .filter((k) => k in recipe && k !== 'search')
       .map((k) => `${k} ${recipe[k as keyof Recipe]}`)
       .join(', ')}`,
   );
+  if (recipe.search)
+    out.push(
+      `recipe search: auto (${JSON.stringify(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`,
+    );
   return out.join('\n');
+}
+
+/** `--recipe auto` as the JSON override it stands for (with `--search-budget`), any other value as given. */
+export function autoRecipeArg(value: string | undefined, budget: string | undefined): string | undefined {
+  if (budget !== undefined && value !== 'auto') throw new UserError('--search-budget goes with --recipe auto', 2);
+  if (value !== 'auto') return value;
+  if (budget === undefined) return JSON.stringify({ search: {} });
+  const flops = Number(budget);
+  if (!Number.isFinite(flops) || flops <= 0) throw new UserError(`--search-budget is a positive number of FLOPs, like 2e12; got ${JSON.stringify(budget)}`, 2);
+  return JSON.stringify({ search: { budgetFlops: flops } });
 }

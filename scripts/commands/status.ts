@@ -9,6 +9,7 @@ import type { LineState } from '../../schemas/contracts/messages.ts';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { listUpgrades, upgradeProgress } from '../../client/upgrades.ts';
 import { openClient, openRegistry, output } from './context.ts';
+import type { TrialInfo } from '../../registry/registry.ts';
 
 function describe(state: LineState | null): string {
   if (!state) return 'workflow not started (no drop yet)';
@@ -17,6 +18,22 @@ function describe(state: LineState | null): string {
   if (!c) return `idle${queue}`;
   const progress = c.phase === 'adapt' && c.steps ? ` step ${c.step ?? 0}/${c.steps} loss ${c.loss?.toFixed(3) ?? '-'}` : '';
   return `${c.cycleId} ${c.phase}${c.version ? ` v${c.version}` : ''}${progress}${queue}`;
+}
+
+/** One line per cycle that searched its recipe: trial segments, compute, and the chosen (or best) trial. */
+function searchLines(trials: TrialInfo[]): string[] {
+  const byCycle = new Map<string, TrialInfo[]>();
+  for (const t of trials) byCycle.set(t.cycleId, [...(byCycle.get(t.cycleId) ?? []), t]);
+  const out = byCycle.size ? ['recipe searches:'] : [];
+  for (const [cycle, ts] of byCycle) {
+    const chosen = ts.find((t) => t.status === 'chosen');
+    const r = (chosen?.recipe ?? {}) as { steps?: number; learningRate?: number };
+    const flops = ts.reduce((a, t) => a + t.flops, 0);
+    out.push(
+      `  ${cycle.padEnd(24)} ${String(ts.length).padStart(3)} trial segment(s) ${flops.toExponential(2)} FLOPs  ${chosen ? `chose ${chosen.trial}: ${r.steps} steps, lr ${r.learningRate}, margin ${chosen.margin?.toFixed(4) ?? '-'}` : 'no passing recipe'}`,
+    );
+  }
+  return out;
 }
 
 export function register(program: Command) {
@@ -39,6 +56,8 @@ export function register(program: Command) {
             foundation: l.foundationLine ?? null,
             channels: Object.fromEntries((await registry.getChannels(l.name)).map((c) => [c.channel, c.version])),
             workflow: await lineState(client, l.name),
+            // Recipe auto: the trials of this line's searches (only with one line named: the listing stays short).
+            trials: line ? await registry.listTrials(l.name) : [],
           })),
         );
         const apps = await registry.listApplications();
@@ -57,6 +76,7 @@ export function register(program: Command) {
             if (line)
               for (const c of r.workflow?.recent ?? [])
                 console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
+            if (line) for (const row of searchLines(r.trials)) console.log(row);
           }
           if (upgrades.length) console.log('upgrades:');
           for (const u of upgrades) {

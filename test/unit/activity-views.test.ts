@@ -42,6 +42,6 @@ export function wrongProxies(
 describe('activity views', () => {
   it('the training worker registers exactly the training-queue view', () => {
     // The split in workers/create.ts goes by this list; the type in activities/index.ts ties it to the view.
-    expect([...TRAINING_ACTIVITIES].sort()).toEqual(['countFlips', 'evaluateUntrained', 'evaluateVersions', 'measurePlasticity', 'trainCandidate']);
+    expect([...TRAINING_ACTIVITIES].sort()).toEqual(['countFlips', 'evaluateUntrained', 'evaluateVersions', 'measurePlasticity', 'runRecipeTrial', 'trainCandidate']);
   });
 });

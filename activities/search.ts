@@ -1,0 +1,130 @@
+/**
+ * Recipe search (issue 15): the trial activity on the training queue (a short training from the champion, or a
+ * continuation of an earlier rung's checkpoint, judged on the line's suites) and the search's registry steps.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { initBackend } from '../model/backend.ts';
+import { flopsPerToken } from '../model/config.ts';
+import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel } from '../model/train.ts';
+import { LanguageModel } from '../model/transformer.ts';
+import { saveModel } from '../model/weights.ts';
+import { resolveSuites } from '../domain/suites.ts';
+import type { Metrics } from '../schemas/contracts/gate.ts';
+import type { ModelConfig } from '../schemas/io.ts';
+import type { TrialInput } from '../registry/trials.ts';
+import type { ActivityDeps } from './deps.ts';
+import { measureSuite } from './evaluate.ts';
+import { trainingData } from './train.ts';
+import type { SuiteRef, TrainInput } from './types.ts';
+
+export interface TrialRunInput extends TrainInput {
+  /** Train up to this step (the trial's recipe.steps is its horizon; a rung may stop before it). */
+  stopAt: number;
+  suites: SuiteRef[];
+}
+
+export interface TrialRunOutcome {
+  steps: number;
+  /** Compute of this segment only (steps after the resume). */
+  flops: number;
+  wallMs: number;
+  /** The checkpoint at `stopAt`: the next rung resumes from it; at the horizon it is the candidate's. */
+  checkpoint: string;
+  weights: string;
+  finalLoss: number;
+  metrics: Record<string, Metrics>;
+}
+
+/** Training-queue activities of the search. */
+export function trialActivities(deps: ActivityDeps) {
+  const { trainingSources, initialWeights } = trainingData(deps);
+  return {
+    /**
+     * Runs one trial segment: trains `recipe` from the champion (or resumes `resumeFrom`) up to `stopAt`, stores
+     * the checkpoint there and the weights, and measures them on `suites`. Writes only to the content-addressed
+     * store; deterministic, so a retry repeats the same segment. A diverged or refused recipe is non-retryable.
+     */
+    async runRecipeTrial(input: TrialRunInput): Promise<TrialRunOutcome> {
+      const ctx = Context.current();
+      await initBackend();
+      const { init, reference, config } = await initialWeights(input);
+      const sources = await trainingSources(input);
+      const resume = input.resumeFrom ? await deps.store.get(input.resumeFrom) : undefined;
+      const startStep = resume ? readCheckpoint(resume).step : 0;
+      let calls = 0;
+      let checkpoint: string | undefined;
+      const every = gcd(input.stopAt, input.recipe.steps);
+      const beat = setInterval(() => ctx.heartbeat({ trial: input.key }), 2000);
+      let result;
+      try {
+        result = await trainModel({
+          config,
+          init,
+          reference,
+          sources,
+          // Exactly what trainCandidate trains with, so the winner's checkpoint is the candidate's.
+          recipe: { ...input.recipe, rewarm: input.recipe.rewarm && input.init !== null },
+          checkpointEvery: every,
+          resume,
+          onCheckpoint: async (bytes, step) => {
+            if (step === input.stopAt) checkpoint = await deps.store.put(bytes);
+          },
+          // Polled before each step: the n-th call (from 0) comes when startStep + n steps are done.
+          shouldStop: () => startStep + calls++ >= input.stopAt,
+        });
+      } catch (err) {
+        if (err instanceof TrainingDivergedError || err instanceof CheckpointMismatchError || err instanceof InvalidRecipeError)
+          throw ApplicationFailure.create({ message: `trial ${input.key}: ${err.message}`, type: err.name, nonRetryable: true });
+        throw err;
+      } finally {
+        clearInterval(beat);
+      }
+      if (!checkpoint) throw ApplicationFailure.nonRetryable(`trial ${input.key} wrote no checkpoint at step ${input.stopAt}`, 'TrialCheckpointError');
+      const weights = await deps.store.put(saveModel(config, result.weights, { line: input.line, trial: input.key }));
+      const data = await resolveSuites(input.suites, deps.drops);
+      const model = LanguageModel.create(config, result.weights);
+      const metrics: Record<string, Metrics> = {};
+      try {
+        for (const s of input.suites) metrics[s.name] = await measureSuite(model, data.get(s.name)!);
+      } finally {
+        model.dispose();
+      }
+      const segment = result.steps - startStep;
+      return {
+        steps: result.steps,
+        flops: segment * input.recipe.batchSize * config.context * flopsPerToken(config),
+        wallMs: Math.round(result.wallMs),
+        checkpoint,
+        weights,
+        finalLoss: result.finalLoss,
+        metrics,
+      };
+    },
+  };
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Workflow-queue (local) activities of the search: its context from the registry, and the record. */
+export function searchRegistryActivities(deps: ActivityDeps) {
+  return {
+    /** What a search needs before its first trial: training FLOPs per step and the recipes chosen on earlier drops. Read-only. */
+    async recipeSearchContext(input: { line: string; modelConfig: ModelConfig; batchSize: number }) {
+      const history = await deps.registry.chosenRecipes(input.line);
+      return { flopsPerStep: input.batchSize * input.modelConfig.context * flopsPerToken(input.modelConfig), history };
+    },
+    /** Records every trial segment of a search; idempotent by (cycle key, trial, rung). */
+    async recordRecipeTrials(input: {
+      line: string;
+      cycleKey: string;
+      cycleId: string;
+      dropDigest: string | null;
+      features: Record<string, unknown>;
+      trials: TrialInput[];
+    }) {
+      return deps.registry.recordTrials(input);
+    },
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * The tuning benchmark's library (`npm run bench:tune`, issue 15): over a stream of drops, the default recipe
+ * against recipe `auto` (the release loop's own search, domain/recipe-search.ts), each on its own chain of
+ * versions, each update judged by a gate the caller passes in (the release gate). Training runs in process with
+ * the loop's trainer, and a promoted trial continues from its in-memory checkpoint exactly as the loop's does.
+ */
+import { type Knobs, type TrialOutcome, gateMargin, searchRecipe } from '../domain/recipe-search.ts';
+import type { GateDecision, GateSuite, Metrics } from '../schemas/contracts/gate.ts';
+import { flopsPerToken, type ModelConfig } from '../model/config.ts';
+import { deriveSeed } from '../model/random.ts';
+import { trainModel } from '../model/train.ts';
+import type { Weights } from '../model/weights.ts';
+import { continueSources, evaluateSuites } from './runner.ts';
+import type { Strategy, UpdateRecipe } from './strategies.ts';
+import { type StreamDrop, buildSuites } from './stream.ts';
+
+export interface TuneOptions {
+  config: ModelConfig;
+  start: Weights;
+  drops: StreamDrop[];
+  base?: StreamDrop;
+  recipe: UpdateRecipe;
+  knobs: { replayRatio: number; replayBudget: number; l2Pull: number };
+  /** The release gate: candidate and champion metrics per suite key. */
+  gate: (suites: GateSuite[], candidate: Record<string, Metrics>, champion: Record<string, Metrics>) => GateDecision;
+  budgetFactor?: number;
+  margin?: number;
+  width?: number;
+  log?: (s: string) => void;
+}
+
+export interface TuneDrop {
+  drop: string;
+  defaultFlops: number;
+  autoFlops: number;
+  defaultPass: boolean;
+  autoPass: boolean;
+  defaultMargin: number;
+  autoMargin: number | null;
+  autoTrials: number;
+  autoSteps: number | null;
+}
+
+export interface TuneResult {
+  defaultFlops: number;
+  autoFlops: number;
+  ratio: number;
+  /** Mean gate margin over the drops each passed (the margin of its accepted updates). */
+  gateMarginDefault: number;
+  gateMarginAuto: number;
+  passedDefault: number;
+  passedAuto: number;
+  drops: number;
+  perDrop: TuneDrop[];
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+
+/** Runs the default recipe and recipe auto over the stream; each keeps the versions its gate passed. */
+export async function runTune(o: TuneOptions): Promise<TuneResult> {
+  const { suites } = buildSuites(o.drops, o.base);
+  const flopsPerStep = o.recipe.batchSize * o.config.context * flopsPerToken(o.config);
+  const key = (s: { name: string; kind: string }) => `${s.name}/${s.kind}`;
+  const metricsOf = (weights: Weights, upTo: number) => {
+    const seen = suites.filter((s) => s.drop <= upTo);
+    const values = evaluateSuites(o.config, weights, seen);
+    return Object.fromEntries(seen.map((s, j) => [key(s), s.metric === 'loss' ? { loss: values[j]! } : { exactMatch: values[j]! }])) as Record<string, Metrics>;
+  };
+  const strategyFor = (k: Knobs): Strategy => ({
+    name: 'auto',
+    kind: 'continue',
+    replayRatio: k.replayRatio,
+    replayBudget: o.knobs.replayBudget,
+    l2Pull: k.l2Pull,
+    rewarm: true,
+  });
+  const train = (init: Weights, i: number, k: Knobs) =>
+    trainModel({
+      config: o.config,
+      init,
+      reference: k.l2Pull > 0 ? init : undefined,
+      sources: continueSources(o.drops, o.base, i, strategyFor(k), 'new-drop'),
+      recipe: { ...o.recipe, ...k, rewarm: true, seed: deriveSeed(1, i) },
+    });
+  const base: Knobs = {
+    steps: o.recipe.steps,
+    learningRate: o.recipe.learningRate,
+    minLearningRate: o.recipe.minLearningRate ?? o.recipe.learningRate / 10,
+    warmupSteps: o.recipe.warmupSteps,
+    replayRatio: o.knobs.replayRatio,
+    l2Pull: o.knobs.l2Pull,
+  };
+
+  let defCur = o.start;
+  let autoCur = o.start;
+  const history: Knobs[] = [];
+  const perDrop: TuneDrop[] = [];
+  for (let i = 1; i <= o.drops.length; i++) {
+    const gateSuites: GateSuite[] = suites.filter((s) => s.drop <= i).map((s) => ({ name: key(s), kind: s.kind, isNew: s.drop === i }));
+    const judgeAgainst = (champion: Record<string, Metrics>) => (m: Record<string, Record<string, number | undefined>>) => {
+      const d = o.gate(gateSuites, m as Record<string, Metrics>, champion);
+      return { pass: d.verdict === 'pass', margin: gateMargin(d), summary: d.summary };
+    };
+    // Default: the recipe as given.
+    const defChampion = metricsOf(defCur, i);
+    const d = await train(defCur, i, base);
+    const dj = judgeAgainst(defChampion)(metricsOf(d.weights, i));
+    if (dj.pass) defCur = d.weights;
+
+    // Auto: the loop's search from this chain's champion.
+    const autoChampion = metricsOf(autoCur, i);
+    const checkpoints = new Map<string, Uint8Array>();
+    const weightsById = new Map<string, Weights>();
+    let n = 0;
+    const init = autoCur;
+    const outcome = await searchRecipe({
+      base,
+      history: [...history].reverse(),
+      budgetFlops: (o.budgetFactor ?? 2) * base.steps * flopsPerStep,
+      flopsPerStep,
+      margin: o.margin ?? 0,
+      width: o.width,
+      judge: judgeAgainst(autoChampion),
+      run: async (runs) => {
+        const out: TrialOutcome[] = [];
+        for (const r of runs) {
+          const resume = r.resume ? checkpoints.get(r.resume) : undefined;
+          let saved: string | undefined;
+          const every = gcd(r.toStep, r.trial.knobs.steps);
+          const res = await trainWithStop(init, i, r.trial.knobs, r.fromStep, r.toStep, resume, every, async (b, step) => {
+            if (step === r.toStep) checkpoints.set((saved = `c${++n}`), b);
+          });
+          const id = `w${++n}`;
+          weightsById.set(id, res.weights);
+          out.push({
+            ok: true,
+            steps: res.steps,
+            flops: (res.steps - r.fromStep) * flopsPerStep,
+            wallMs: res.wallMs,
+            ...(saved ? { checkpoint: saved } : {}),
+            weights: id,
+            metrics: metricsOf(res.weights, i) as Record<string, Record<string, number | undefined>>,
+          });
+        }
+        return out;
+      },
+    });
+    if (outcome.chosen) {
+      autoCur = weightsById.get(outcome.chosen.weights!)!;
+      history.push(outcome.chosen.knobs);
+    }
+    perDrop.push({
+      drop: o.drops[i - 1]!.name,
+      defaultFlops: d.flops,
+      autoFlops: outcome.flops,
+      defaultPass: dj.pass,
+      autoPass: outcome.chosen !== null,
+      defaultMargin: dj.margin,
+      autoMargin: outcome.chosen?.margin ?? outcome.best?.margin ?? null,
+      autoTrials: outcome.trials.length,
+      autoSteps: outcome.chosen?.toStep ?? null,
+    });
+    o.log?.(
+      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)} (${dj.summary}); auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
+    );
+  }
+  const defaultFlops = perDrop.reduce((a, p) => a + p.defaultFlops, 0);
+  const autoFlops = perDrop.reduce((a, p) => a + p.autoFlops, 0);
+  return {
+    defaultFlops,
+    autoFlops,
+    ratio: autoFlops / defaultFlops,
+    gateMarginDefault: mean(perDrop.filter((p) => p.defaultPass).map((p) => p.defaultMargin)),
+    gateMarginAuto: mean(perDrop.filter((p) => p.autoPass).map((p) => p.autoMargin!)),
+    passedDefault: perDrop.filter((p) => p.defaultPass).length,
+    passedAuto: perDrop.filter((p) => p.autoPass).length,
+    drops: perDrop.length,
+    perDrop,
+  };
+
+  function trainWithStop(
+    init: Weights,
+    i: number,
+    k: Knobs,
+    from: number,
+    to: number,
+    resume: Uint8Array | undefined,
+    every: number,
+    onCheckpoint: (b: Uint8Array, s: number) => Promise<void>,
+  ) {
+    let calls = 0;
+    return trainModel({
+      config: o.config,
+      init,
+      reference: k.l2Pull > 0 ? init : undefined,
+      sources: continueSources(o.drops, o.base, i, strategyFor(k), 'new-drop'),
+      recipe: { ...o.recipe, ...k, rewarm: true, seed: deriveSeed(1, i) },
+      ...(resume ? { resume } : {}),
+      checkpointEvery: every,
+      onCheckpoint,
+      shouldStop: () => from + calls++ >= to,
+    });
+  }
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}

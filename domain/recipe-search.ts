@@ -1,0 +1,329 @@
+/**
+ * The recipe search (issue 15): successive halving over learning rate, steps, warmup, replay ratio and L2 pull,
+ * cheapest first, under a compute budget. Pure and deterministic: the caller runs the trials (the search child
+ * workflow through training-queue activities, the tuning benchmark in process) and judges them with the gate;
+ * this module decides which trials run, which are continued from their checkpoints and which are pruned.
+ *
+ * Shape of the search: brackets of rising horizon (steps), S/8, S/4, S/2 of the base recipe's S, then the base
+ * recipe itself as the last resort. In a bracket every trial trains to half its horizon (rung 0), the better half
+ * by gate margin continues from its rung-0 checkpoint to the full horizon (rung 1, an exact resume: the same
+ * recipe), and each finished trial is judged by the gate. The first bracket with a trial that passes with the
+ * margin ends the search: its cheapest, best-margin trial is the recipe, and its weights are the candidate. The
+ * next bracket takes the best configurations of the one before at twice the horizon. Before all of it, recipes
+ * that passed on this line's earlier (and most similar) drops are tried alone at their own horizon, so a stable
+ * line converges in one trial.
+ */
+import type { GateDecision } from '../schemas/contracts/gate.ts';
+
+/** The searched part of a recipe. */
+export interface Knobs {
+  steps: number;
+  learningRate: number;
+  minLearningRate: number;
+  warmupSteps: number;
+  replayRatio: number;
+  l2Pull: number;
+}
+
+export interface TrialPlan {
+  id: string;
+  knobs: Knobs;
+  /** 0: the warm start from history; 1..: brackets of rising horizon. */
+  bracket: number;
+  source: 'history' | 'grid' | 'base';
+}
+
+/** One training segment of a trial: from `fromStep` (0, or its checkpoint `resume`) up to `toStep`. */
+export interface TrialRun {
+  trial: TrialPlan;
+  rung: number;
+  fromStep: number;
+  toStep: number;
+  resume?: string;
+}
+
+export type TrialOutcome =
+  | {
+      ok: true;
+      steps: number;
+      flops: number;
+      wallMs: number;
+      checkpoint?: string;
+      weights?: string;
+      metrics: Record<string, Record<string, number | undefined>>;
+    }
+  | { ok: false; error: string };
+
+export interface Judged {
+  pass: boolean;
+  margin: number;
+  summary: string;
+}
+
+export type TrialStatus = 'chosen' | 'passed' | 'kept' | 'pruned' | 'failed' | 'rejected';
+
+/** A trial segment as it goes on the record. */
+export interface TrialRecord {
+  trial: string;
+  rung: number;
+  bracket: number;
+  source: TrialPlan['source'];
+  knobs: Knobs;
+  fromStep: number;
+  toStep: number;
+  /** Compute of this segment (the rung-1 segment counts only the steps after the resume). */
+  flops: number;
+  wallMs: number;
+  metrics: Record<string, Record<string, number | undefined>>;
+  margin: number | null;
+  pass: boolean;
+  /** Whether this segment finished the trial's recipe (its horizon): only those can be chosen. */
+  complete: boolean;
+  summary: string;
+  status: TrialStatus;
+  checkpoint?: string;
+  weights?: string;
+}
+
+export interface SearchOutcome {
+  chosen: TrialRecord | null;
+  /** The best complete trial by margin (the one a rejection reports), else the best segment. */
+  best: TrialRecord | null;
+  trials: TrialRecord[];
+  flops: number;
+  reason: string;
+}
+
+export interface SearchOptions {
+  base: Knobs;
+  /** Recipes that passed on earlier drops, nearest (most similar drop) first. */
+  history: Knobs[];
+  budgetFlops: number;
+  flopsPerStep: number;
+  /** The least gate margin a chosen trial needs (see gateMargin). */
+  margin: number;
+  /** Trials in the first bracket (default 4). */
+  width?: number;
+  /** At most this many warm-start trials (default 2). */
+  warm?: number;
+  /** True when the wall-clock budget is spent (checked before every rung). */
+  outOfTime?: () => boolean;
+  run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
+  judge: (metrics: Record<string, Record<string, number | undefined>>) => Judged;
+}
+
+/**
+ * How far a decision clears the gate: the smallest slack over the suites that had a bound (loss: the fraction
+ * of the bound left, (bound − loss) / bound; exact match: points above the bound), negative when a suite failed;
+ * a suite without a result counts as −1. Pure.
+ */
+export function gateMargin(decision: GateDecision): number {
+  let m = Number.POSITIVE_INFINITY;
+  for (const s of decision.suites) {
+    if (s.candidate === null) m = Math.min(m, -1);
+    else if (s.bound !== null) m = Math.min(m, s.metric === 'loss' ? (s.bound - s.candidate) / Math.abs(s.bound || 1) : s.candidate - s.bound);
+    else if (!s.pass) m = Math.min(m, -1);
+  }
+  if (decision.plasticity && !decision.plasticity.pass) m = Math.min(m, -1);
+  return Number.isFinite(m) ? m : decision.verdict === 'pass' ? 0 : -1;
+}
+
+const round = (x: number) => Math.max(1, Math.round(x));
+const clampLr = (x: number) => Math.min(0.05, Math.max(1e-6, x));
+
+/** `knobs` at another horizon: warmup scaled with it (at most a quarter), the floor of the rate kept below the rate. */
+export function atHorizon(k: Knobs, steps: number): Knobs {
+  const warmup = Math.min(Math.floor(steps / 4), Math.round((k.warmupSteps * steps) / Math.max(1, k.steps)));
+  return { ...k, steps, warmupSteps: Math.max(0, warmup), minLearningRate: Math.min(k.minLearningRate, k.learningRate) };
+}
+
+/** The first bracket's configurations around `base` at `steps`: a short horizon wants a higher rate. */
+export function gridAround(base: Knobs, steps: number, width: number): Knobs[] {
+  const lr = base.learningRate;
+  const floorRatio = base.learningRate > 0 ? base.minLearningRate / base.learningRate : 0.1;
+  const at = (mult: number, replay: number, l2: number, warm = 1): Knobs => {
+    const rate = clampLr(lr * mult);
+    return atHorizon(
+      {
+        ...base,
+        learningRate: rate,
+        minLearningRate: rate * floorRatio,
+        replayRatio: Math.min(0.95, Math.max(0, replay)),
+        l2Pull: l2,
+        warmupSteps: Math.round(base.warmupSteps * warm),
+      },
+      steps,
+    );
+  };
+  const all = [
+    at(2, base.replayRatio, base.l2Pull),
+    at(4, base.replayRatio, base.l2Pull),
+    at(2, base.replayRatio + 0.2, 0),
+    at(1, base.replayRatio, base.l2Pull),
+    at(4, base.replayRatio + 0.2, base.l2Pull, 0),
+    at(8, base.replayRatio, 0),
+  ];
+  return all.slice(0, Math.max(1, width));
+}
+
+const better = (a: TrialRecord, b: TrialRecord) => (b.margin ?? -Infinity) - (a.margin ?? -Infinity);
+
+/** Runs the search; see the module comment. Deterministic given the outcomes of `run`. */
+export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
+  const trials: TrialRecord[] = [];
+  let spent = 0;
+  let seq = 0;
+  let stopped = '';
+  const cost = (r: TrialRun) => (r.toStep - r.fromStep) * o.flopsPerStep;
+
+  /** Runs what fits in the budget (in the order given) and records each segment. */
+  const runRung = async (runs: TrialRun[]): Promise<TrialRecord[]> => {
+    if (o.outOfTime?.()) {
+      stopped = 'the wall-clock budget is spent';
+      return [];
+    }
+    const fit: TrialRun[] = [];
+    let planned = spent;
+    for (const r of runs) {
+      if (planned + cost(r) > o.budgetFlops) continue;
+      planned += cost(r);
+      fit.push(r);
+    }
+    if (fit.length < runs.length)
+      stopped = `the compute budget (${o.budgetFlops.toExponential(2)} FLOPs) does not cover ${runs.length - fit.length} more trial segment(s)`;
+    if (!fit.length) return [];
+    const outcomes = await o.run(fit);
+    return fit.map((r, i) => {
+      const out = outcomes[i]!;
+      const complete = r.toStep >= r.trial.knobs.steps;
+      const base = {
+        trial: r.trial.id,
+        rung: r.rung,
+        bracket: r.trial.bracket,
+        source: r.trial.source,
+        knobs: r.trial.knobs,
+        fromStep: r.fromStep,
+        toStep: r.toStep,
+        complete,
+      };
+      if (!out.ok) {
+        // A trial that crashed past its retries is dropped; the others go on. Its planned compute still counts.
+        spent += cost(r);
+        const rec: TrialRecord = {
+          ...base,
+          flops: cost(r),
+          wallMs: 0,
+          metrics: {},
+          margin: null,
+          pass: false,
+          summary: `failed: ${out.error}`,
+          status: 'failed',
+        };
+        trials.push(rec);
+        return rec;
+      }
+      spent += out.flops;
+      const j = o.judge(out.metrics);
+      const rec: TrialRecord = {
+        ...base,
+        flops: out.flops,
+        wallMs: out.wallMs,
+        metrics: out.metrics,
+        margin: j.margin,
+        pass: j.pass,
+        summary: j.summary,
+        status: 'kept',
+        ...(out.checkpoint ? { checkpoint: out.checkpoint } : {}),
+        ...(out.weights ? { weights: out.weights } : {}),
+      };
+      trials.push(rec);
+      return rec;
+    });
+  };
+
+  /** The passing complete trials of `recs`, cheapest first, then by margin. */
+  const winners = (recs: TrialRecord[]) =>
+    recs.filter((r) => r.complete && r.pass && (r.margin ?? -Infinity) >= o.margin).sort((a, b) => a.toStep - b.toStep || better(a, b));
+  const choose = (recs: TrialRecord[]): TrialRecord | null => {
+    const w = winners(recs)[0];
+    if (!w) return null;
+    w.status = 'chosen';
+    for (const r of recs) if (r !== w && r.complete && r.pass) r.status = 'passed';
+    return w;
+  };
+  const plan = (knobs: Knobs, bracket: number, source: TrialPlan['source']): TrialPlan => ({ id: `t${++seq}`, knobs, bracket, source });
+  const done = (chosen: TrialRecord | null, reason: string): SearchOutcome => {
+    const complete = trials.filter((t) => t.complete && t.margin !== null).sort(better);
+    const best = chosen ?? complete[0] ?? [...trials].filter((t) => t.margin !== null).sort(better)[0] ?? null;
+    if (!chosen) for (const t of trials) if (t.status === 'kept' && t.complete) t.status = 'rejected';
+    return { chosen, best, trials, flops: spent, reason };
+  };
+
+  // Warm start: recipes that passed before, each alone at its own horizon (one rung: no halving of one).
+  const seen = new Set<string>();
+  const key = (k: Knobs) => JSON.stringify(k);
+  const warm = o.history.filter((k) => (seen.has(key(k)) ? false : (seen.add(key(k)), true))).slice(0, o.warm ?? 2);
+  for (const k of warm) {
+    const recs = await runRung([{ trial: plan(k, 0, 'history'), rung: 0, fromStep: 0, toStep: k.steps }]);
+    const w = choose(recs);
+    if (w) return done(w, `a recipe that passed on an earlier drop passed again (${k.steps} steps, margin ${w.margin!.toFixed(4)})`);
+    if (stopped) return done(null, stopped);
+  }
+
+  const S = o.base.steps;
+  const horizons = [...new Set([round(S / 8), round(S / 4), round(S / 2)])].filter((h) => h < S);
+  let configs = gridAround(o.base, horizons[0] ?? S, o.width ?? 4);
+  for (let b = 0; b < horizons.length; b++) {
+    const h = horizons[b]!;
+    const plans = configs.map((k) => plan(atHorizon(k, h), b + 1, 'grid')).filter((p) => !seen.has(key(p.knobs)));
+    for (const p of plans) seen.add(key(p.knobs));
+    const half = Math.floor(h / 2);
+    let finalists: { plan: TrialPlan; resume?: string; from: number }[] = plans.map((p) => ({ plan: p, from: 0 }));
+    if (half >= 1 && plans.length > 1) {
+      const rung0 = await runRung(plans.map((p) => ({ trial: p, rung: 0, fromStep: 0, toStep: half })));
+      if (!rung0.length) return done(null, stopped || 'no trial could run');
+      const ranked = rung0.filter((r) => r.status !== 'failed').sort(better);
+      const keep = ranked.slice(0, Math.ceil(plans.length / 2));
+      for (const r of ranked.slice(keep.length)) r.status = 'pruned';
+      finalists = keep.map((r) => ({ plan: plans.find((p) => p.id === r.trial)!, resume: r.checkpoint, from: r.checkpoint ? r.toStep : 0 }));
+    }
+    const rung1 = await runRung(finalists.map((f) => ({ trial: f.plan, rung: 1, fromStep: f.from, toStep: h, ...(f.resume ? { resume: f.resume } : {}) })));
+    const w = choose(rung1);
+    if (w)
+      return done(
+        w,
+        `the cheapest passing recipe: ${h} steps, lr ${w.knobs.learningRate}, margin ${w.margin!.toFixed(4)} after ${trials.length} trial segment(s)`,
+      );
+    if (stopped) return done(null, stopped);
+    // The next bracket: the best two configurations of this one at twice the horizon.
+    const next = rung1
+      .filter((r) => r.margin !== null)
+      .sort(better)
+      .slice(0, 2)
+      .map((r) => r.knobs);
+    configs = next.length ? next : configs.slice(0, 2);
+  }
+  // Last resort: the base recipe as given.
+  if (!seen.has(key(o.base))) {
+    const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
+    const w = choose(recs);
+    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})`);
+  }
+  return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
+}
+
+/** Distance between two drops' features (relative size and new-suite count), for ordering warm-start recipes. */
+export function dropDistance(a: DropFeatures, b: DropFeatures): number {
+  const rel = (x: number, y: number) => Math.abs(x - y) / Math.max(1, x, y);
+  return (
+    rel(a.trainRecords, b.trainRecords) +
+    rel(a.newSuites, b.newSuites) +
+    (a.plasticity !== undefined && b.plasticity !== undefined ? Math.abs(a.plasticity - b.plasticity) : 0)
+  );
+}
+
+export interface DropFeatures {
+  trainRecords: number;
+  newSuites: number;
+  plasticity?: number;
+}

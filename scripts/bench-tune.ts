@@ -1,0 +1,99 @@
+/**
+ * `npm run bench:tune -- [--quick] [--json]` (issue 15): over a stream of drops from the learning benchmark's
+ * generator, the default recipe against recipe `auto` (the loop's recipe search), each judged by the release gate
+ * with the default gate rules on its own chain of versions. Prints one JSON object with --json.
+ */
+import { parseArgs } from 'node:util';
+import { initBackendInfo } from '../model/backend.ts';
+import { preset } from '../model/config.ts';
+import { trainModel } from '../model/train.ts';
+import { initWeights } from '../model/transformer.ts';
+import { dropFromBytes } from '../bench/index.ts';
+import { streamScenario } from '../bench/scenario.ts';
+import { runTune } from '../bench/tune.ts';
+import { DEFAULT_GATE_RULES } from '../schemas/defaults.ts';
+import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
+import { evaluateGate } from '../workflows/gate.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    k: { type: 'string' },
+    budget: { type: 'string', default: '2' },
+    width: { type: 'string', default: '4' },
+    gate: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  console.log(
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--gate JSON (gate rules over the defaults)]`,
+  );
+  process.exit(0);
+}
+// --gate: gate rules laid over the defaults (as `perennial line create --gate`), e.g. for the tiny model.
+const rules = GateRules.parse(mergeDeep(DEFAULT_GATE_RULES, args.gate ? GateRulesOverride.parse(JSON.parse(args.gate)) : undefined));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const started = performance.now();
+const backend = await initBackendInfo();
+const quick = args.quick;
+const k = Number(args.k ?? 10);
+if (!Number.isInteger(k) || k < 1) throw new Error(`--k is a whole number of drops, got ${args.k}`);
+const config = quick ? preset('tiny', { context: 64 }) : preset('small');
+const recipe = quick
+  ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
+  : { steps: 300, batchSize: 16, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 20, weightDecay: 0.01, gradClip: 1 };
+const knobs = { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3 };
+const s = streamScenario(7, { drops: k, productsPerDrop: quick ? 3 : 8, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
+const read = (d: { name: string; content: string }) => dropFromBytes(new TextEncoder().encode(d.content), d.name);
+const base = read(s.base);
+const drops = s.drops.map(read);
+log(`backend ${backend.label}; training the starting model on ${base.name}`);
+const start = (
+  await trainModel({
+    config,
+    init: initWeights(config, 1),
+    sources: [{ name: 'drop', weight: 1, docs: base.train }],
+    recipe: {
+      steps: quick ? 150 : 300,
+      batchSize: 16,
+      learningRate: quick ? 1e-2 : 4e-3,
+      minLearningRate: quick ? 1e-3 : 3e-4,
+      warmupSteps: 15,
+      weightDecay: 0.01,
+      gradClip: 1,
+      l2Pull: 0,
+      seed: 1,
+    },
+  })
+).weights;
+const result = await runTune({
+  config,
+  start,
+  drops,
+  base,
+  recipe,
+  knobs,
+  budgetFactor: Number(args.budget),
+  width: Number(args.width),
+  gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
+  log,
+});
+const out = {
+  preset: quick ? 'quick' : 'full',
+  backend: backend.label,
+  gateRules: rules,
+  ...result,
+  elapsedMs: Math.round(performance.now() - started),
+};
+if (args.json) process.stdout.write(JSON.stringify(out) + '\n');
+else {
+  console.log(
+    `default: ${result.passedDefault}/${result.drops} drops passed, ${result.defaultFlops.toExponential(3)} FLOPs, mean gate margin ${result.gateMarginDefault.toFixed(4)}`,
+  );
+  console.log(
+    `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${result.gateMarginAuto.toFixed(4)}`,
+  );
+  console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
+}

@@ -1,0 +1,76 @@
+/**
+ * Recipe `auto` on the real stack (issue 15): a line whose recipe searches runs a search child workflow with
+ * several trial activities, records every trial linked to the version, and promotes the winning trial's weights;
+ * a gate no recipe can pass ends the cycle rejected with the best trial's numbers.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
+import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+
+let loop: TestLoop;
+const suffix = Date.now().toString(36);
+
+function writeDrop(name: string, seed: number, paragraphs: number): string {
+  const path = join(loop.dataDir, name);
+  writeFileSync(
+    path,
+    generalText(rng(seed), paragraphs)
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n',
+  );
+  return path;
+}
+
+beforeAll(async () => {
+  loop = await startTestLoop('search');
+  await loop.startWorkers();
+});
+afterAll(async () => loop?.close());
+
+describe('recipe auto on real Temporal and PostgreSQL', () => {
+  it('searches with several trial activities, records the trials against the version, and promotes', async () => {
+    const line = `auto-${suffix}`;
+    await loop.createLine(line, { recipe: { search: { width: 2 } } });
+    const { request } = await sendDrop(loop, line, writeDrop('a.jsonl', 1, 30));
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('promoted');
+
+    const trials = await loop.registry.listTrials(line);
+    expect(trials.length).toBeGreaterThanOrEqual(2);
+    const chosen = trials.filter((t) => t.status === 'chosen');
+    expect(chosen).toHaveLength(1);
+    expect(trials.every((t) => t.version === summary.version)).toBe(true);
+    // The version carries the chosen recipe (cheaper than the line's 60 steps), not the search settings.
+    const v = await loop.registry.getVersion(line, summary.version!);
+    const recipe = v.recipe as { steps: number; search?: unknown; learningRate: number };
+    expect(recipe.search).toBeUndefined();
+    expect(recipe.steps).toBe(chosen[0]!.toStep);
+    expect(recipe.steps).toBeLessThan(60);
+
+    // Each trial segment is an activity of the search workflow.
+    const history = await loop.client.workflow.getHandle(`${summary.cycleId}:search`).fetchHistory();
+    const scheduled = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runRecipeTrial');
+    expect(scheduled.length).toBe(trials.length);
+  });
+
+  it('rejects the drop with the best trial numbers when no recipe can pass', async () => {
+    const line = `hopeless-${suffix}`;
+    // No byte-level model gets its held-out loss under 0.01: every trial fails the floor.
+    await loop.createLine(line, { recipe: { search: { width: 2 } }, gateRules: { floors: { loss: 0.01, exactMatch: 0 } } });
+    const { request } = await sendDrop(loop, line, writeDrop('b.jsonl', 2, 30), { recipe: { search: { width: 2, margin: 0 } } });
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('rejected');
+    expect(summary.reason).toMatch(/recipe search found no passing recipe/);
+    expect(summary.reason).toMatch(/best trial t\d+ \(\d+ steps, lr [\d.e-]+, margin -?[\d.]+\): failed on/);
+    const trials = await loop.registry.listTrials(line);
+    expect(trials.length).toBeGreaterThanOrEqual(3);
+    expect(trials.some((t) => t.status === 'chosen')).toBe(false);
+    expect(trials.some((t) => t.status === 'pruned')).toBe(true);
+    expect(summary.version).toBeUndefined();
+    const drop = await loop.registry.getDrop(line, request.digest);
+    expect(drop?.status).toBe('rejected');
+  });
+});

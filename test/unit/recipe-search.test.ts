@@ -1,0 +1,83 @@
+/** The pure recipe-search plan (domain/recipe-search.ts): cheapest first, budget-bounded, warm-started, safe on crashes. */
+import { describe, expect, it } from 'vitest';
+import { type Knobs, type TrialRun, gateMargin, searchRecipe } from '../../domain/recipe-search.ts';
+
+const base: Knobs = { steps: 80, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 8, replayRatio: 0.3, l2Pull: 1e-3 };
+
+/** A fake learner whose loss falls with steps x rate: `need` is the steps x rate product a pass requires. */
+function world(need: number, crash = new Set<string>()) {
+  const runs: TrialRun[] = [];
+  return {
+    runs,
+    run: async (rs: TrialRun[]) =>
+      rs.map((r) => {
+        runs.push(r);
+        if (crash.has(r.trial.id)) return { ok: false as const, error: 'worker died' };
+        const reach = r.toStep * r.trial.knobs.learningRate;
+        return {
+          ok: true as const,
+          steps: r.toStep,
+          flops: (r.toStep - r.fromStep) * 10,
+          wallMs: 1,
+          checkpoint: `${r.trial.id}@${r.toStep}`,
+          metrics: { s: { loss: 2 - reach / need } },
+        };
+      }),
+    judge: (m: Record<string, Record<string, number | undefined>>) => {
+      const loss = m.s!.loss!;
+      return { pass: loss <= 1, margin: (1 - loss) / 1, summary: `loss ${loss}` };
+    },
+  };
+}
+
+describe('searchRecipe', () => {
+  it('picks the cheapest passing horizon, continuing promoted trials from their checkpoints', async () => {
+    const w = world(0.3);
+    const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
+    expect(out.chosen?.status).toBe('chosen');
+    expect(out.chosen!.toStep).toBe(10); // S/8 with a rate high enough
+    const continued = w.runs.filter((r) => r.rung === 1);
+    expect(continued.length).toBeGreaterThan(0);
+    expect(continued.every((r) => r.resume?.endsWith(`@${r.fromStep}`) && r.fromStep === 5)).toBe(true);
+    expect(out.trials.some((t) => t.status === 'pruned')).toBe(true);
+    expect(out.flops).toBe(w.runs.reduce((a, r) => a + (r.toStep - r.fromStep) * 10, 0));
+  });
+
+  it('a recipe that passed before ends the search in one trial', async () => {
+    const w = world(0.3);
+    const prior = { ...base, steps: 10, learningRate: 4e-2 };
+    const out = await searchRecipe({ base, history: [prior], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
+    expect(out.trials).toHaveLength(1);
+    expect(out.chosen?.source).toBe('history');
+  });
+
+  it('never spends past the budget and rejects with the best trial when nothing passes', async () => {
+    const w = world(1e9);
+    const out = await searchRecipe({ base, history: [], budgetFlops: 600, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
+    expect(out.chosen).toBeNull();
+    expect(out.flops).toBeLessThanOrEqual(600);
+    expect(out.best).not.toBeNull();
+    expect(out.reason).toMatch(/budget/);
+  });
+
+  it('drops a crashed trial and goes on with the others', async () => {
+    const w = world(0.3, new Set(['t1']));
+    const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
+    expect(out.trials.find((t) => t.trial === 't1')?.status).toBe('failed');
+    expect(out.chosen).not.toBeNull();
+  });
+
+  it('gateMargin is the smallest slack, negative on a failed suite', () => {
+    const suite = (metric: 'loss' | 'exactMatch', candidate: number, bound: number) => ({
+      suite: metric,
+      metric,
+      candidate,
+      champion: null,
+      bound,
+      pass: metric === 'loss' ? candidate <= bound : candidate >= bound,
+      reason: '',
+    });
+    expect(gateMargin({ verdict: 'pass', summary: '', suites: [suite('loss', 1.8, 2), suite('exactMatch', 0.7, 0.5)] })).toBeCloseTo(0.1);
+    expect(gateMargin({ verdict: 'fail', summary: '', suites: [suite('loss', 2.2, 2)] })).toBeCloseTo(-0.1);
+  });
+});
