@@ -10,3 +10,4 @@ export * from './suites.ts';
 export * from './audit.ts';
 export { DIGEST_PATTERN, NAME_PATTERN } from './columns.ts';
 export * from './plasticity.ts';
+export * from './rl.ts';
