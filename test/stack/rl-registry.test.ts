@@ -1,5 +1,6 @@
 /** RL runs in the registry (migration 0007): once per version, audited, append-only for the application role. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildReport } from '../../report/report.ts';
 import { InvalidInputError } from '../../schemas/contracts/errors.ts';
 import { openTestRegistry, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
@@ -32,6 +33,11 @@ describe('RL runs', () => {
     expect(audit[0]!.n).toBe(1);
     await expect(t.registry.recordRlRun({ ...input, feedbackDigests: ['nope'] })).rejects.toThrow(InvalidInputError);
     await expect(t.registry.recordRlRun({ ...input, finalKl: Number.NaN })).rejects.toThrow(/finalKl must be a non-negative number/);
+    // The report draws the run's reward, gold and KL curves.
+    const html = await buildReport(t.registry, [line]);
+    expect(html).toContain('Learning from feedback (RL runs)');
+    expect(html).toContain('step 80: reward 0.610, gold 0.610, KL 0.150');
+    expect(html).toContain(`<td>v${version}</td><td>steps</td><td>0.150</td><td>${digest.slice(0, 12)}</td>`);
   });
 
   it('is append-only for the application role', async () => {
