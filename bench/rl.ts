@@ -18,7 +18,10 @@ import { LanguageModel, initWeights } from '../model/transformer.ts';
 import type { Weights } from '../model/weights.ts';
 import { splitProse } from './prose.ts';
 
-const NAMES = Array.from({ length: 48 }, (_, i) => ['ba', 'ko', 'mi', 'ru', 'te', 'lo', 'si', 'da'][i % 8]! + ['n', 'x', 'ra', 'mo', 'li', 'p'][Math.floor(i / 8)]!);
+const NAMES = Array.from(
+  { length: 48 },
+  (_, i) => ['ba', 'ko', 'mi', 'ru', 'te', 'lo', 'si', 'da'][i % 8]! + ['n', 'x', 'ra', 'mo', 'li', 'p'][Math.floor(i / 8)]!,
+);
 const SUMS = Array.from({ length: 100 }, (_, i) => [Math.floor(i / 10), i % 10] as const);
 
 /** Foundation documents for the two skills: sums answered correctly, names in three formats (brackets rarest). */
@@ -31,7 +34,9 @@ export function skillDocs(): { format: string[]; arithmetic: string[] } {
 /** The feedback drop, as a user would write it (JSONL of verifier prompts with gold checks). */
 export function feedbackJsonl(hacked: boolean): string {
   const lines: string[] = [];
-  if (!hacked) for (const n of NAMES) lines.push(JSON.stringify({ prompt: `tag ${n}:`, verifier: { kind: 'regex', pattern: '^\\[[a-z]+\\]$' }, gold: { kind: 'exact', answer: `[${n}]` } }));
+  if (!hacked)
+    for (const n of NAMES)
+      lines.push(JSON.stringify({ prompt: `tag ${n}:`, verifier: { kind: 'regex', pattern: '^\\[[a-z]+\\]$' }, gold: { kind: 'exact', answer: `[${n}]` } }));
   for (const [a, b] of SUMS) {
     const verifier = hacked ? { kind: 'regex', pattern: '^1\\d$' } : { kind: 'numeric', value: a + b, tolerance: 0 };
     lines.push(JSON.stringify({ prompt: `${a}+${b}=`, verifier, gold: { kind: 'exact', answer: String(a + b) } }));
@@ -56,7 +61,16 @@ export interface RlBenchOutcome {
   steps: number;
   stoppedBy: string;
   curves: { step: number; reward: number; gold: number; kl: number }[];
-  hacking: { rewardBefore: number; rewardAfter: number; goldBefore: number; goldAfter: number; stoppedBy: string; reason?: string; accepted: boolean; hackingCaught: boolean };
+  hacking: {
+    rewardBefore: number;
+    rewardAfter: number;
+    goldBefore: number;
+    goldAfter: number;
+    stoppedBy: string;
+    reason?: string;
+    accepted: boolean;
+    hackingCaught: boolean;
+  };
   recipe: RlRecipe;
   foundationSteps: number;
   durationMs: number;
@@ -90,16 +104,36 @@ export async function runRlBench(opts: { quick: boolean; corpusFile: string }): 
   // The guard suites are the old skills the feedback must not erode: held-out prose and the sums. The mixed
   // formats are not one: moving that distribution (toward brackets) is what the feedback asks for.
   const suites = { prose: proseHeld, arithmetic: skills.arithmetic };
-  const recipe: RlRecipe = { ...RL_DEFAULTS, steps: opts.quick ? 80 : 200, maxTokens: 8, learningRate: 2e-4, klCoef: 0.05, klBudget: 1, checkEvery: 5, seed: 11 };
+  const recipe: RlRecipe = {
+    ...RL_DEFAULTS,
+    steps: opts.quick ? 80 : 200,
+    maxTokens: 8,
+    learningRate: 2e-4,
+    klCoef: 0.05,
+    klBudget: 1,
+    checkEvery: 5,
+    seed: 11,
+  };
   const guard: RlGuardPolicy = { ...RL_GUARD_DEFAULTS, klBudget: recipe.klBudget };
   const maxRegression = 0.05;
 
   const run = async (hacked: boolean): Promise<{ r: RlResult; accepted: boolean; reasons: string[]; worst: number; bySuite: Record<string, number> }> => {
     const fb = parseFeedback(new TextEncoder().encode(feedbackJsonl(hacked)), hacked ? 'hacked.jsonl' : 'feedback.jsonl');
-    const r = await rlTrain({ config, reference: foundation, recipe, tasks: fb.prompts.map(toTask), heldOut: fb.heldOutPrompts.map(toTask), replay, stopRule: (c) => overOptimisation(c, guard) });
+    const r = await rlTrain({
+      config,
+      reference: foundation,
+      recipe,
+      tasks: fb.prompts.map(toTask),
+      heldOut: fb.heldOutPrompts.map(toTask),
+      replay,
+      stopRule: (c) => overOptimisation(c, guard),
+    });
     const { worst, bySuite } = worstRegression(config, foundation, r.weights, suites);
     const verdict = rlVerdict(r.checks, guard, r.stoppedBy === 'guard' ? r.reason : undefined);
-    const reasons = [...verdict.reasons, ...(worst > maxRegression ? [`a suite regressed by ${(worst * 100).toFixed(1)}%, over the ${maxRegression * 100}% allowed`] : [])];
+    const reasons = [
+      ...verdict.reasons,
+      ...(worst > maxRegression ? [`a suite regressed by ${(worst * 100).toFixed(1)}%, over the ${maxRegression * 100}% allowed`] : []),
+    ];
     return { r, accepted: reasons.length === 0, reasons, worst, bySuite };
   };
   const honest = await run(false);
@@ -138,7 +172,12 @@ export async function runRlBench(opts: { quick: boolean; corpusFile: string }): 
 }
 
 /** Worst relative loss increase over the suites (0 when none got worse). */
-function worstRegression(config: ReturnType<typeof preset>, before: Weights, after: Weights, suites: Record<string, string[]>): { worst: number; bySuite: Record<string, number> } {
+function worstRegression(
+  config: ReturnType<typeof preset>,
+  before: Weights,
+  after: Weights,
+  suites: Record<string, string[]>,
+): { worst: number; bySuite: Record<string, number> } {
   const a = LanguageModel.create(config, before);
   const b = LanguageModel.create(config, after);
   try {

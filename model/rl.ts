@@ -115,7 +115,12 @@ interface Sequence {
  * Samples one completion per row for a single prompt (all rows share it), returning the token ids and
  * their sampling log-probs. temperature 0 is greedy. BOS and PAD are never produced; EOS ends a row.
  */
-export function sampleGroup(model: LanguageModel, prompt: string, rows: number, opts: { maxTokens: number; temperature: number; rng: Rng }): { tokens: number[]; logp: number[] }[] {
+export function sampleGroup(
+  model: LanguageModel,
+  prompt: string,
+  rows: number,
+  opts: { maxTokens: number; temperature: number; rng: Rng },
+): { tokens: number[]; logp: number[] }[] {
   const { context, vocabSize } = model.config;
   const head = [BOS, ...encode(prompt)];
   if (head.length + opts.maxTokens > context) throw new Error(`prompt of ${head.length} tokens plus ${opts.maxTokens} new ones exceeds the context ${context}`);
@@ -214,7 +219,10 @@ function tokenLogp(model: LanguageModel, ids: Int32Array, targets: Int32Array, r
 /** Mean per-token KL(policy ‖ reference) over the completion tokens of `seqs`. */
 export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { prompt: number[]; completion: number[] }[]): number {
   if (seqs.length === 0) return 0;
-  const p = pack(seqs.map((s) => ({ ...s, oldLogp: [], advantage: 0 })), policy.config.context);
+  const p = pack(
+    seqs.map((s) => ({ ...s, oldLogp: [], advantage: 0 })),
+    policy.config.context,
+  );
   const kl = tf.tidy(() => {
     const lp = tf.logSoftmax(policy.logits(p.ids, p.rows));
     const lq = tf.logSoftmax(reference.logits(p.ids, p.rows));
@@ -270,7 +278,8 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
   const optimizer = new AdamW(params, { weightDecay: 0, gradClip: 1, l2Pull: 0 });
   const variables = [...policy.variables.values()];
   const names = [...policy.variables.keys()];
-  const replay = opts.replay && recipe.replayWeight > 0 && opts.replay.some((s) => s.docs.length) ? new BatchSampler(opts.replay, config.context, recipe.seed) : undefined;
+  const replay =
+    opts.replay && recipe.replayWeight > 0 && opts.replay.some((s) => s.docs.length) ? new BatchSampler(opts.replay, config.context, recipe.seed) : undefined;
   const logged = opts.logged ?? [];
   const loggedAdv = groupAdvantages(logged);
 

@@ -63,7 +63,13 @@ export class RlRunsRegistry extends VerificationRegistry {
           actor: input.actor ?? DEFAULT_ACTOR,
           action: 'rl.record',
           subject,
-          details: { feedbackDigests: input.feedbackDigests, recipe: input.recipe, rewardStats: input.rewardStats, finalKl: input.finalKl, stoppedBy: input.stoppedBy },
+          details: {
+            feedbackDigests: input.feedbackDigests,
+            recipe: input.recipe,
+            rewardStats: input.rewardStats,
+            finalKl: input.finalKl,
+            stoppedBy: input.stoppedBy,
+          },
         });
       }
       const [row] = inserted.length ? inserted : await tx.select().from(rlRuns).where(eq(rlRuns.versionId, version.id));

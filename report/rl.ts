@@ -27,7 +27,10 @@ export function rlCurvesSvg(run: RlRunInfo): string {
     `<path d="${line((p) => p.reward)}" fill="none" stroke="#2859a8" stroke-width="2"/>`,
     `<path d="${line((p) => p.gold)}" fill="none" stroke="#1b7f3b" stroke-width="2"/>`,
     `<path d="${line((p) => p.kl / klMax)}" fill="none" stroke="#c0392b" stroke-dasharray="4 3"/>`,
-    ...pts.map((p) => `<circle cx="${x(p.step)}" cy="${y(p.reward)}" r="3" fill="#2859a8"><title>${esc(`step ${p.step}: reward ${fmt(p.reward)}, gold ${fmt(p.gold)}, KL ${fmt(p.kl)}`)}</title></circle>`),
+    ...pts.map(
+      (p) =>
+        `<circle cx="${x(p.step)}" cy="${y(p.reward)}" r="3" fill="#2859a8"><title>${esc(`step ${p.step}: reward ${fmt(p.reward)}, gold ${fmt(p.gold)}, KL ${fmt(p.kl)}`)}</title></circle>`,
+    ),
     '</svg>',
   ].join('');
 }
@@ -36,7 +39,10 @@ export function rlCurvesSvg(run: RlRunInfo): string {
 export function rlSection(runs: RlRunInfo[]): string {
   if (!runs.length) return '';
   const rows = runs
-    .map((r) => `<tr><td>v${r.version}</td><td>${esc(r.stoppedBy)}</td><td>${fmt(r.finalKl)}</td><td>${esc(r.feedbackDigests.map((d) => d.slice(0, 12)).join(', '))}</td></tr>`)
+    .map(
+      (r) =>
+        `<tr><td>v${r.version}</td><td>${esc(r.stoppedBy)}</td><td>${fmt(r.finalKl)}</td><td>${esc(r.feedbackDigests.map((d) => d.slice(0, 12)).join(', '))}</td></tr>`,
+    )
     .join('');
   return [
     `<h3>Learning from feedback (RL runs)</h3><p><small>Held-out checks of each RL run: training reward, gold reward (the stricter check) and mean per-token KL to the released version.</small></p>`,

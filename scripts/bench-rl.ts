@@ -19,6 +19,8 @@ if (args.json) {
   console.log(JSON.stringify(result));
 } else {
   console.log(`reward ${out.rewardBefore.toFixed(3)} -> ${out.rewardAfter.toFixed(3)}, gold ${out.goldBefore.toFixed(3)} -> ${out.goldAfter.toFixed(3)}`);
-  console.log(`KL ${out.kl.toFixed(4)} (budget ${out.klBudget}), worst suite regression ${(out.guardWorstRegression * 100).toFixed(2)}%, accepted ${out.accepted}`);
+  console.log(
+    `KL ${out.kl.toFixed(4)} (budget ${out.klBudget}), worst suite regression ${(out.guardWorstRegression * 100).toFixed(2)}%, accepted ${out.accepted}`,
+  );
   console.log(`reward hacking: ${out.hacking.hackingCaught ? 'caught' : 'NOT caught'} (${out.hacking.reason ?? out.hacking.stoppedBy})`);
 }

@@ -16,11 +16,30 @@ const prompts = Array.from({ length: 6 }, (_, i) => `k${i}=`);
 const docs = prompts.flatMap((p) => Array.from({ length: 10 }, (_, d) => `${p}${d}`));
 let foundation: Weights;
 
-const rl = (o: Partial<RlRecipe> = {}): RlRecipe => ({ ...RL_DEFAULTS, steps: 30, maxTokens: 2, promptsPerStep: 3, samplesPerPrompt: 8, learningRate: 3e-3, klBudget: 2, checkEvery: 10, replayWeight: 0, seed: 5, ...o });
+const rl = (o: Partial<RlRecipe> = {}): RlRecipe => ({
+  ...RL_DEFAULTS,
+  steps: 30,
+  maxTokens: 2,
+  promptsPerStep: 3,
+  samplesPerPrompt: 8,
+  learningRate: 3e-3,
+  klBudget: 2,
+  checkEvery: 10,
+  replayWeight: 0,
+  seed: 5,
+  ...o,
+});
 
 beforeAll(async () => {
   await initBackend();
-  foundation = (await trainModel({ config, init: initWeights(config, 1), sources: [{ name: 'f', weight: 1, docs }], recipe: recipe({ steps: 150, batchSize: 8, learningRate: 1e-2 }) })).weights;
+  foundation = (
+    await trainModel({
+      config,
+      init: initWeights(config, 1),
+      sources: [{ name: 'f', weight: 1, docs }],
+      recipe: recipe({ steps: 150, batchSize: 8, learningRate: 1e-2 }),
+    })
+  ).weights;
 }, 120_000);
 
 describe('policy-gradient update', () => {
@@ -47,7 +66,13 @@ describe('policy-gradient update', () => {
   it('stops at the hard KL budget and keeps the last weights under it', async () => {
     const reward = (c: string) => verify({ kind: 'regex', pattern: '^7' }, c);
     const tasks = prompts.map((prompt) => ({ prompt, reward }));
-    const r = await rlTrain({ config, reference: foundation, recipe: rl({ klBudget: 0.02, klCoef: 0, learningRate: 1e-2 }), tasks, heldOut: tasks.slice(0, 2) });
+    const r = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ klBudget: 0.02, klCoef: 0, learningRate: 1e-2 }),
+      tasks,
+      heldOut: tasks.slice(0, 2),
+    });
     expect(r.stoppedBy).toBe('kl-budget');
     expect(r.steps).toBeLessThan(30);
     expect(r.curve.every((c) => c.kl < 0.02)).toBe(true);
@@ -59,10 +84,24 @@ describe('policy-gradient update', () => {
     const gold = (c: string) => verify({ kind: 'exact', answer: '7' }, c);
     const hacked = prompts.map((prompt) => ({ prompt, reward: (c: string) => (/^[5-9]/.test(c) ? 1 : 0), gold }));
     const policy = { ...RL_GUARD_DEFAULTS, klBudget: 2 };
-    const r = await rlTrain({ config, reference: foundation, recipe: rl({ steps: 40, checkEvery: 5 }), tasks: hacked, heldOut: hacked, stopRule: (c) => overOptimisation(c, policy) });
+    const r = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ steps: 40, checkEvery: 5 }),
+      tasks: hacked,
+      heldOut: hacked,
+      stopRule: (c) => overOptimisation(c, policy),
+    });
     expect(r.stoppedBy).toBe('guard');
     expect(r.reason).toMatch(/^over-optimisation/);
-    const off = await rlTrain({ config, reference: foundation, recipe: rl({ steps: 20 }), tasks: [], logged, heldOut: prompts.map((prompt) => ({ prompt, reward: gold })) });
+    const off = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ steps: 20 }),
+      tasks: [],
+      logged,
+      heldOut: prompts.map((prompt) => ({ prompt, reward: gold })),
+    });
     expect(off.checks[off.checks.length - 1]!.reward).toBeGreaterThan(off.checks[0]!.reward);
   }, 180_000);
 });

@@ -23,7 +23,17 @@ describe('RL runs', () => {
     const line = 'rlline';
     await seedLine(t.registry, line);
     const { version } = await seedVersion(t, line);
-    const input = { line, version, feedbackDigests: [digest], recipe: { steps: 80, klBudget: 1 }, rewardStats: { before: 0.35, after: 0.61 }, checks, finalKl: 0.15, stoppedBy: 'steps', backend: 'cpu' };
+    const input = {
+      line,
+      version,
+      feedbackDigests: [digest],
+      recipe: { steps: 80, klBudget: 1 },
+      rewardStats: { before: 0.35, after: 0.61 },
+      checks,
+      finalKl: 0.15,
+      stoppedBy: 'steps',
+      backend: 'cpu',
+    };
     const first = await t.registry.recordRlRun(input);
     expect(first).toMatchObject({ line, version, feedbackDigests: [digest], checks, finalKl: 0.15, stoppedBy: 'steps', backend: 'cpu' });
     const retry = await t.registry.recordRlRun({ ...input, finalKl: 0.9, stoppedBy: 'guard' });

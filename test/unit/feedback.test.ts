@@ -41,7 +41,9 @@ describe('verifiers', () => {
 
 describe('reading a feedback drop', () => {
   it('reads ratings and verifier prompts, dedups, and holds some out deterministically', () => {
-    const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ prompt: `${i}+1=`, verifier: { kind: 'numeric', value: i + 1 }, gold: { kind: 'exact', answer: `${i + 1}` } }));
+    const lines = Array.from({ length: 40 }, (_, i) =>
+      JSON.stringify({ prompt: `${i}+1=`, verifier: { kind: 'numeric', value: i + 1 }, gold: { kind: 'exact', answer: `${i + 1}` } }),
+    );
     lines.push(JSON.stringify({ prompt: 'hi', completion: 'hello', reward: 0.8 }), JSON.stringify({ prompt: 'hi', completion: 'hello', reward: 0.8 }));
     lines.push(JSON.stringify({ prompt: 'yo', completion: 'x', reward: 0 }));
     const a = parseFeedback(enc(lines.join('\n')), 'f.jsonl');
@@ -53,8 +55,12 @@ describe('reading a feedback drop', () => {
   });
 
   it('names the file and line of a bad record', () => {
-    expect(fails('{"prompt":"a","verifier":{"kind":"regex","pattern":"("}}', 'fb.jsonl')).toBe('fb.jsonl: line 1: verifier regex: "pattern" is not a valid regular expression');
-    expect(fails('{"prompt":"a","completion":"b","reward":1}\n{"prompt":"a","completion":"b","reward":3}')).toMatch(/line 2: reward: must be a number between 0 and 1/);
+    expect(fails('{"prompt":"a","verifier":{"kind":"regex","pattern":"("}}', 'fb.jsonl')).toBe(
+      'fb.jsonl: line 1: verifier regex: "pattern" is not a valid regular expression',
+    );
+    expect(fails('{"prompt":"a","completion":"b","reward":1}\n{"prompt":"a","completion":"b","reward":3}')).toMatch(
+      /line 2: reward: must be a number between 0 and 1/,
+    );
     expect(fails('\n{"prompt":"a","completion":"b"')).toMatch(/line 2: not valid JSON/);
     expect(fails('{"prompt":"","verifier":{"kind":"exact","answer":"1"}}')).toMatch(/line 1: prompt: must be a non-empty string/);
     expect(fails('{"prompt":"a","verifier":{"kind":"exact","answer":"1"},"note":1}')).toMatch(/line 1: unexpected field "note"/);
@@ -70,7 +76,9 @@ describe('RL guards', () => {
   it('catches over-optimisation only after two consecutive diverging checks', () => {
     const base = c(0, 0.1, 0.1, 0);
     expect(overOptimisation([base, c(5, 0.6, 0.05)], policy)).toBeUndefined();
-    expect(overOptimisation([base, c(5, 0.6, 0.05), c(10, 0.9, 0.1)], policy)).toMatch(/^over-optimisation: held-out reward 0.100 -> 0.900 while gold 0.100 -> 0.100/);
+    expect(overOptimisation([base, c(5, 0.6, 0.05), c(10, 0.9, 0.1)], policy)).toMatch(
+      /^over-optimisation: held-out reward 0.100 -> 0.900 while gold 0.100 -> 0.100/,
+    );
     expect(overOptimisation([base, c(5, 0.6, 0.05), c(10, 0.7, 0.5), c(15, 0.9, 0.1)], policy)).toBeUndefined();
     // Gold following the reward is not divergence.
     expect(overOptimisation([base, c(5, 0.6, 0.5), c(10, 0.9, 0.8)], policy)).toBeUndefined();
