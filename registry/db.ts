@@ -56,6 +56,7 @@ const TABLE_PRIVILEGES: Record<string, string> = {
   evaluation_suites: 'SELECT, INSERT',
   plasticity_records: 'SELECT, INSERT',
   recipe_trials: 'SELECT, INSERT',
+  rl_runs: 'SELECT, INSERT',
   // Column grants: a gate's verdict and a drop's digest and counts are facts; only an override or a status changes
   // (a failed drop sent again is accepted anew under its new ingest's key).
   gate_decisions: 'SELECT, INSERT, UPDATE (override_actor, override_reason, overridden_at)',

@@ -3,7 +3,8 @@
  * the metric curve of every suite across versions with the gate's bounds, the forgetting matrix as a heatmap,
  * the release timeline per channel, and the quarantined and rejected drops with their reasons.
  */
-import type { Registry, TrialInfo } from '../registry/registry.ts';
+import type { Registry, RlRunInfo, TrialInfo } from '../registry/registry.ts';
+import { rlSection } from './rl.ts';
 import { trialsHtml } from './trials.ts';
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -145,6 +146,8 @@ export interface LineReport {
   series: Series[];
   /** Each measured version's plasticity ratio, with the fresh model's 1 as the reference line; null when none was measured. */
   plasticity: Series | null;
+  /** RL runs (versions trained from feedback), with their reward, gold and KL checks. */
+  rl: RlRunInfo[];
   releases: { channel: string; fromVersion: number | null; toVersion: number | null; at: Date; actor: string; reason: string }[];
   drops: { source: string; digest: string; status: string; reason: string | null; receivedAt: Date }[];
   channels: { channel: string; version: number | null }[];
@@ -155,7 +158,7 @@ export interface LineReport {
 /** Collects what the report shows for one line from the registry. */
 export async function collectLine(registry: Registry, line: string): Promise<LineReport> {
   const info = await registry.getLine(line);
-  const [versions, evaluations, releases, drops, channels, plasticity, trials] = await Promise.all([
+  const [versions, evaluations, releases, drops, channels, plasticity, trials, rl] = await Promise.all([
     registry.listVersions(line),
     registry.getEvaluations(line),
     registry.listReleases(line),
@@ -163,6 +166,7 @@ export async function collectLine(registry: Registry, line: string): Promise<Lin
     registry.getChannels(line),
     registry.getPlasticity(line),
     registry.listTrials(line),
+    registry.getRlRuns(line),
   ]);
   const suiteKinds = new Map<string, string>();
   for (const e of evaluations) if (!(e.metrics as { evidence?: boolean }).evidence) suiteKinds.set(e.suite, e.kind);
@@ -222,6 +226,7 @@ export async function collectLine(registry: Registry, line: string): Promise<Lin
     heatmap,
     series,
     plasticity: plasticityPoints.length ? { suite: 'plasticity', metric: 'plasticity', points: plasticityPoints } : null,
+    rl,
     releases: releases.map((r) => ({
       channel: r.channel,
       fromVersion: r.fromVersion,
@@ -256,6 +261,7 @@ export async function buildReport(registry: Registry, lines?: string[]): Promise
       r.plasticity
         ? `<h3>Plasticity across versions</h3><p><small>How well a copy of each version learns a seeded probe task against a freshly initialised model given the same budget (dashed: the fresh model, 1).</small></p><div class="curves">${curveSvg(r.plasticity)}</div>`
         : '',
+      rlSection(r.rl),
       `<h3>Forgetting matrix</h3><p><small>Rows: versions; columns: suites; colour runs per column from worst (red) to best (green). Loss for text suites, exact match for probe suites.</small></p>`,
       r.heatmap.rows.length && r.heatmap.cols.length ? heatmapSvg(r.heatmap) : '<p>No evaluations yet.</p>',
       `<h3>Release timeline</h3>`,

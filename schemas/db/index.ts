@@ -11,3 +11,4 @@ export * from './audit.ts';
 export { DIGEST_PATTERN, NAME_PATTERN } from './columns.ts';
 export * from './plasticity.ts';
 export * from './trials.ts';
+export * from './rl.ts';

@@ -1,0 +1,395 @@
+/**
+ * Learning from feedback: a policy-gradient update from a released model. Per step a few prompts are
+ * sampled k times from the policy; rewards get a group-relative (leave-one-out, RLOO) baseline; the loss
+ * is the clipped importance-weighted surrogate (PPO form: on-policy samples use their own sampling
+ * log-probs, logged offline answers use the reference's, with the ratio clipped to [1-ε, 1+ε]) plus
+ * β · the exact per-token KL(policy ‖ reference) over the vocabulary, plus the line's replay
+ * cross-entropy. A hard KL budget stops the update: when a step's measured mean KL reaches it, the
+ * weights of the last step under the budget are kept. Rewards are plain functions, so this layer knows
+ * nothing of verifiers; the caller's `stopRule` sees every held-out check (the guards live in domain/).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from './backend.ts';
+import { type ModelConfig, validateConfig } from './config.ts';
+import { BatchSampler, type Source } from './data.ts';
+import { AdamW } from './optimizer.ts';
+import { Rng, deriveSeed } from './random.ts';
+import { BOS, EOS, PAD, decode, encode } from './tokenizer.ts';
+import { LanguageModel } from './transformer.ts';
+import { type Weights, checkWeights, cloneWeights } from './weights.ts';
+
+/** Every field of an RL update, recorded with the run. */
+export interface RlRecipe {
+  steps: number;
+  promptsPerStep: number;
+  samplesPerPrompt: number;
+  maxTokens: number;
+  learningRate: number;
+  /** β: weight of the per-token KL penalty to the reference. */
+  klCoef: number;
+  /** Hard budget on mean per-token KL (nats); the update stops when a step reaches it. */
+  klBudget: number;
+  /** ε of the clipped importance ratio. */
+  clip: number;
+  /** Weight of the replay cross-entropy (0 without replay). */
+  replayWeight: number;
+  replayBatch: number;
+  /** Held-out check every this many steps. */
+  checkEvery: number;
+  seed: number;
+}
+
+export const RL_DEFAULTS: Omit<RlRecipe, 'steps' | 'seed'> = {
+  promptsPerStep: 4,
+  samplesPerPrompt: 8,
+  maxTokens: 6,
+  learningRate: 1e-3,
+  klCoef: 0.05,
+  klBudget: 0.5,
+  clip: 0.2,
+  replayWeight: 0.5,
+  replayBatch: 4,
+  checkEvery: 5,
+};
+
+/** A prompt with its training reward and, optionally, its gold (stricter) reward. */
+export interface RlTask {
+  prompt: string;
+  reward: (completion: string) => number;
+  gold?: (completion: string) => number;
+}
+
+/** A logged answer with its rating (offline feedback). */
+export interface LoggedAnswer {
+  prompt: string;
+  completion: string;
+  reward: number;
+}
+
+/** One held-out check: greedy answers' mean reward and gold reward, and mean KL to the reference. */
+export interface RlCheck {
+  step: number;
+  reward: number;
+  gold: number;
+  kl: number;
+}
+
+export interface RlOptions {
+  config: ModelConfig;
+  /** The released weights: the starting point and the KL reference. */
+  reference: Weights;
+  recipe: RlRecipe;
+  /** Verifier prompts, sampled fresh. */
+  tasks: RlTask[];
+  /** Logged ratings, used offline with clipped importance weights. */
+  logged?: LoggedAnswer[];
+  /** Held-out prompts for the checks (reward and gold). */
+  heldOut: RlTask[];
+  /** The line's replay (old skills). */
+  replay?: Source[];
+  /** Sees every check (the first is the reference's); a string stops the update with that reason. */
+  stopRule?: (checks: RlCheck[]) => string | undefined;
+}
+
+export interface RlResult {
+  weights: Weights;
+  /** Per step: mean sampled reward, measured mean KL of the batch. */
+  curve: { step: number; reward: number; kl: number }[];
+  checks: RlCheck[];
+  steps: number;
+  stoppedBy: 'steps' | 'kl-budget' | 'guard';
+  reason?: string;
+  finalKl: number;
+  durationMs: number;
+}
+
+interface Sequence {
+  prompt: number[];
+  completion: number[];
+  /** Behaviour log-prob per completion token (sampling policy, or the reference for logged answers). */
+  oldLogp: number[];
+  advantage: number;
+}
+
+/**
+ * Samples one completion per row for a single prompt (all rows share it), returning the token ids and
+ * their sampling log-probs. temperature 0 is greedy. BOS and PAD are never produced; EOS ends a row.
+ */
+export function sampleGroup(
+  model: LanguageModel,
+  prompt: string,
+  rows: number,
+  opts: { maxTokens: number; temperature: number; rng: Rng },
+): { tokens: number[]; logp: number[] }[] {
+  const { context, vocabSize } = model.config;
+  const head = [BOS, ...encode(prompt)];
+  if (head.length + opts.maxTokens > context) throw new Error(`prompt of ${head.length} tokens plus ${opts.maxTokens} new ones exceeds the context ${context}`);
+  const out = Array.from({ length: rows }, () => ({ tokens: [] as number[], logp: [] as number[], done: false }));
+  for (let n = 0; n < opts.maxTokens && out.some((r) => !r.done); n++) {
+    const time = head.length + n;
+    const ids = new Int32Array(rows * time);
+    out.forEach((r, i) => {
+      const seq = [...head, ...r.tokens];
+      for (let j = 0; j < time; j++) ids[i * time + j] = j < seq.length ? seq[j]! : PAD;
+    });
+    const last = tf.tidy(() => {
+      const h = tf.reshape(model.hidden(ids, rows), [rows, time, model.config.dModel]);
+      return tf.logSoftmax(model.head(tf.reshape(tf.slice(h, [0, time - 1, 0], [rows, 1, -1]), [rows, -1]) as tf.Tensor2D));
+    });
+    const lp = last.dataSync() as Float32Array;
+    last.dispose();
+    out.forEach((r, i) => {
+      if (r.done) return;
+      const row = lp.subarray(i * vocabSize, (i + 1) * vocabSize);
+      const next = pick(row, opts.temperature, opts.rng);
+      r.tokens.push(next);
+      r.logp.push(row[next]!);
+      if (next === EOS) r.done = true;
+    });
+  }
+  return out.map(({ tokens, logp }) => ({ tokens, logp }));
+}
+
+function pick(logp: Float32Array, temperature: number, rng: Rng): number {
+  const allowed = (i: number) => i !== BOS && i !== PAD;
+  let best = -1;
+  for (let i = 0; i < logp.length; i++) if (allowed(i) && (best < 0 || logp[i]! > logp[best]!)) best = i;
+  if (temperature <= 0) return best;
+  const w = Array.from(logp, (l, i) => (allowed(i) ? Math.exp((l - logp[best]!) / temperature) : 0));
+  let u = rng.next() * w.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < w.length; i++) {
+    u -= w[i]!;
+    if (u < 0) return i;
+  }
+  return best;
+}
+
+/** Text of a completion (EOS and other special tokens dropped). */
+const text = (tokens: number[]) => decode(tokens.filter((t) => t !== EOS));
+
+/** Leave-one-out baseline: each reward minus the mean of the others in its group (0 for a group of one). */
+export function rlooAdvantages(rewards: number[]): number[] {
+  const k = rewards.length;
+  if (k < 2) return rewards.map(() => 0);
+  const sum = rewards.reduce((a, b) => a + b, 0);
+  return rewards.map((r) => r - (sum - r) / (k - 1));
+}
+
+/** Rows, ids, targets, completion mask, per-token advantage and behaviour log-prob for a set of sequences. */
+function pack(seqs: Sequence[], context: number) {
+  const time = Math.min(context, Math.max(...seqs.map((s) => s.prompt.length + s.completion.length)) - 1);
+  const rows = seqs.length;
+  const ids = new Int32Array(rows * time).fill(PAD);
+  const targets = new Int32Array(rows * time).fill(PAD);
+  const mask = new Float32Array(rows * time);
+  const adv = new Float32Array(rows * time);
+  const old = new Float32Array(rows * time);
+  let count = 0;
+  seqs.forEach((s, r) => {
+    const all = [...s.prompt, ...s.completion];
+    for (let j = 0; j < time && j + 1 < all.length; j++) {
+      ids[r * time + j] = all[j]!;
+      targets[r * time + j] = all[j + 1]!;
+      const c = j + 1 - s.prompt.length;
+      if (c >= 0) {
+        mask[r * time + j] = 1;
+        adv[r * time + j] = s.advantage;
+        old[r * time + j] = s.oldLogp.length ? s.oldLogp[c]! : Number.NaN;
+        count++;
+      }
+    }
+  });
+  return { ids, targets, mask, adv, old, rows, time, count: Math.max(count, 1) };
+}
+
+function oneHot(targets: Int32Array, vocab: number): tf.Tensor2D {
+  const hot = new Float32Array(targets.length * vocab);
+  for (let r = 0; r < targets.length; r++) if (targets[r] !== PAD) hot[r * vocab + targets[r]!] = 1;
+  return tf.tensor2d(hot, [targets.length, vocab]);
+}
+
+/** Per-token log-probs of `targets` under the model (JS array; PAD targets get 0). */
+function tokenLogp(model: LanguageModel, ids: Int32Array, targets: Int32Array, rows: number): Float32Array {
+  const t = tf.tidy(() => tf.sum(tf.mul(tf.logSoftmax(model.logits(ids, rows)), oneHot(targets, model.config.vocabSize)), 1));
+  const out = new Float32Array(t.dataSync() as Float32Array);
+  t.dispose();
+  return out;
+}
+
+/** Mean per-token KL(policy ‖ reference) over the completion tokens of `seqs`. */
+export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { prompt: number[]; completion: number[] }[]): number {
+  if (seqs.length === 0) return 0;
+  const p = pack(
+    seqs.map((s) => ({ ...s, oldLogp: [], advantage: 0 })),
+    policy.config.context,
+  );
+  const kl = tf.tidy(() => {
+    const lp = tf.logSoftmax(policy.logits(p.ids, p.rows));
+    const lq = tf.logSoftmax(reference.logits(p.ids, p.rows));
+    const perTok = tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, lq)), 1);
+    return tf.div(tf.sum(tf.mul(perTok, tf.tensor1d(p.mask))), p.count);
+  });
+  const v = kl.dataSync()[0]!;
+  kl.dispose();
+  return Math.max(0, v);
+}
+
+/** Greedy answers to the held-out prompts: mean reward, mean gold reward (reward when no gold), KL. */
+export function checkPolicy(policy: LanguageModel, reference: LanguageModel, tasks: RlTask[], maxTokens: number, step = 0): RlCheck {
+  const rng = new Rng(0);
+  let reward = 0;
+  let gold = 0;
+  const seqs: { prompt: number[]; completion: number[] }[] = [];
+  for (const t of tasks) {
+    const [s] = sampleGroup(policy, t.prompt, 1, { maxTokens, temperature: 0, rng });
+    const answer = text(s!.tokens);
+    reward += t.reward(answer);
+    gold += (t.gold ?? t.reward)(answer);
+    seqs.push({ prompt: [BOS, ...encode(t.prompt)], completion: s!.tokens });
+  }
+  const n = Math.max(tasks.length, 1);
+  return { step, reward: reward / n, gold: gold / n, kl: meanKl(policy, reference, seqs) };
+}
+
+export function validateRlRecipe(r: RlRecipe): void {
+  for (const k of ['steps', 'promptsPerStep', 'samplesPerPrompt', 'maxTokens', 'checkEvery', 'replayBatch'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new Error(`rl recipe: ${k} must be a positive integer, got ${r[k]}`);
+  }
+  for (const k of ['learningRate', 'klCoef', 'klBudget', 'clip', 'replayWeight'] as const) {
+    if (!Number.isFinite(r[k]) || r[k] < 0) throw new Error(`rl recipe: ${k} must be a non-negative number, got ${r[k]}`);
+  }
+  if (!(r.klBudget > 0)) throw new Error('rl recipe: klBudget must be positive');
+  if (r.samplesPerPrompt < 2) throw new Error('rl recipe: samplesPerPrompt must be at least 2 (the group baseline needs two)');
+}
+
+/** Runs the RL update. The reference model is frozen; the policy starts as a copy of it. */
+export async function rlTrain(opts: RlOptions): Promise<RlResult> {
+  const started = performance.now();
+  await initBackend();
+  const config = validateConfig(opts.config);
+  const { recipe } = opts;
+  validateRlRecipe(recipe);
+  checkWeights(config, opts.reference);
+  if (opts.tasks.length === 0 && (opts.logged ?? []).length === 0) throw new Error('rl: no feedback to learn from');
+
+  const params = cloneWeights(opts.reference);
+  const policy = LanguageModel.create(config, params);
+  const reference = LanguageModel.create(config, opts.reference);
+  const optimizer = new AdamW(params, { weightDecay: 0, gradClip: 1, l2Pull: 0 });
+  const variables = [...policy.variables.values()];
+  const names = [...policy.variables.keys()];
+  const replay =
+    opts.replay && recipe.replayWeight > 0 && opts.replay.some((s) => s.docs.length) ? new BatchSampler(opts.replay, config.context, recipe.seed) : undefined;
+  const logged = opts.logged ?? [];
+  const loggedAdv = groupAdvantages(logged);
+
+  const curve: RlResult['curve'] = [];
+  const checks: RlCheck[] = [checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, 0)];
+  let stoppedBy: RlResult['stoppedBy'] = 'steps';
+  let reason: string | undefined;
+  let previous: Weights = cloneWeights(params);
+  let step = 0;
+  try {
+    while (step < recipe.steps) {
+      const t = step + 1;
+      const rng = new Rng(deriveSeed(recipe.seed, t));
+      const seqs: Sequence[] = [];
+      let rewardSum = 0;
+      let rewardCount = 0;
+      for (let p = 0; p < Math.min(recipe.promptsPerStep, opts.tasks.length); p++) {
+        const task = opts.tasks[rng.int(opts.tasks.length)]!;
+        const group = sampleGroup(policy, task.prompt, recipe.samplesPerPrompt, { maxTokens: recipe.maxTokens, temperature: 1, rng });
+        const rewards = group.map((g) => task.reward(text(g.tokens)));
+        rewardSum += rewards.reduce((a, b) => a + b, 0);
+        rewardCount += rewards.length;
+        const adv = rlooAdvantages(rewards);
+        const head = [BOS, ...encode(task.prompt)];
+        group.forEach((g, i) => seqs.push({ prompt: head, completion: g.tokens, oldLogp: g.logp, advantage: adv[i]! }));
+      }
+      // Offline: a few logged answers per step; behaviour log-probs are the reference's (it gave the answers).
+      for (let i = 0; i < Math.min(logged.length, recipe.promptsPerStep * 2); i++) {
+        const j = rng.int(logged.length);
+        const a = logged[j]!;
+        const head = [BOS, ...encode(a.prompt)];
+        const completion = [...encode(a.completion), EOS].slice(0, Math.max(1, config.context - head.length + 1));
+        seqs.push({ prompt: head, completion, oldLogp: [], advantage: loggedAdv[j]! });
+      }
+      const p = pack(seqs, config.context);
+      const refLp = tokenLogp(reference, p.ids, p.targets, p.rows);
+      // Logged answers: old log-prob from the reference.
+      for (let i = 0; i < p.old.length; i++) if (Number.isNaN(p.old[i]!)) p.old[i] = refLp[i]!;
+      const refLogits = tf.tidy(() => tf.logSoftmax(reference.logits(p.ids, p.rows)));
+      const rb = replay?.batch(t, recipe.replayBatch);
+      let klTensor: tf.Tensor | undefined;
+      const { value, grads } = tf.variableGrads(() => {
+        const lp = tf.logSoftmax(policy.logits(p.ids, p.rows));
+        const tok = tf.sum(tf.mul(lp, oneHot(p.targets, config.vocabSize)), 1);
+        const ratio = tf.exp(tf.sub(tok, tf.tensor1d(p.old)));
+        const a = tf.tensor1d(p.adv);
+        const surr = tf.minimum(tf.mul(ratio, a), tf.mul(tf.clipByValue(ratio, 1 - recipe.clip, 1 + recipe.clip), a));
+        const mask = tf.tensor1d(p.mask);
+        const pg = tf.neg(tf.div(tf.sum(tf.mul(surr, mask)), p.count));
+        const klTok = tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, refLogits)), 1);
+        const kl = tf.div(tf.sum(tf.mul(klTok, mask)), p.count);
+        klTensor = tf.keep(kl);
+        let loss = tf.add(pg, tf.mul(kl, recipe.klCoef));
+        if (rb) loss = tf.add(loss, tf.mul(policy.loss(rb.ids, rb.targets, recipe.replayBatch), recipe.replayWeight));
+        return loss as tf.Scalar;
+      }, variables);
+      refLogits.dispose();
+      const kl = Math.max(0, klTensor!.dataSync()[0]!);
+      klTensor!.dispose();
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      if (kl >= recipe.klBudget || !Number.isFinite(loss)) {
+        for (const g of Object.values(grads)) g.dispose();
+        // These weights are at (or past) the budget: keep the last ones under it.
+        params.forEach((w, name) => w.data.set(previous.get(name)!.data));
+        policy.loadWeights(params);
+        stoppedBy = 'kl-budget';
+        reason = Number.isFinite(loss) ? `mean KL ${kl.toFixed(4)} reached the budget ${recipe.klBudget}` : 'the loss is not finite';
+        break;
+      }
+      previous = cloneWeights(params);
+      const g = new Map<string, Float32Array>();
+      names.forEach((name, i) => {
+        const tensor = grads[variables[i]!.name]!;
+        g.set(name, new Float32Array(tensor.dataSync() as Float32Array));
+        tensor.dispose();
+      });
+      optimizer.step(g, recipe.learningRate, t);
+      policy.loadWeights(params);
+      step = t;
+      curve.push({ step, reward: rewardCount ? rewardSum / rewardCount : 0, kl });
+      if (step % recipe.checkEvery === 0 || step === recipe.steps) {
+        checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step));
+        const why = opts.stopRule?.(checks);
+        if (why) {
+          stoppedBy = 'guard';
+          reason = why;
+          break;
+        }
+      }
+    }
+    const last = checks[checks.length - 1]!;
+    const finalCheck = last.step === step ? last : checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step);
+    if (finalCheck !== last) checks.push(finalCheck);
+    return { weights: policy.exportWeights(), curve, checks, steps: step, stoppedBy, reason, finalKl: finalCheck.kl, durationMs: performance.now() - started };
+  } finally {
+    policy.dispose();
+    reference.dispose();
+  }
+}
+
+/** Offline advantages: leave-one-out within a prompt's ratings; a lone rating is centred on the mean of all. */
+function groupAdvantages(logged: LoggedAnswer[]): number[] {
+  const byPrompt = new Map<string, number[]>();
+  logged.forEach((a, i) => byPrompt.set(a.prompt, [...(byPrompt.get(a.prompt) ?? []), i]));
+  const mean = logged.reduce((s, a) => s + a.reward, 0) / Math.max(logged.length, 1);
+  const out = new Array<number>(logged.length).fill(0);
+  for (const idx of byPrompt.values()) {
+    if (idx.length === 1) out[idx[0]!] = logged[idx[0]!]!.reward - mean;
+    else rlooAdvantages(idx.map((i) => logged[i]!.reward)).forEach((a, j) => (out[idx[j]!] = a));
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { RL_GUARD_DEFAULTS, overOptimisation } from '../../domain/rl-guards.ts';
+import { verify } from '../../domain/verifiers.ts';
+import { initBackend } from '../../model/backend.ts';
+import { preset } from '../../model/config.ts';
+import { RL_DEFAULTS, type RlRecipe, rlTrain, rlooAdvantages } from '../../model/rl.ts';
+import { trainModel } from '../../model/train.ts';
+import { initWeights } from '../../model/transformer.ts';
+import type { Weights } from '../../model/weights.ts';
+import { recipe } from './fixtures.ts';
+
+const config = preset('tiny');
+/** Prompts "k<i>=" whose foundation answers are a uniform digit: the RL task is to answer 7. */
+const prompts = Array.from({ length: 6 }, (_, i) => `k${i}=`);
+const docs = prompts.flatMap((p) => Array.from({ length: 10 }, (_, d) => `${p}${d}`));
+let foundation: Weights;
+
+const rl = (o: Partial<RlRecipe> = {}): RlRecipe => ({
+  ...RL_DEFAULTS,
+  steps: 30,
+  maxTokens: 2,
+  promptsPerStep: 3,
+  samplesPerPrompt: 8,
+  learningRate: 3e-3,
+  klBudget: 2,
+  checkEvery: 10,
+  replayWeight: 0,
+  seed: 5,
+  ...o,
+});
+
+beforeAll(async () => {
+  await initBackend();
+  foundation = (
+    await trainModel({
+      config,
+      init: initWeights(config, 1),
+      sources: [{ name: 'f', weight: 1, docs }],
+      recipe: recipe({ steps: 150, batchSize: 8, learningRate: 1e-2 }),
+    })
+  ).weights;
+}, 120_000);
+
+describe('policy-gradient update', () => {
+  it('leave-one-out advantages are centred per group', () => {
+    expect(rlooAdvantages([1, 0, 0, 0])).toEqual([1, -1 / 3, -1 / 3, -1 / 3]);
+    expect(rlooAdvantages([1, 1])).toEqual([0, 0]);
+    expect(rlooAdvantages([1])).toEqual([0]);
+  });
+
+  it('raises a verifier reward within the KL budget without leaking tensors', async () => {
+    const reward = (c: string) => verify({ kind: 'regex', pattern: '^7' }, c);
+    const tasks = prompts.slice(0, 4).map((prompt) => ({ prompt, reward }));
+    const heldOut = prompts.slice(4).map((prompt) => ({ prompt, reward }));
+    const before = tf.memory().numTensors;
+    const r = await rlTrain({ config, reference: foundation, recipe: rl(), tasks, heldOut, replay: [{ name: 'replay', weight: 1, docs }] });
+    expect(tf.memory().numTensors).toBe(before);
+    const meanFirst = r.curve.slice(0, 5).reduce((s, c) => s + c.reward, 0) / 5;
+    const meanLast = r.curve.slice(-5).reduce((s, c) => s + c.reward, 0) / 5;
+    expect(meanLast - meanFirst).toBeGreaterThan(0.2);
+    expect(r.finalKl).toBeLessThanOrEqual(2);
+    expect(r.curve.every((c) => c.kl < 2)).toBe(true);
+  }, 120_000);
+
+  it('stops at the hard KL budget and keeps the last weights under it', async () => {
+    const reward = (c: string) => verify({ kind: 'regex', pattern: '^7' }, c);
+    const tasks = prompts.map((prompt) => ({ prompt, reward }));
+    const r = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ klBudget: 0.02, klCoef: 0, learningRate: 1e-2 }),
+      tasks,
+      heldOut: tasks.slice(0, 2),
+    });
+    expect(r.stoppedBy).toBe('kl-budget');
+    expect(r.steps).toBeLessThan(30);
+    expect(r.curve.every((c) => c.kl < 0.02)).toBe(true);
+  }, 120_000);
+
+  it('learns from logged ratings offline and the over-optimisation guard stops a hacked reward', async () => {
+    // Proxy with a loophole: any answer starting with 5-9 pays; gold: only 7. Offline ratings favour 7.
+    const logged = prompts.flatMap((prompt) => ['7', '3'].map((completion) => ({ prompt, completion, reward: completion === '7' ? 1 : 0 })));
+    const gold = (c: string) => verify({ kind: 'exact', answer: '7' }, c);
+    const hacked = prompts.map((prompt) => ({ prompt, reward: (c: string) => (/^[5-9]/.test(c) ? 1 : 0), gold }));
+    const policy = { ...RL_GUARD_DEFAULTS, klBudget: 2 };
+    const r = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ steps: 40, checkEvery: 5 }),
+      tasks: hacked,
+      heldOut: hacked,
+      stopRule: (c) => overOptimisation(c, policy),
+    });
+    expect(r.stoppedBy).toBe('guard');
+    expect(r.reason).toMatch(/^over-optimisation/);
+    const off = await rlTrain({
+      config,
+      reference: foundation,
+      recipe: rl({ steps: 20 }),
+      tasks: [],
+      logged,
+      heldOut: prompts.map((prompt) => ({ prompt, reward: gold })),
+    });
+    expect(off.checks[off.checks.length - 1]!.reward).toBeGreaterThan(off.checks[0]!.reward);
+  }, 180_000);
+});
