@@ -161,7 +161,13 @@ export function releaseActivities(deps: ActivityDeps) {
     async adoptFoundation(input: { line: string; version: number; foundation: VersionRef; actor: string; reason: string }): Promise<void> {
       const v = await registry.getVersion(input.line, input.version);
       const { config } = loadModel(await deps.store.get(v.weightsDigest));
-      await registry.adoptFoundation({ name: input.line, foundationLine: input.foundation.line, modelConfig: config as never, actor: input.actor, reason: input.reason });
+      await registry.adoptFoundation({
+        name: input.line,
+        foundationLine: input.foundation.line,
+        modelConfig: config as never,
+        actor: input.actor,
+        reason: input.reason,
+      });
     },
 
     /** Creates the version for a trained candidate and signs its manifest. Idempotent by the cycle key. */
@@ -228,7 +234,8 @@ export function releaseActivities(deps: ActivityDeps) {
         suites: input.decision.suites,
         summary: input.decision.summary,
       });
-      if (input.decision.verdict === 'fail' && input.dropDigest) await registry.setDropStatus(input.line, input.dropDigest, 'rejected', `gate: ${input.decision.summary}`);
+      if (input.decision.verdict === 'fail' && input.dropDigest)
+        await registry.setDropStatus(input.line, input.dropDigest, 'rejected', `gate: ${input.decision.summary}`);
       return { id };
     },
 

@@ -15,7 +15,10 @@ import { GateRules, Recipe } from '../schemas/io.ts';
  * field, so that no line is kept that can never run a cycle (its snapshot would fail on every retry).
  */
 function checkRunnable(op: string, p: { recipe?: unknown; gateRules?: unknown }): void {
-  for (const [field, schema] of [['recipe', Recipe], ['gateRules', GateRules]] as const) {
+  for (const [field, schema] of [
+    ['recipe', Recipe],
+    ['gateRules', GateRules],
+  ] as const) {
     if (p[field] === undefined) continue;
     const r = schema.safeParse(p[field]);
     if (!r.success) throw new InvalidInputError(`${op}: ${r.error.issues.map((i) => `${[field, ...i.path].join('.')}: ${i.message}`).join('; ')}`);

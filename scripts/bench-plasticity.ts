@@ -54,7 +54,14 @@ const STRATEGIES: Strategy[] = [
 ];
 const MARKS: Record<string, string> = { naive: 'n', default: 'd', 'default+interventions': 'D', 'naive+interventions': 'N' };
 function pick(r: typeof DEFAULT_RECIPE) {
-  return { learningRate: r.learningRate, minLearningRate: r.minLearningRate, weightDecay: r.weightDecay, replayRatio: r.replayRatio, l2Pull: r.l2Pull, rewarm: r.rewarm };
+  return {
+    learningRate: r.learningRate,
+    minLearningRate: r.minLearningRate,
+    weightDecay: r.weightDecay,
+    replayRatio: r.replayRatio,
+    l2Pull: r.l2Pull,
+    rewarm: r.rewarm,
+  };
 }
 
 const scenario = streamScenario(7, { drops: dropCount, productsPerDrop: 4, paragraphs: 4, withLoad: 'none' });
@@ -106,8 +113,18 @@ for (const s of STRATEGIES) {
     weights = trained.weights;
     learned.push(loss(weights, drop.heldOut));
     last = await measurePlasticity(config, weights, { initSeed: INIT_SEED, budget, reference, initial: initWeights(config, INIT_SEED) });
-    series.push({ drop: i + 1, plasticity: last.ratio, dormantFraction: last.dormantFraction, weightNormGrowth: last.weightNormGrowth, effectiveRank: last.effectiveRank, interventions });
-    if (!args.json) console.error(`${s.name} drop ${i + 1}/${drops.length}: plasticity ${last.ratio.toFixed(3)}${interventions.length ? ` (after ${interventions.join(', ')})` : ''}`);
+    series.push({
+      drop: i + 1,
+      plasticity: last.ratio,
+      dormantFraction: last.dormantFraction,
+      weightNormGrowth: last.weightNormGrowth,
+      effectiveRank: last.effectiveRank,
+      interventions,
+    });
+    if (!args.json)
+      console.error(
+        `${s.name} drop ${i + 1}/${drops.length}: plasticity ${last.ratio.toFixed(3)}${interventions.length ? ` (after ${interventions.join(', ')})` : ''}`,
+      );
   }
   const final = drops.map((d) => loss(weights, d.heldOut));
   // Backward transfer on loss: mean over earlier drops of (loss right after learning it - loss at the end); negative is forgetting.
@@ -127,7 +144,12 @@ else {
   console.table(result.strategies);
   const series = result.series as Record<string, { plasticity: number; interventions: string[] }[]>;
   console.log('plasticity per drop (ratio against a fresh model):');
-  console.log(lineChart(STRATEGIES.map((s) => ({ mark: MARKS[s.name]!, name: s.name, values: series[s.name]!.map((p) => p.plasticity) })), { reference: 1 }));
+  console.log(
+    lineChart(
+      STRATEGIES.map((s) => ({ mark: MARKS[s.name]!, name: s.name, values: series[s.name]!.map((p) => p.plasticity) })),
+      { reference: 1 },
+    ),
+  );
   for (const s of STRATEGIES) {
     const at = series[s.name]!.flatMap((p, i) => (p.interventions.length ? [i + 1] : []));
     if (s.floor !== undefined) console.log(`${s.name}: interventions before drop ${at.length ? at.join(', ') : '(none: never below the floor)'}`);

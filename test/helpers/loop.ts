@@ -2,12 +2,13 @@
  * A release loop on the real stack for one test file: its own database, data folder, task queues and
  * in-process workers (workflow + training), against the run's PostgreSQL and Temporal dev server.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { DropCache } from '../../domain/suites.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
 import type { ActivityDeps } from '../../activities/deps.ts';
 import { createTrainingWorker, createWorkflowWorker } from '../../workers/create.ts';
 import { openRegistry } from '../../workers/wiring.ts';
@@ -17,6 +18,18 @@ import type { LineSpec, Recipe } from '../../schemas/io.ts';
 import { freshDatabase } from './db.ts';
 
 let runtimeInstalled = false;
+
+/** Writes `paragraphs` seeded paragraphs of general text as a JSONL drop file in `dir`; returns its path. */
+export function writeTextDrop(dir: string, name: string, seed: number, paragraphs: number): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    generalText(rng(seed), paragraphs)
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n',
+  );
+  return path;
+}
 
 export interface TestLoop {
   name: string;

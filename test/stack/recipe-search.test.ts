@@ -3,26 +3,14 @@
  * several trial activities, records every trial linked to the version, and promotes the winning trial's weights;
  * a gate no recipe can pass ends the cycle rejected with the best trial's numbers.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
-import { generalText, rng } from '../../bench/scenario.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { startTestLoop, writeTextDrop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 const suffix = Date.now().toString(36);
 
-function writeDrop(name: string, seed: number, paragraphs: number): string {
-  const path = join(loop.dataDir, name);
-  writeFileSync(
-    path,
-    generalText(rng(seed), paragraphs)
-      .map((r) => JSON.stringify(r))
-      .join('\n') + '\n',
-  );
-  return path;
-}
+const writeDrop = (name: string, seed: number, paragraphs: number) => writeTextDrop(loop.dataDir, name, seed, paragraphs);
 
 beforeAll(async () => {
   loop = await startTestLoop('search');

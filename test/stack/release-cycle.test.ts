@@ -6,23 +6,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineState, rollback, sendDrop, waitForCycle } from '../../client/ops.ts';
-import { generalText, rng } from '../../bench/scenario.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { startTestLoop, writeTextDrop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 const suffix = Date.now().toString(36);
 const line = `first-${suffix}`;
 
-function writeDrop(name: string, seed: number, paragraphs: number): string {
-  const path = join(loop.dataDir, name);
-  writeFileSync(
-    path,
-    generalText(rng(seed), paragraphs)
-      .map((r) => JSON.stringify(r))
-      .join('\n') + '\n',
-  );
-  return path;
-}
+const writeDrop = (name: string, seed: number, paragraphs: number) => writeTextDrop(loop.dataDir, name, seed, paragraphs);
 
 beforeAll(async () => {
   loop = await startTestLoop('cycle');
