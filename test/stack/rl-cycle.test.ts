@@ -35,22 +35,44 @@ afterAll(async () => {
 const RL_RECIPE = JSON.stringify({ rl: { steps: 6, checkEvery: 3, promptsPerStep: 2, samplesPerPrompt: 4, maxTokens: 4 } });
 
 describe('a feedback drop in the release loop', () => {
-  it('adapts the stable version by RL: rl checks in the gate, the RL run recorded, curves in the cycle', async () => {
+  it('promotes a text drop first (the stable version feedback adapts)', async () => {
     const text = join(loop.dataDir, 'text.jsonl');
     writeFileSync(text, generalText(rng(1), 30).map((r) => JSON.stringify(r)).join('\n') + '\n');
     const { request } = await sendDrop(loop, line, text);
     expect((await waitForCycle(loop.client, line, request.digest)).verdict).toBe('promoted');
+  });
+
+  it('rejects reward hacking: the proxy reward rises while the gold check stays down (rl:over-optimisation)', async () => {
+    const fb = join(loop.dataDir, 'hacked.jsonl');
+    const words = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
+    // The proxy accepts any answer with an "e"; the gold wants the exact word, which the tiny model never says.
+    writeFileSync(fb, words.map((w) => JSON.stringify({ prompt: `spell ${w}:`, verifier: { kind: 'regex', pattern: 'e' }, gold: { kind: 'exact', answer: `${w}!` } })).join('\n') + '\n');
+    const { request } = await sendDrop(loop, line, fb, { kind: 'feedback', recipe: JSON.parse(RL_RECIPE) });
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('rejected');
+    expect(summary.reason).toMatch(/RL failed: rl:over-optimisation: over-optimisation: held-out reward/);
+    const gate = await loop.registry.getGateDecisionFor(line, summary.version!);
+    expect(gate!.verdict).toBe('fail');
+    expect((gate!.suites as { suite: string; pass: boolean }[]).find((s) => s.suite === 'rl:over-optimisation')!.pass).toBe(false);
+    // Recorded all the same (a rejected version keeps its run), and stable stays where it was.
+    expect(await loop.registry.getRlRuns(line, summary.version!)).toHaveLength(1);
+    expect((await loop.registry.getDrop(line, request.digest))?.status).toBe('rejected');
+    expect((await loop.registry.getChannels(line)).find((c) => c.channel === 'stable')?.version).toBe(1);
+  });
+
+  it('adapts the stable version by RL: rl checks in the gate, the RL run recorded, curves in the cycle', async () => {
 
     const fb = join(loop.dataDir, 'feedback.jsonl');
     const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
-    writeFileSync(fb, words.map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' }, gold: { kind: 'regex', pattern: '[a-z]' } })).join('\n') + '\n');
+    // Gold is the verifier itself here (no `gold`): a rising reward is real, and the candidate is promoted.
+    writeFileSync(fb, words.map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' } })).join('\n') + '\n');
     const r = await cli('feedback', line, fb, '--recipe', RL_RECIPE, '--wait', '--json');
     const sent = JSON.parse(r.out) as { request: { kind?: string; digest: string }; result: { verdict: string; version: number; reason: string; cycleId: string } };
     expect(sent.request.kind).toBe('feedback');
-    expect(['promoted', 'rejected']).toContain(sent.result.verdict);
-    expect(r.code).toBe(sent.result.verdict === 'promoted' ? 0 : 3);
+    expect(sent.result.verdict).toBe('promoted');
+    expect(r.code).toBe(0);
     const version = sent.result.version;
-    expect(version).toBe(2);
+    expect(version).toBe(3);
     expect((await loop.registry.getVersion(line, version)).parentVersion).toBe(1);
 
     const [run] = await loop.registry.getRlRuns(line, version);
@@ -67,8 +89,11 @@ describe('a feedback drop in the release loop', () => {
     expect(suites.find((s) => s.suite === 'rl:reward')!.reason).toMatch(/held-out reward \d\.\d{3} -> \d\.\d{3}/);
     // The line's own suites were judged too, and every check agrees with the verdict.
     expect(suites.some((s) => !s.suite.startsWith('rl:'))).toBe(true);
-    expect(gate!.verdict === 'pass').toBe(suites.every((s) => s.pass));
-    expect(sent.result.reason).toMatch(/RL (passed|failed)/);
+    expect(gate!.verdict).toBe('pass');
+    expect(suites.every((s) => s.pass)).toBe(true);
+    expect(run!.checks.at(-1)!.reward).toBeGreaterThan(run!.checks[0]!.reward);
+    expect(sent.result.reason).toMatch(/RL passed: held-out reward/);
+    expect((await loop.registry.getChannels(line)).find((c) => c.channel === 'stable')?.version).toBe(version);
 
     const state = await loop.client.workflow.getHandle(sent.result.cycleId).query<{ rl?: { checks: unknown[]; klBudget: number } }>('cycleState');
     expect(state.rl!.checks).toHaveLength(run!.checks.length);
