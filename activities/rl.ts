@@ -6,7 +6,7 @@
  * curves and the guard verdict; the cycle's gate judges them (workflows/rl-cycle.ts). Also the registry step
  * that records the run once the version exists.
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
 import { RL_DEFAULTS, type RlRecipe, type RlTask, rlTrain } from '../model/rl.ts';
 import { loadModel, saveModel } from '../model/weights.ts';
@@ -80,9 +80,12 @@ export function rlActivities(deps: ActivityDeps) {
           logged: fb.ratings,
           heldOut: fb.heldOutPrompts.map(toTask),
           replay,
-          stopRule: (checks) => {
-            ctx.heartbeat({ checks: checks.length });
-            return overOptimisation(checks, guard);
+          stopRule: (checks) => overOptimisation(checks, guard),
+          // Heartbeats every step (the update runs on the event loop) and stops when the cycle is cancelled.
+          onStep: async (step, steps) => {
+            ctx.heartbeat({ step, steps });
+            await new Promise((r) => setImmediate(r));
+            return ctx.cancellationSignal.aborted;
           },
         });
       } catch (err) {
@@ -90,6 +93,8 @@ export function rlActivities(deps: ActivityDeps) {
         if (err instanceof Error && err.message.startsWith('rl')) return fail(err.message);
         throw err;
       }
+      // Cancelled: no candidate (a retry starts again from stable with the same seed).
+      if (result.stoppedBy === 'cancelled') throw new CancelledFailure(`RL update of ${input.key} was ${result.reason}`);
       const verdict = rlVerdict(result.checks, guard, result.stoppedBy === 'guard' ? result.reason : undefined);
       const weightsDigest = await deps.store.put(saveModel(config, result.weights, { line: input.line, trainingRun: input.key }));
       const training: TrainingOutcome = {
