@@ -217,7 +217,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
         reference: { line, version: champion! },
         dropDigest: drop!.digest,
         replay,
-        recipe,
+        // The drop's `rl` fields over the line's, key by key (as `perennial feedback` prints the effective recipe).
+        recipe: { ...recipe, rl: { ...snapshot.spec.recipe.rl, ...recipe.rl } },
         modelConfig: snapshot.spec.modelConfig,
       }));
       state.rl = rlState(rlRun);

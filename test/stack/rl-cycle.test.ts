@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { lineState, sendDrop, waitForCycle } from '../../client/ops.ts';
 import { generalText, rng } from '../../bench/scenario.ts';
 import { cli } from '../helpers/cli-in-process.ts';
 import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
@@ -98,6 +98,12 @@ describe('a feedback drop in the release loop', () => {
     const state = await loop.client.workflow.getHandle(sent.result.cycleId).query<{ rl?: { checks: unknown[]; klBudget: number } }>('cycleState');
     expect(state.rl!.checks).toHaveLength(run!.checks.length);
     expect(state.rl!.klBudget).toBe(0.5);
+
+    // Content-addressed: the same feedback sent again is a duplicate, not a second RL cycle.
+    const before = (await lineState(loop.client, line))!.duplicatesIgnored;
+    await sendDrop(loop, line, fb, { kind: 'feedback' });
+    await expect.poll(async () => (await lineState(loop.client, line))!.duplicatesIgnored, { timeout: 10_000 }).toBe(before + 1);
+    expect(await loop.registry.getRlRuns(line)).toHaveLength(2);
   });
 
   it('quarantines a feedback file with a bad record, naming the file and line', async () => {
