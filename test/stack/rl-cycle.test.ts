@@ -104,6 +104,11 @@ describe('a feedback drop in the release loop', () => {
     await sendDrop(loop, line, fb, { kind: 'feedback' });
     await expect.poll(async () => (await lineState(loop.client, line))!.duplicatesIgnored, { timeout: 10_000 }).toBe(before + 1);
     expect(await loop.registry.getRlRuns(line)).toHaveLength(2);
+
+    const status = await cli('status', line);
+    expect(status.code).toBe(0);
+    expect(status.out).toContain('RL runs (feedback):');
+    expect(status.out).toMatch(new RegExp(`v${version} +held-out reward \\d\\.\\d{3} -> \\d\\.\\d{3} +gold .* KL \\d\\.\\d{4} \\(budget 0\\.5\\)`));
   });
 
   it('quarantines a feedback file with a bad record, naming the file and line', async () => {
