@@ -18,6 +18,7 @@ import { basename, delimiter, join, resolve, sep } from 'node:path';
 import { DropRequest, SourceName, explain } from '../schemas/io.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from '../domain/drops.ts';
+import { parseFeedback } from '../domain/feedback.ts';
 import type { ActivityDeps } from './deps.ts';
 import { suitesOfDrop } from '../domain/suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
@@ -183,9 +184,13 @@ export function ingestActivities(deps: ActivityDeps) {
       const request = checked.data;
       const previous = await deps.registry.getDrop(line, request.digest);
       if (previous) {
-        if (previous.status === 'accepted' && previous.ingestKey === input.key) return accepted(line, request, previous);
+        if (previous.status === 'accepted' && previous.ingestKey === input.key)
+          return request.kind === 'feedback' ? feedbackAccepted(request.digest, previous.counts) : accepted(line, request, previous);
         // A drop whose cycle failed was never judged: sent again, it is accepted anew (its file was checked then).
-        if (previous.status === 'failed') return accepted(line, request, await deps.registry.reacceptDrop(line, request.digest, input.key));
+        if (previous.status === 'failed') {
+          const again = await deps.registry.reacceptDrop(line, request.digest, input.key);
+          return request.kind === 'feedback' ? feedbackAccepted(request.digest, again.counts) : accepted(line, request, again);
+        }
         return { status: 'duplicate', digest: request.digest, previousStatus: previous.status };
       }
       const read = await readDropFile(request.path, deps.dataDir);
@@ -201,6 +206,7 @@ export function ingestActivities(deps: ActivityDeps) {
           `${request.path}: the file changed after it was sent (sent ${request.digest.slice(0, 12)}, read ${digest.slice(0, 12)}); send it again`,
         );
       }
+      if (request.kind === 'feedback') return ingestFeedback(line, request, digest, bytes, input.key);
       let parsed;
       try {
         parsed = parseDrop(bytes, request.path);
@@ -288,6 +294,47 @@ export function ingestActivities(deps: ActivityDeps) {
     const path = typeof r.path === 'string' ? clip(r.path, 500) : '(no path)';
     const source = SourceName.safeParse(r.source).success ? (r.source as string) : 'invalid-request';
     return reject(line, { path, digest, source }, digest, undefined, `drop request for ${path} is invalid: ${problem}`);
+  }
+
+  /**
+   * A feedback drop (`perennial feedback`): records parsed by domain/feedback.ts (a bad one quarantines the file
+   * with its line, as a data drop's does), stored and recorded like a drop; it defines no suites. Counted as
+   * train = training ratings and prompts, heldOut = the held-out ones the RL guards check.
+   */
+  async function ingestFeedback(line: string, request: DropRequest, digest: string, bytes: Uint8Array, key: string): Promise<IngestResult> {
+    let fb;
+    try {
+      fb = parseFeedback(bytes, request.path);
+    } catch (err) {
+      if (err instanceof DropFormatError) return reject(line, request, digest, bytes, err.message);
+      throw err;
+    }
+    const train = fb.ratings.length + fb.prompts.length;
+    const heldOut = fb.heldOutRatings.length + fb.heldOutPrompts.length;
+    // The RL guards check fresh greedy answers, which only a verifier can score: a held-out verifier prompt is needed.
+    if (fb.prompts.length + fb.ratings.length === 0 || fb.heldOutPrompts.length === 0)
+      return reject(
+        line,
+        request,
+        digest,
+        bytes,
+        `${request.path}: feedback needs records to train on and held-out verifier prompts for the guards (${train} to train, ${fb.heldOutPrompts.length} held-out verifier prompts); send at least two verifier prompts`,
+      );
+    const stored = await deps.store.put(bytes);
+    await deps.registry.recordDrop({
+      line,
+      digest,
+      source: request.source,
+      status: 'accepted',
+      counts: { records: train + heldOut, train, heldOut, probes: 0 },
+      storedPath: deps.store.pathOf(stored),
+      ingestKey: key,
+    });
+    return feedbackAccepted(digest, { train, heldOut, probes: 0 });
+  }
+
+  function feedbackAccepted(digest: string, counts: { train: number; heldOut: number; probes: number }): IngestResult {
+    return { status: 'accepted', digest, counts: { train: counts.train, heldOut: counts.heldOut, probes: counts.probes }, suites: [] };
   }
 
   function accepted(line: string, request: DropRequest, row: { counts: { train: number; heldOut: number; probes: number } }): Promise<IngestResult> {

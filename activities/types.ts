@@ -7,6 +7,7 @@ import type { ingestActivities } from './ingest.ts';
 import type { releaseActivities } from './release.ts';
 import type { trainingActivities } from './train.ts';
 import type { searchRegistryActivities, trialActivities } from './search.ts';
+import type { rlActivities, rlRegistryActivities } from './rl.ts';
 
 export type { SuiteRef };
 
@@ -16,13 +17,16 @@ export type Activities = ReturnType<typeof createActivities>;
 // Views per task queue, so that a proxy can only call what the queue it sends to serves: a training activity
 // called through a workflow-queue proxy does not compile (test/unit/activity-views.test.ts).
 /** Registry steps and signals: short database calls on the workflow queue; the cycle runs them as local activities. */
-export type RegistryActivities = ReturnType<typeof releaseActivities> & ReturnType<typeof searchRegistryActivities>;
+export type RegistryActivities = ReturnType<typeof releaseActivities> & ReturnType<typeof searchRegistryActivities> & ReturnType<typeof rlRegistryActivities>;
 /** Reading a drop or evidence file into the store (heartbeating), on the workflow queue. */
 export type IngestActivities = ReturnType<typeof ingestActivities>;
 /** What the workflow worker serves on `<queue>`. */
 export type WorkflowQueueActivities = RegistryActivities & IngestActivities;
 /** What the training worker serves on `<queue>.training` (CPU/GPU bound): training and evaluation. */
-export type TrainingQueueActivities = ReturnType<typeof trainingActivities> & ReturnType<typeof evaluationActivities> & ReturnType<typeof trialActivities>;
+export type TrainingQueueActivities = ReturnType<typeof trainingActivities> &
+  ReturnType<typeof evaluationActivities> &
+  ReturnType<typeof trialActivities> &
+  ReturnType<typeof rlActivities>;
 /** What the cycle runs as local activities inside its workflow task: the registry steps only. */
 export type LocalRegistryActivities = RegistryActivities;
 
@@ -77,4 +81,39 @@ export interface TrainingOutcome {
   /** Step the run resumed from after a retry (0 when it ran through). */
   resumedFromStep: number;
   lossCurve: number[];
+}
+
+/** What a feedback cycle's RL update did (activities/rl.ts trainRl): recorded with the version, judged by the gate. */
+export interface RlRecord {
+  /** Every field of the RL update (model/rl.ts RlRecipe). */
+  recipe: {
+    steps: number;
+    promptsPerStep: number;
+    samplesPerPrompt: number;
+    maxTokens: number;
+    learningRate: number;
+    klCoef: number;
+    klBudget: number;
+    clip: number;
+    replayWeight: number;
+    replayBatch: number;
+    checkEvery: number;
+    seed: number;
+  };
+  /** The guard policy it was judged by (domain/rl-guards.ts). */
+  guard: { divergeMargin: number; goldShare: number; consecutive: number; minRewardGain: number; goldTolerance: number; klBudget: number };
+  /** Held-out checks: the first is the released model's. */
+  checks: { step: number; reward: number; gold: number; kl: number }[];
+  /** Per step: mean sampled reward and measured KL (the last 100). */
+  curve: { step: number; reward: number; kl: number }[];
+  stoppedBy: 'steps' | 'kl-budget' | 'guard';
+  reason?: string;
+  finalKl: number;
+  verdict: { accept: boolean; reasons: string[] };
+  rewardStats: Record<string, number | null>;
+}
+
+export interface RlOutcome {
+  training: TrainingOutcome;
+  rl: RlRecord;
 }

@@ -70,7 +70,7 @@ export function sourceName(path: string): string {
 }
 
 /** Hashes the file and signals it to the line workflow, starting that workflow when it is not running. */
-export async function sendDrop(t: LoopTarget, line: string, file: string, opts: { source?: string; recipe?: RecipeOverride; requestedBy?: string } = {}) {
+export async function sendDrop(t: LoopTarget, line: string, file: string, opts: { source?: string; recipe?: RecipeOverride; requestedBy?: string; kind?: 'feedback' } = {}) {
   const path = resolve(file);
   let bytes: Uint8Array;
   try {
@@ -86,6 +86,7 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
     source: opts.source ?? sourceName(path),
     recipe: opts.recipe,
     requestedBy: opts.requestedBy,
+    ...(opts.kind ? { kind: opts.kind } : {}),
   });
   // A drop whose cycle failed may be sent again: the cycles it already had are not the answer to this send.
   const priorCycles = ((await lineState(t.client, line).catch(() => null))?.recent ?? []).filter((c) => c.digest === request.digest).map((c) => c.cycleId);

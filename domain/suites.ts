@@ -4,7 +4,8 @@
  * gate does not hold the new answer against the old one.
  */
 import { createHash } from 'node:crypto';
-import { parseDrop, type ParsedDrop, type Probe } from './drops.ts';
+import { DropFormatError, parseDrop, type ParsedDrop, type Probe } from './drops.ts';
+import { parseFeedback } from './feedback.ts';
 
 /** An evaluation suite: a named held-out part of an accepted drop (text for loss, probes for exact match). */
 export interface SuiteRef {
@@ -33,10 +34,28 @@ export class DropCache {
   async get(digest: string): Promise<ParsedDrop> {
     const hit = this.parsed.get(digest);
     if (hit) return hit;
-    const drop = parseDrop(await this.store.get(digest), `drop ${digest.slice(0, 12)}`);
+    const drop = parseStored(await this.store.get(digest), `drop ${digest.slice(0, 12)}`);
     if (this.parsed.size >= DropCache.LIMIT) this.parsed.delete(this.parsed.keys().next().value!);
     this.parsed.set(digest, drop);
     return drop;
+  }
+}
+
+/**
+ * A stored drop as text data. A feedback drop (ratings, verifier prompts: never a valid text drop, its records
+ * carry `reward` or `verifier`) holds no text to train on or evaluate, so in the replay buffer it adds nothing.
+ */
+function parseStored(bytes: Uint8Array, file: string): ParsedDrop {
+  try {
+    return parseDrop(bytes, file);
+  } catch (err) {
+    if (!(err instanceof DropFormatError)) throw err;
+    try {
+      parseFeedback(bytes, file);
+    } catch {
+      throw err;
+    }
+    return { format: 'jsonl', train: [], heldOut: [], probes: [] };
   }
 }
 

@@ -89,6 +89,8 @@ export interface RlOptions {
   replay?: Source[];
   /** Sees every check (the first is the reference's); a string stops the update with that reason. */
   stopRule?: (checks: RlCheck[]) => string | undefined;
+  /** Awaited after every step (an activity heartbeats here; it also lets the event loop run); true stops the update. */
+  onStep?: (step: number, steps: number) => Promise<boolean | void> | boolean | void;
 }
 
 export interface RlResult {
@@ -97,7 +99,7 @@ export interface RlResult {
   curve: { step: number; reward: number; kl: number }[];
   checks: RlCheck[];
   steps: number;
-  stoppedBy: 'steps' | 'kl-budget' | 'guard';
+  stoppedBy: 'steps' | 'kl-budget' | 'guard' | 'cancelled';
   reason?: string;
   finalKl: number;
   durationMs: number;
@@ -361,6 +363,11 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       policy.loadWeights(params);
       step = t;
       curve.push({ step, reward: rewardCount ? rewardSum / rewardCount : 0, kl });
+      if (opts.onStep && (await opts.onStep(step, recipe.steps)) === true) {
+        stoppedBy = 'cancelled';
+        reason = `cancelled at step ${step}`;
+        break;
+      }
       if (step % recipe.checkEvery === 0 || step === recipe.steps) {
         checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step));
         const why = opts.stopRule?.(checks);

@@ -63,6 +63,25 @@ export const RecipeSearch = z
   .strict();
 export type RecipeSearch = z.infer<typeof RecipeSearch>;
 
+/** The RL update of a feedback cycle (model/rl.ts RlRecipe); every field optional, the rest from RL_DEFAULTS. */
+export const RlRecipeFields = z
+  .object({
+    steps: z.number().int().min(1).max(100_000),
+    promptsPerStep: z.number().int().min(1).max(256),
+    samplesPerPrompt: z.number().int().min(2).max(64),
+    maxTokens: z.number().int().min(1).max(256),
+    learningRate: z.number().positive().max(1),
+    klCoef: z.number().min(0),
+    klBudget: z.number().positive(),
+    clip: z.number().positive().max(1),
+    replayWeight: z.number().min(0),
+    replayBatch: z.number().int().min(1).max(1024),
+    checkEvery: z.number().int().min(1),
+  })
+  .partial()
+  .strict();
+export type RlRecipeFields = z.infer<typeof RlRecipeFields>;
+
 /** How a candidate is trained from its parent. Data, so lines and drops can carry their own. */
 export const Recipe = z
   .object({
@@ -99,6 +118,8 @@ export const Recipe = z
      * recipe-search.ts) starting from the fields above, within the budget given here. Absent: train with the recipe as is.
      */
     search: RecipeSearch.optional(),
+    /** A feedback drop's RL update (issue 16); unused by text drops. */
+    rl: RlRecipeFields.optional(),
   })
   .strict();
 export type Recipe = z.infer<typeof Recipe>;
@@ -210,6 +231,8 @@ export const DropRequest = z
     source: SourceName,
     recipe: RecipeOverride.optional(),
     requestedBy: z.string().max(200).optional(),
+    /** `feedback`: ratings and verifier prompts for an RL cycle (`perennial feedback`); absent: a text drop. */
+    kind: z.literal('feedback').optional(),
   })
   .strict();
 export type DropRequest = z.infer<typeof DropRequest>;

@@ -12,6 +12,7 @@ import { RequestRefusedError } from '../client/ops.ts';
 import * as app from './commands/app.ts';
 import * as audit from './commands/audit.ts';
 import * as drop from './commands/drop.ts';
+import * as feedback from './commands/feedback.ts';
 import * as line from './commands/line.ts';
 import * as lineage from './commands/lineage.ts';
 import * as release from './commands/release.ts';
@@ -29,7 +30,7 @@ export function buildProgram(): Command {
     .description('Keep language models learning in production: drops in, gated releases out, every step recorded.')
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [line, drop, watch, status, versions, release, schedule, app, report, sample, lineage, verify, audit, upgrade]) command.register(program);
+  for (const command of [line, drop, feedback, watch, status, versions, release, schedule, app, report, sample, lineage, verify, audit, upgrade]) command.register(program);
   return program;
 }
 

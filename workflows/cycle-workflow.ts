@@ -38,6 +38,8 @@ import { trainingQueueFor } from '../schemas/contracts/ids.ts';
 import { evaluation, ingest, registryLocal, training } from './options.ts';
 import { LINE, PHASE, VERDICT, VERSION } from '../schemas/contracts/search-attributes.ts';
 import { recipeSearchId, recipeSearchWorkflow } from './recipe-search.ts';
+import { rlState, rlVersionRecipe, withRlChecks } from './rl-cycle.ts';
+import type { RlRecord, TrainingOutcome } from '../activities/types.ts';
 
 const SYSTEM_ACTOR = 'perennial';
 
@@ -165,7 +167,15 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // Recipe `auto` (issue 15): a child workflow searches the cheapest recipe that passes the gate; its winning
   // trial's final checkpoint becomes the candidate (no second training). Versioned: older histories replay without it.
   let resumeFrom: string | undefined;
-  if (recipe.search && drop && !transfer && patched('recipe-search-v1')) {
+  // A feedback drop (issue 16) adapts by RL from the stable version; versioned: older histories have none.
+  const feedback = drop?.kind === 'feedback' && !transfer && patched('rl-feedback-v1');
+  if (feedback && champion === null) {
+    const why = `${line} has no stable version for feedback to adapt; send a data drop first`;
+    await setDropStatus('rejected', why);
+    return finish('rejected', why);
+  }
+  let rlRun: RlRecord | undefined;
+  if (recipe.search && drop && !transfer && !feedback && patched('recipe-search-v1')) {
     const searched = await executeChild(recipeSearchWorkflow, {
       workflowId: recipeSearchId(cycleId),
       taskQueue: info.taskQueue,
@@ -198,9 +208,21 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     recipe = searched.chosen.recipe;
     resumeFrom = searched.chosen.checkpoint;
   }
-  let trained;
+  let trained: TrainingOutcome;
   try {
-    trained = await heavy.trainCandidate({
+    if (feedback) {
+      ({ training: trained, rl: rlRun } = await heavy.trainRl({
+        line,
+        key,
+        reference: { line, version: champion! },
+        dropDigest: drop!.digest,
+        replay,
+        // The drop's `rl` fields over the line's, key by key (as `perennial feedback` prints the effective recipe).
+        recipe: { ...recipe, rl: { ...snapshot.spec.recipe.rl, ...recipe.rl } },
+        modelConfig: snapshot.spec.modelConfig,
+      }));
+      state.rl = rlState(rlRun);
+    } else trained = await heavy.trainCandidate({
       ...(resumeFrom ? { resumeFrom } : {}),
       line,
       key,
@@ -228,12 +250,13 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     parentVersion: champion,
     init,
     drops: drop ? [drop.digest] : [],
-    recipe,
+    recipe: rlRun ? rlVersionRecipe(recipe, rlRun) : recipe,
     candidateReason: drop ? `new candidate from drop ${drop.source}` : `upgrade onto ${init!.line}@${init!.version}, distilled from ${line}@${champion}`,
   });
   channels.candidate = candidateMove.to ?? version;
   state.version = version;
   upsertSearchAttributes([{ key: VERSION, value: version }]);
+  if (rlRun) await light.recordRlRun({ line, version, dropDigest: drop!.digest, rl: rlRun });
 
   // Evaluate candidate and champion on every suite the line has promised, plus the new drop's suites.
   enter('evaluate');
@@ -276,7 +299,9 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
           ...(context ? { foundationGain: await foundationGain(context.oldFoundation) } : {}),
         }),
       )
-    : lineDecision;
+    : rlRun
+      ? withRlChecks(lineDecision, rlRun)
+      : lineDecision;
   // On a fail, the same call marks the drop rejected, so its data never enters the replay buffer.
   const gate = await light.recordGate({ line, key, candidate: version, champion, decision, ...(drop ? { dropDigest: drop.digest } : {}) });
   if (decision.verdict === 'fail') return finish('rejected', decision.summary, decision);

@@ -3,6 +3,8 @@ import type { GateRules } from '../io.ts';
 
 export type SuiteKind = 'text' | 'probe';
 export type MetricName = 'loss' | 'exactMatch';
+/** The RL checks of a feedback cycle's gate (workflows/rl-cycle.ts): held-out reward, gold, KL, over-optimisation. */
+export type RlMetricName = 'reward' | 'gold' | 'kl' | 'overOptimisation';
 
 export interface Metrics {
   /** 1 when nothing is left to measure: a later drop superseded every probe of the suite. */
@@ -45,7 +47,7 @@ export interface PlasticityVerdict {
 
 export interface SuiteVerdict {
   suite: string;
-  metric: MetricName;
+  metric: MetricName | RlMetricName;
   candidate: number | null;
   champion: number | null;
   /** The bound the candidate had to meet, when one applied. */

@@ -190,7 +190,19 @@ export interface CycleState {
   decision?: GateDecision;
   /** The candidate's plasticity ratio against a fresh model, when the line measures it. */
   plasticity?: number;
+  /** A feedback cycle's RL update: its curves (issue 16). */
+  rl?: CycleRlState;
   awaitingApproval: boolean;
+}
+
+/** The RL curves of a feedback cycle: held-out checks (reward, gold, KL; the first is the released model's) and per step. */
+export interface CycleRlState {
+  checks: { step: number; reward: number; gold: number; kl: number }[];
+  curve: { step: number; reward: number; kl: number }[];
+  stoppedBy: string;
+  reason?: string;
+  finalKl: number;
+  klBudget: number;
 }
 
 // The line workflow (`line:<name>`).

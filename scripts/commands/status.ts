@@ -10,6 +10,7 @@ import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { listUpgrades, upgradeProgress } from '../../client/upgrades.ts';
 import { openClient, openRegistry, output } from './context.ts';
 import type { TrialInfo } from '../../registry/registry.ts';
+import { rlRunLines } from './rl-status.ts';
 
 function describe(state: LineState | null): string {
   if (!state) return 'workflow not started (no drop yet)';
@@ -58,6 +59,8 @@ export function register(program: Command) {
             workflow: await lineState(client, l.name),
             // Recipe auto: the trials of this line's searches (only with one line named: the listing stays short).
             trials: line ? await registry.listTrials(l.name) : [],
+            // Feedback cycles: the RL runs of this line's versions.
+            rlRuns: line ? await registry.getRlRuns(l.name) : [],
           })),
         );
         const apps = await registry.listApplications();
@@ -77,6 +80,7 @@ export function register(program: Command) {
               for (const c of r.workflow?.recent ?? [])
                 console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
             if (line) for (const row of searchLines(r.trials)) console.log(row);
+            if (line) for (const row of rlRunLines(r.rlRuns)) console.log(row);
           }
           if (upgrades.length) console.log('upgrades:');
           for (const u of upgrades) {

@@ -29,6 +29,10 @@ export function wrongProxies(
     ingest.moveChannel,
     // @ts-expect-error the training worker serves no registry step
     trainingQueue.moveChannel,
+    // @ts-expect-error the RL update runs on the training queue, not in the workflow worker
+    local.trainRl,
+    // @ts-expect-error recording an RL run is a registry step, not a training-queue activity
+    trainingQueue.recordRlRun,
     // What each proxy is for does compile.
     workflowQueue.moveChannel,
     workflowQueue.ingestDrop,
@@ -36,12 +40,14 @@ export function wrongProxies(
     ingest.ingestEvidence,
     trainingQueue.trainCandidate,
     trainingQueue.evaluateUntrained,
+    trainingQueue.trainRl,
+    local.recordRlRun,
   ];
 }
 
 describe('activity views', () => {
   it('the training worker registers exactly the training-queue view', () => {
     // The split in workers/create.ts goes by this list; the type in activities/index.ts ties it to the view.
-    expect([...TRAINING_ACTIVITIES].sort()).toEqual(['countFlips', 'evaluateUntrained', 'evaluateVersions', 'measurePlasticity', 'runRecipeTrial', 'trainCandidate']);
+    expect([...TRAINING_ACTIVITIES].sort()).toEqual(['countFlips', 'evaluateUntrained', 'evaluateVersions', 'measurePlasticity', 'runRecipeTrial', 'trainCandidate', 'trainRl']);
   });
 });

@@ -1,0 +1,158 @@
+/**
+ * The RL adapt step of a feedback cycle (issue 16): from the line's stable version (policy start and KL
+ * reference), model/rl.ts rlTrain on the feedback drop's verifier prompts (sampled fresh) and ratings (logged,
+ * clipped importance weights), with the line's text replay, stopped by the over-optimisation guard or the KL
+ * budget. Writes the candidate like trainCandidate (a training run, weights in the store) and returns the
+ * curves and the guard verdict; the cycle's gate judges them (workflows/rl-cycle.ts). Also the registry step
+ * that records the run once the version exists.
+ */
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { initBackend } from '../model/backend.ts';
+import { RL_DEFAULTS, type RlRecipe, type RlTask, rlTrain } from '../model/rl.ts';
+import { loadModel, saveModel } from '../model/weights.ts';
+import { parseFeedback, type VerifierPrompt } from '../domain/feedback.ts';
+import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict, type RlGuardPolicy } from '../domain/rl-guards.ts';
+import { verify } from '../domain/verifiers.ts';
+import { ErrorType } from '../schemas/contracts/errors.ts';
+import type { ModelConfig, Recipe } from '../schemas/io.ts';
+import type { ActivityDeps } from './deps.ts';
+import type { RlOutcome, RlRecord, TrainingOutcome, VersionRef } from './types.ts';
+
+export interface RlTrainInput {
+  line: string;
+  key: string;
+  /** The line's stable version: where the policy starts and what KL is measured against. */
+  reference: VersionRef;
+  dropDigest: string;
+  replay: string[];
+  recipe: Recipe;
+  modelConfig: ModelConfig;
+}
+
+const toTask = (p: VerifierPrompt): RlTask => ({ prompt: p.prompt, reward: (c) => verify(p.verifier, c), gold: (c) => verify(p.gold ?? p.verifier, c) });
+
+/** The RL recipe a cycle runs: RL_DEFAULTS under the recipe's `rl` fields; the line recipe's seed. */
+export function rlRecipeOf(recipe: Recipe): RlRecipe {
+  return { ...RL_DEFAULTS, steps: 20, ...recipe.rl, seed: recipe.seed };
+}
+
+export function rlActivities(deps: ActivityDeps) {
+  return {
+    /** Trains a candidate by RL from the stable version; heartbeats its step. Writes only to the content-addressed store. */
+    async trainRl(input: RlTrainInput): Promise<RlOutcome> {
+      const ctx = Context.current();
+      const backend = await initBackend();
+      const recipe = rlRecipeOf(input.recipe);
+      await deps.registry.startTrainingRun({
+        line: input.line,
+        key: input.key,
+        parentVersion: input.reference.version,
+        recipe: { ...input.recipe, rl: recipe },
+        seed: recipe.seed,
+        drops: [input.dropDigest],
+      });
+      const fail = async (message: string): Promise<never> => {
+        await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: message });
+        throw ApplicationFailure.nonRetryable(message, ErrorType.InvalidData);
+      };
+      const fb = parseFeedback(await deps.store.get(input.dropDigest), `feedback ${input.dropDigest.slice(0, 12)}`);
+      if (fb.heldOutPrompts.length === 0) return fail(`feedback ${input.dropDigest.slice(0, 12)} has no held-out verifier prompts for the guards`);
+      const version = await deps.registry.getVersion(input.reference.line, input.reference.version);
+      const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+      // Old skills: the line's accepted text drops (feedback drops hold no text and add nothing).
+      const replay: { name: string; weight: number; docs: string[] }[] = [];
+      let budget = input.recipe.replayBudget;
+      for (const digest of input.replay) {
+        if (budget <= 0) break;
+        const docs = (await deps.drops.get(digest)).train.slice(0, budget);
+        budget -= docs.length;
+        if (docs.length) replay.push({ name: `replay:${digest.slice(0, 12)}`, weight: 1, docs });
+      }
+      const guard: RlGuardPolicy = { ...RL_GUARD_DEFAULTS, klBudget: recipe.klBudget };
+      const started = Date.now();
+      let result;
+      try {
+        result = await rlTrain({
+          config,
+          reference: weights,
+          recipe,
+          tasks: fb.prompts.map(toTask),
+          logged: fb.ratings,
+          heldOut: fb.heldOutPrompts.map(toTask),
+          replay,
+          stopRule: (checks) => overOptimisation(checks, guard),
+          // Heartbeats every step (the update runs on the event loop) and stops when the cycle is cancelled.
+          onStep: async (step, steps) => {
+            ctx.heartbeat({ step, steps });
+            await new Promise((r) => setImmediate(r));
+            return ctx.cancellationSignal.aborted;
+          },
+        });
+      } catch (err) {
+        // An invalid RL recipe or feedback with nothing to learn from is the same on every attempt.
+        if (err instanceof Error && err.message.startsWith('rl')) return fail(err.message);
+        throw err;
+      }
+      // Cancelled: no candidate (a retry starts again from stable with the same seed).
+      if (result.stoppedBy === 'cancelled') throw new CancelledFailure(`RL update of ${input.key} was ${result.reason}`);
+      const verdict = rlVerdict(result.checks, guard, result.stoppedBy === 'guard' ? result.reason : undefined);
+      const weightsDigest = await deps.store.put(saveModel(config, result.weights, { line: input.line, trainingRun: input.key }));
+      const training: TrainingOutcome = {
+        weightsDigest,
+        steps: result.steps,
+        tokens: 0,
+        flops: 0,
+        wallMs: Date.now() - started,
+        backend,
+        finalLoss: 0,
+        resumedFromStep: 0,
+        lossCurve: [],
+      };
+      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...training, checkpoints: [] });
+      const first = result.checks[0]!;
+      const last = result.checks[result.checks.length - 1]!;
+      return {
+        training,
+        rl: {
+          recipe,
+          guard,
+          checks: result.checks,
+          curve: result.curve.slice(-100),
+          stoppedBy: result.stoppedBy,
+          ...(result.reason ? { reason: result.reason } : {}),
+          finalKl: result.finalKl,
+          verdict,
+          rewardStats: {
+            heldOutRewardBefore: first.reward,
+            heldOutRewardAfter: last.reward,
+            goldBefore: first.gold,
+            goldAfter: last.gold,
+            sampledRewardMean: result.curve.length ? result.curve.reduce((s, c) => s + c.reward, 0) / result.curve.length : null,
+            prompts: fb.prompts.length,
+            ratings: fb.ratings.length,
+            heldOutPrompts: fb.heldOutPrompts.length,
+          },
+        },
+      };
+    },
+  };
+}
+
+/** The registry step of a feedback cycle: the RL run of a version, once (a retry keeps the first). */
+export function rlRegistryActivities(deps: ActivityDeps) {
+  return {
+    async recordRlRun(input: { line: string; version: number; dropDigest: string; rl: RlRecord }): Promise<{ recorded: true }> {
+      await deps.registry.recordRlRun({
+        line: input.line,
+        version: input.version,
+        feedbackDigests: [input.dropDigest],
+        recipe: { ...input.rl.recipe },
+        rewardStats: input.rl.rewardStats,
+        checks: input.rl.checks,
+        finalKl: input.rl.finalKl,
+        stoppedBy: input.rl.stoppedBy,
+      });
+      return { recorded: true };
+    },
+  };
+}

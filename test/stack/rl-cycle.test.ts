@@ -1,0 +1,136 @@
+/**
+ * Learning from feedback inside the release loop (issue 16), on the real stack: a foundation line's text drop is
+ * promoted, then `perennial feedback` sends verifier prompts; the cycle adapts the stable version by RL, the
+ * gate decision carries the rl checks with their numbers, and the version has its RL run in the registry. A
+ * feedback file with a bad record is quarantined naming the file and line; a missing file is refused (exit 2).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lineState, sendDrop, waitForCycle } from '../../client/ops.ts';
+import { generalText, rng } from '../../bench/scenario.ts';
+import { cli } from '../helpers/cli-in-process.ts';
+import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+
+let loop: TestLoop;
+const line = `rl-${Date.now().toString(36).slice(-5)}`;
+const saved = { ...process.env };
+
+beforeAll(async () => {
+  loop = await startTestLoop('rlcycle');
+  await loop.createLine(line);
+  await loop.startWorkers();
+  Object.assign(process.env, {
+    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
+    DATABASE_URL: loop.databaseUrl,
+    PERENNIAL_DATA_DIR: loop.dataDir,
+    PERENNIAL_TASK_QUEUE: loop.taskQueue,
+  });
+});
+afterAll(async () => {
+  process.env = saved;
+  await loop?.close();
+});
+
+const RL_RECIPE = JSON.stringify({ rl: { steps: 6, checkEvery: 3, promptsPerStep: 2, samplesPerPrompt: 4, maxTokens: 4 } });
+
+describe('a feedback drop in the release loop', () => {
+  it('promotes a text drop first (the stable version feedback adapts)', async () => {
+    const text = join(loop.dataDir, 'text.jsonl');
+    writeFileSync(text, generalText(rng(1), 30).map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const { request } = await sendDrop(loop, line, text);
+    expect((await waitForCycle(loop.client, line, request.digest)).verdict).toBe('promoted');
+  });
+
+  it('rejects reward hacking: the proxy reward rises while the gold check stays down (rl:over-optimisation)', async () => {
+    const fb = join(loop.dataDir, 'hacked.jsonl');
+    const words = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
+    // The proxy accepts any answer with an "e"; the gold wants the exact word, which the tiny model never says.
+    writeFileSync(fb, words.map((w) => JSON.stringify({ prompt: `spell ${w}:`, verifier: { kind: 'regex', pattern: 'e' }, gold: { kind: 'exact', answer: `${w}!` } })).join('\n') + '\n');
+    const { request } = await sendDrop(loop, line, fb, { kind: 'feedback', recipe: JSON.parse(RL_RECIPE) });
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('rejected');
+    expect(summary.reason).toMatch(/RL failed: rl:over-optimisation: over-optimisation: held-out reward/);
+    const gate = await loop.registry.getGateDecisionFor(line, summary.version!);
+    expect(gate!.verdict).toBe('fail');
+    expect((gate!.suites as { suite: string; pass: boolean }[]).find((s) => s.suite === 'rl:over-optimisation')!.pass).toBe(false);
+    // Recorded all the same (a rejected version keeps its run), and stable stays where it was.
+    expect(await loop.registry.getRlRuns(line, summary.version!)).toHaveLength(1);
+    expect((await loop.registry.getDrop(line, request.digest))?.status).toBe('rejected');
+    expect((await loop.registry.getChannels(line)).find((c) => c.channel === 'stable')?.version).toBe(1);
+  });
+
+  it('adapts the stable version by RL: rl checks in the gate, the RL run recorded, curves in the cycle', async () => {
+
+    const fb = join(loop.dataDir, 'feedback.jsonl');
+    const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
+    // Gold is the verifier itself here (no `gold`): a rising reward is real, and the candidate is promoted.
+    writeFileSync(fb, words.map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' } })).join('\n') + '\n');
+    const r = await cli('feedback', line, fb, '--recipe', RL_RECIPE, '--wait', '--json');
+    const sent = JSON.parse(r.out) as { request: { kind?: string; digest: string }; result: { verdict: string; version: number; reason: string; cycleId: string } };
+    expect(sent.request.kind).toBe('feedback');
+    expect(sent.result.verdict).toBe('promoted');
+    expect(r.code).toBe(0);
+    const version = sent.result.version;
+    expect(version).toBe(3);
+    expect((await loop.registry.getVersion(line, version)).parentVersion).toBe(1);
+
+    const [run] = await loop.registry.getRlRuns(line, version);
+    expect(run!.feedbackDigests).toEqual([sent.request.digest]);
+    expect(run!.recipe).toMatchObject({ steps: 6, samplesPerPrompt: 4, klCoef: 0.05, klBudget: 0.5, clip: 0.2 });
+    expect(run!.checks[0]!.step).toBe(0);
+    expect(run!.checks.length).toBeGreaterThanOrEqual(2);
+    expect(run!.finalKl).toBeGreaterThanOrEqual(0);
+
+    const gate = await loop.registry.getGateDecisionFor(line, version);
+    const suites = gate!.suites as { suite: string; pass: boolean; reason: string }[];
+    expect(suites.map((s) => s.suite)).toEqual(expect.arrayContaining(['rl:reward', 'rl:gold', 'rl:kl', 'rl:over-optimisation']));
+    expect(suites.find((s) => s.suite === 'rl:kl')!.reason).toMatch(/KL to the released version \d+\.\d{4} (within|over) the budget 0\.5/);
+    expect(suites.find((s) => s.suite === 'rl:reward')!.reason).toMatch(/held-out reward \d\.\d{3} -> \d\.\d{3}/);
+    // The line's own suites were judged too, and every check agrees with the verdict.
+    expect(suites.some((s) => !s.suite.startsWith('rl:'))).toBe(true);
+    expect(gate!.verdict).toBe('pass');
+    expect(suites.every((s) => s.pass)).toBe(true);
+    expect(run!.checks.at(-1)!.reward).toBeGreaterThan(run!.checks[0]!.reward);
+    expect(sent.result.reason).toMatch(/RL passed: held-out reward/);
+    expect((await loop.registry.getChannels(line)).find((c) => c.channel === 'stable')?.version).toBe(version);
+
+    const state = await loop.client.workflow.getHandle(sent.result.cycleId).query<{ rl?: { checks: unknown[]; klBudget: number } }>('cycleState');
+    expect(state.rl!.checks).toHaveLength(run!.checks.length);
+    expect(state.rl!.klBudget).toBe(0.5);
+
+    // Content-addressed: the same feedback sent again is a duplicate, not a second RL cycle.
+    const before = (await lineState(loop.client, line))!.duplicatesIgnored;
+    await sendDrop(loop, line, fb, { kind: 'feedback' });
+    await expect.poll(async () => (await lineState(loop.client, line))!.duplicatesIgnored, { timeout: 10_000 }).toBe(before + 1);
+    expect(await loop.registry.getRlRuns(line)).toHaveLength(2);
+
+    const status = await cli('status', line);
+    expect(status.code).toBe(0);
+    expect(status.out).toContain('RL runs (feedback):');
+    expect(status.out).toMatch(new RegExp(`v${version} +held-out reward \\d\\.\\d{3} -> \\d\\.\\d{3} +gold .* KL \\d\\.\\d{4} \\(budget 0\\.5\\)`));
+  });
+
+  it('quarantines a feedback file with a bad record, naming the file and line', async () => {
+    const bad = join(loop.dataDir, 'bad-feedback.jsonl');
+    writeFileSync(bad, '{"prompt":"a","verifier":{"kind":"exact","answer":"x"}}\n{"prompt":"b","verifier":{"kind":"regex","pattern":"("}}\n');
+    const r = await cli('feedback', line, bad, '--wait', '--json');
+    expect(r.code).toBe(3);
+    const sent = JSON.parse(r.out) as { request: { digest: string }; result: { verdict: string; reason: string } };
+    expect(sent.result.verdict).toBe('quarantined');
+    expect(sent.result.reason).toContain(bad);
+    expect(sent.result.reason).toContain('line 2');
+    expect((await loop.registry.getDrop(line, sent.request.digest))?.status).toBe('quarantined');
+    expect(JSON.parse(readFileSync(join(loop.dataDir, 'quarantine', sent.request.digest, 'reason.json'), 'utf8')).line).toBe(line);
+  });
+
+  it('refuses a missing file or a folder before connecting, naming the path (exit 2)', async () => {
+    const missing = join(loop.dataDir, 'no-such-feedback.jsonl');
+    const r = await cli('feedback', line, missing);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(missing);
+    const folder = await cli('feedback', line, loop.dataDir);
+    expect(folder.code).toBe(2);
+    expect(folder.err).toMatch(/is a folder, not a file/);
+  });
+});
