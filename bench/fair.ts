@@ -51,6 +51,8 @@ export function compareQuality(a: Quality, b: Quality, tolerance: Tolerance = DE
 /** One trial of the retraining search. */
 export interface RetrainTrial {
   learningRate: number;
+  /** Share of the default retraining horizon. */
+  stepScale: number;
   minLearningRate: number;
   /** Steps this trial trained (its horizon). */
   steps: number;
@@ -64,6 +66,8 @@ export interface RetrainTrial {
 /** The search's result: the chosen recipe, the retrain-once run it produced, every trial and their FLOPs. */
 export interface RetrainSearch {
   recipe: Pick<UpdateRecipe, 'learningRate' | 'minLearningRate' | 'warmupSteps'>;
+  /** Share of the default retraining horizon (base steps + i · drop steps) the chosen recipe trains for. */
+  stepScale: number;
   /** The chosen full-horizon trial: retraining once on all drops at the end. */
   once: { steps: number; flops: number; wallMs: number; quality: Quality };
   trials: RetrainTrial[];
@@ -86,6 +90,8 @@ export interface RetrainSearchOptions {
   dropSteps: number;
   /** Learning rates tried (default: the recipe's /2, x1, x2, x4). */
   learningRates?: number[];
+  /** Shares of the default horizon tried (default 0.5 and 1). */
+  stepScales?: number[];
   tolerance?: Tolerance;
   seed?: number;
   log?: (line: string) => void;
@@ -114,9 +120,10 @@ export async function searchRetrainRecipe(o: RetrainSearchOptions): Promise<Retr
   const lr0 = o.recipe.learningRate;
   const floor = (o.recipe.minLearningRate ?? lr0 / 10) / lr0;
   const rates = [...new Set(o.learningRates ?? [lr0 / 2, lr0, lr0 * 2, lr0 * 4])];
+  const scales = [...new Set(o.stepScales ?? [0.5, 1])];
   const sources = retrainSources(o.drops, o.base, k, o.baseSteps, o.dropSteps);
   const trials: RetrainTrial[] = [];
-  const run = async (lr: number, steps: number, rung: number) => {
+  const run = async (lr: number, stepScale: number, steps: number, rung: number) => {
     const warmupSteps = Math.min(o.recipe.warmupSteps, Math.floor(steps / 4));
     const r = await trainModel({
       config: o.config,
@@ -125,26 +132,30 @@ export async function searchRetrainRecipe(o: RetrainSearchOptions): Promise<Retr
       recipe: { ...o.recipe, learningRate: lr, minLearningRate: lr * floor, warmupSteps, steps, l2Pull: 0, seed: o.seed ?? 1 },
     });
     const quality = qualityOf(o.config, r.weights, o.drops, o.base);
-    const trial: RetrainTrial = { learningRate: lr, minLearningRate: lr * floor, steps, rung, flops: r.flops, wallMs: r.wallMs, quality, status: 'pruned' };
+    const trial: RetrainTrial = { learningRate: lr, stepScale, minLearningRate: lr * floor, steps, rung, flops: r.flops, wallMs: r.wallMs, quality, status: 'pruned' };
     trials.push(trial);
-    o.log?.(`retrain search rung ${rung}: lr ${lr} for ${steps} steps: EM ${quality.finalExactMatch.toFixed(3)}, loss ${quality.finalLoss.toFixed(3)}`);
+    o.log?.(`retrain search rung ${rung}: lr ${lr}, ${stepScale} of the horizon, ${steps} steps: EM ${quality.finalExactMatch.toFixed(3)}, loss ${quality.finalLoss.toFixed(3)}`);
     return trial;
   };
   const rung0: RetrainTrial[] = [];
-  for (const lr of rates) rung0.push(await run(lr, Math.max(1, Math.round(full / 4)), 0));
-  const kept = [...rung0].sort((a, b) => compareQuality(a.quality, b.quality, tolerance)).slice(0, Math.max(1, Math.ceil(rung0.length / 2)));
+  const horizon = (scale: number) => Math.max(1, Math.round(scale * full));
+  // Best quality first; at equal quality the cheaper trial.
+  const rank = (ts: RetrainTrial[]) => [...ts].sort((a, b) => compareQuality(a.quality, b.quality, tolerance) || a.steps - b.steps);
+  for (const scale of scales) for (const lr of rates) rung0.push(await run(lr, scale, Math.max(1, Math.round(horizon(scale) / 4)), 0));
+  const kept = rank(rung0).slice(0, Math.max(1, Math.ceil(rung0.length / 2)));
   for (const t of kept) t.status = 'kept';
   const rung1: RetrainTrial[] = [];
-  for (const t of kept) rung1.push(await run(t.learningRate, full, 1));
-  const chosen = [...rung1].sort((a, b) => compareQuality(a.quality, b.quality, tolerance))[0]!;
+  for (const t of kept) rung1.push(await run(t.learningRate, t.stepScale, horizon(t.stepScale), 1));
+  const chosen = rank(rung1)[0]!;
   chosen.status = 'chosen';
   for (const t of rung1) if (t !== chosen) t.status = 'kept';
   return {
-    recipe: { learningRate: chosen.learningRate, minLearningRate: chosen.minLearningRate, warmupSteps: Math.min(o.recipe.warmupSteps, Math.floor(full / 4)) },
+    recipe: { learningRate: chosen.learningRate, minLearningRate: chosen.minLearningRate, warmupSteps: Math.min(o.recipe.warmupSteps, Math.floor(chosen.steps / 4)) },
+    stepScale: chosen.stepScale,
     once: { steps: chosen.steps, flops: chosen.flops, wallMs: chosen.wallMs, quality: chosen.quality },
     trials,
     flops: trials.reduce((a, t) => a + t.flops, 0),
-    method: `successive halving over retraining's learning rate (${rates.join(', ')}): ${rates.length} trials at ${Math.round(full / 4)} steps, the best ${kept.length} at ${full} steps, judged on final quality (mean EM over probe suites; within ${tolerance.exactMatch} EM, lower mean loss)`,
+    method: `successive halving over retraining's learning rate (${rates.join(', ')}) x share of its ${full}-step horizon (${scales.join(', ')}): ${rung0.length} trials at a quarter of their horizon, the best ${kept.length} at their full horizon, judged on final quality (mean EM over probe suites; within ${tolerance.exactMatch} EM, lower mean loss)`,
   };
 }
 
@@ -172,6 +183,7 @@ export interface FairBaselines {
   tolerance: Tolerance;
   searchFlops: number;
   recipe: RetrainSearch['recipe'];
+  stepScale: number;
   method: string;
   trials: RetrainTrial[];
   retrainEvery: BaselineComparison;
@@ -187,7 +199,7 @@ const pct = (x: number) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
 export function fairBaselines(
   product: { strategy: string; flops: number } & Quality,
   every: { flops: number } & Quality,
-  search: Pick<RetrainSearch, 'flops' | 'once' | 'recipe' | 'method' | 'trials'>,
+  search: Pick<RetrainSearch, 'flops' | 'once' | 'recipe' | 'stepScale' | 'method' | 'trials'>,
   tolerance: Tolerance = DEFAULT_TOLERANCE,
 ): FairBaselines {
   if (!(product.flops > 0) || !(every.flops > 0) || !(search.once.flops > 0)) {
@@ -217,6 +229,7 @@ export function fairBaselines(
     tolerance,
     searchFlops: search.flops,
     recipe: search.recipe,
+    stepScale: search.stepScale,
     method: search.method,
     trials: search.trials,
     retrainEvery: compare('retrain-every', every.flops, every.flops + search.flops, { finalExactMatch: every.finalExactMatch, finalLoss: every.finalLoss }),

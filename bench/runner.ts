@@ -349,7 +349,7 @@ export async function runStream(opts: RunStreamOptions): Promise<StreamResult> {
                 // The strategy's own recipe (e.g. the searched learning rate of bench/fair.ts) over the base training's.
                 ...(model.baseTraining ?? recipe),
                 ...strategy.recipe,
-                steps: baseSteps + i * retrainDropSteps,
+                steps: Math.max(1, Math.round((strategy.retrainStepScale ?? 1) * (baseSteps + i * retrainDropSteps))),
                 l2Pull: 0,
                 seed: dropSeed,
               },

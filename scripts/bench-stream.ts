@@ -448,7 +448,8 @@ async function main(): Promise<void> {
         log,
       });
       retrain.recipe = { ...retrain.recipe, ...search.recipe };
-      log(`retraining recipe: lr ${search.recipe.learningRate} (floor ${search.recipe.minLearningRate}), ${search.trials.length} trials, ${flops(search.flops)}`);
+      retrain.retrainStepScale = search.stepScale;
+      log(`retraining recipe: lr ${search.recipe.learningRate} (floor ${search.recipe.minLearningRate}), ${search.stepScale} of the horizon, ${search.trials.length} trials, ${flops(search.flops)}`);
     }
     const job = (label: string, d: StreamDrop[], strategy: Strategy): Job => ({
       label,
@@ -541,7 +542,7 @@ async function main(): Promise<void> {
       if (fair) {
         out.push(
           '',
-          `retraining's own recipe: lr ${fair.recipe.learningRate} (floor ${fair.recipe.minLearningRate}, warmup ${fair.recipe.warmupSteps}) by ${fair.method}; search ${flops(fair.searchFlops)}, charged to retraining`,
+          `retraining's own recipe: lr ${fair.recipe.learningRate} (floor ${fair.recipe.minLearningRate}, warmup ${fair.recipe.warmupSteps}), ${fair.stepScale} of the default horizon, by ${fair.method}; search ${flops(fair.searchFlops)}, charged to retraining`,
           columns(
             ['baseline', 'final EM', 'final loss', 'compute', '+ search', `${fair.product} vs it`, 'with search', `${fair.product} within tolerance`],
             [fair.retrainEvery, fair.retrainOnce].map((b) => [
