@@ -132,9 +132,21 @@ export async function searchRetrainRecipe(o: RetrainSearchOptions): Promise<Retr
       recipe: { ...o.recipe, learningRate: lr, minLearningRate: lr * floor, warmupSteps, steps, l2Pull: 0, seed: o.seed ?? 1 },
     });
     const quality = qualityOf(o.config, r.weights, o.drops, o.base);
-    const trial: RetrainTrial = { learningRate: lr, stepScale, minLearningRate: lr * floor, steps, rung, flops: r.flops, wallMs: r.wallMs, quality, status: 'pruned' };
+    const trial: RetrainTrial = {
+      learningRate: lr,
+      stepScale,
+      minLearningRate: lr * floor,
+      steps,
+      rung,
+      flops: r.flops,
+      wallMs: r.wallMs,
+      quality,
+      status: 'pruned',
+    };
     trials.push(trial);
-    o.log?.(`retrain search rung ${rung}: lr ${lr}, ${stepScale} of the horizon, ${steps} steps: EM ${quality.finalExactMatch.toFixed(3)}, loss ${quality.finalLoss.toFixed(3)}`);
+    o.log?.(
+      `retrain search rung ${rung}: lr ${lr}, ${stepScale} of the horizon, ${steps} steps: EM ${quality.finalExactMatch.toFixed(3)}, loss ${quality.finalLoss.toFixed(3)}`,
+    );
     return trial;
   };
   const rung0: RetrainTrial[] = [];
@@ -150,7 +162,11 @@ export async function searchRetrainRecipe(o: RetrainSearchOptions): Promise<Retr
   chosen.status = 'chosen';
   for (const t of rung1) if (t !== chosen) t.status = 'kept';
   return {
-    recipe: { learningRate: chosen.learningRate, minLearningRate: chosen.minLearningRate, warmupSteps: Math.min(o.recipe.warmupSteps, Math.floor(chosen.steps / 4)) },
+    recipe: {
+      learningRate: chosen.learningRate,
+      minLearningRate: chosen.minLearningRate,
+      warmupSteps: Math.min(o.recipe.warmupSteps, Math.floor(chosen.steps / 4)),
+    },
     stepScale: chosen.stepScale,
     once: { steps: chosen.steps, flops: chosen.flops, wallMs: chosen.wallMs, quality: chosen.quality },
     trials,
@@ -205,7 +221,8 @@ export function fairBaselines(
   if (!(product.flops > 0) || !(every.flops > 0) || !(search.once.flops > 0)) {
     throw new Error(`fairBaselines: FLOPs must be positive (product ${product.flops}, retrain-every ${every.flops}, retrain-once ${search.once.flops})`);
   }
-  if (search.flops < search.once.flops) throw new Error(`fairBaselines: the search's FLOPs (${search.flops}) cannot be below its chosen trial's (${search.once.flops})`);
+  if (search.flops < search.once.flops)
+    throw new Error(`fairBaselines: the search's FLOPs (${search.flops}) cannot be below its chosen trial's (${search.once.flops})`);
   const compare = (baseline: BaselineComparison['baseline'], flops: number, charged: number, quality: Quality): BaselineComparison => {
     const ok = withinTolerance(product, quality, tolerance);
     const rel = product.flops / flops;

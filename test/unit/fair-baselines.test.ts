@@ -2,7 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { type RetrainSearch, compareQuality, fairBaselines, withinTolerance } from '../../bench/fair.ts';
 
-const search = (onceFlops: number, searchFlops: number, em: number, loss: number): Pick<RetrainSearch, 'flops' | 'once' | 'recipe' | 'stepScale' | 'method' | 'trials'> => ({
+const search = (
+  onceFlops: number,
+  searchFlops: number,
+  em: number,
+  loss: number,
+): Pick<RetrainSearch, 'flops' | 'once' | 'recipe' | 'stepScale' | 'method' | 'trials'> => ({
   flops: searchFlops,
   once: { steps: 500, flops: onceFlops, wallMs: 1, quality: { finalExactMatch: em, finalLoss: loss } },
   recipe: { learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 10 },
