@@ -9,3 +9,4 @@ export * from './plasticity.ts';
 export * from './runner.ts';
 export * from './benchmark.ts';
 export * from './report.ts';
+export * from './fair.ts';

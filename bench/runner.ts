@@ -346,8 +346,10 @@ export async function runStream(opts: RunStreamOptions): Promise<StreamResult> {
               init: initWeights(config, model.initSeed),
               sources: retrainSources(drops, base, i, baseSteps, retrainDropSteps),
               recipe: {
+                // The strategy's own recipe (e.g. the searched learning rate of bench/fair.ts) over the base training's.
                 ...(model.baseTraining ?? recipe),
-                steps: baseSteps + i * retrainDropSteps,
+                ...strategy.recipe,
+                steps: Math.max(1, Math.round((strategy.retrainStepScale ?? 1) * (baseSteps + i * retrainDropSteps))),
                 l2Pull: 0,
                 seed: dropSeed,
               },

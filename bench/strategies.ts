@@ -38,6 +38,8 @@ export interface Strategy {
   l2Pull: number;
   /** Warm the learning rate up from its floor rather than from 0 (the previous run ended at the floor). */
   rewarm: boolean;
+  /** Retraining only: the share of the default retraining horizon (base steps + i · drop steps) it trains for (default 1). */
+  retrainStepScale?: number;
   /** This strategy's own changes to the shared recipe (rarely needed: they break equal budgets). */
   recipe?: Partial<UpdateRecipe>;
 }

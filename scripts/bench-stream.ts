@@ -15,6 +15,8 @@ import { initBackendInfo } from '../model/backend.ts';
 import { type ModelConfig, PRESETS, type PresetName, parameterCount, preset } from '../model/config.ts';
 import {
   type BenchmarkResult,
+  type FairBaselines,
+  type RetrainSearch,
   type PlasticityOptions,
   type RecipeKnobs,
   type Strategy,
@@ -24,6 +26,9 @@ import {
   type UpdateRecipe,
   STRATEGY_NAMES,
   assemble,
+  columns,
+  fairBaselines,
+  searchRetrainRecipe,
   dropFromBytes,
   flops,
   fromProductRecipe,
@@ -40,6 +45,7 @@ import {
   truncateResult,
 } from '../bench/index.ts';
 import { RECOMMENDED_RECIPE } from '../bench/recipes.ts';
+import { deriveSeed } from '../model/random.ts';
 import { trainModel } from '../model/train.ts';
 import { initWeights } from '../model/transformer.ts';
 import { type Weights, loadModel, saveModel } from '../model/weights.ts';
@@ -148,6 +154,7 @@ const { values: args } = parseArgs({
     'json-out': { type: 'string' },
     html: { type: 'string' },
     'no-cache': { type: 'boolean', default: false },
+    'no-retrain-search': { type: 'boolean', default: false },
     worker: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -178,7 +185,9 @@ const HELP = `npm run bench:stream -- [options]
   --json                  print the full result as JSON on stdout (tables go nowhere)
   --json-out FILE         also write the full result as JSON to FILE
   --html FILE             write the HTML report (heatmap of R per strategy)
-  --no-cache              retrain the starting model even if a cached copy exists`;
+  --no-cache              retrain the starting model even if a cached copy exists
+  --no-retrain-search     retrain with the base training's recipe instead of searching its learning rate first
+                          (the search, bench/fair.ts, also gives the retrain-once row; its FLOPs are charged to retraining)`;
 
 // ---------------------------------------------------------------------------------------------------------
 // JSON with NaN and Infinity preserved (metrics of an empty column are NaN).
@@ -420,6 +429,28 @@ async function main(): Promise<void> {
     if (args.start) plan.baseTraining = undefined;
     const all = standardStrategies(plan.knobs);
     const strategies = args.sweep ? parseSweep(args.sweep, plan) : plan.strategies.map((s) => all[s as keyof typeof all]);
+    // Retraining's own recipe: a successive-halving search over its learning rate on the whole stream, judged on
+    // final quality; its winning full run is the retrain-once baseline, and the retrain strategy uses its recipe.
+    let search: RetrainSearch | undefined;
+    const retrain = strategies.find((s) => s.kind === 'retrain');
+    if (retrain && !args['no-retrain-search']) {
+      const retrainRecipe = plan.baseTraining ?? plan.recipe;
+      search = await searchRetrainRecipe({
+        config,
+        drops,
+        base,
+        initSeed: plan.initSeed,
+        recipe: retrainRecipe,
+        baseSteps: plan.baseTraining?.steps ?? 0,
+        dropSteps: Math.round((plan.recipe.steps * plan.recipe.batchSize) / retrainRecipe.batchSize),
+        // The same seed as retrain-every's last run, so with the chosen recipe the two final models coincide.
+        seed: deriveSeed(plan.seeds[0] ?? 1, drops.length),
+        log,
+      });
+      retrain.recipe = { ...retrain.recipe, ...search.recipe };
+      retrain.retrainStepScale = search.stepScale;
+      log(`retraining recipe: lr ${search.recipe.learningRate} (floor ${search.recipe.minLearningRate}), ${search.stepScale} of the horizon, ${search.trials.length} trials, ${flops(search.flops)}`);
+    }
     const job = (label: string, d: StreamDrop[], strategy: Strategy): Job => ({
       label,
       drops: d,
@@ -469,6 +500,12 @@ async function main(): Promise<void> {
       recipe: plan.recipe,
       drops,
     });
+    const productRow = bench.summary.find((s) => s.strategy === 'default');
+    const everyRow = bench.summary.find((s) => s.strategy === 'retrain');
+    const fair: FairBaselines | undefined =
+      search && productRow && everyRow
+        ? fairBaselines({ strategy: productRow.strategy, flops: productRow.flops, finalExactMatch: productRow.finalExactMatch, finalLoss: productRow.finalLoss }, everyRow, search)
+        : undefined;
     const elapsedMs = performance.now() - started;
     const meta = {
       preset: plan.name,
@@ -487,7 +524,7 @@ async function main(): Promise<void> {
     };
 
     // NaN (a metric with nothing to measure) is written as null.
-    const json = () => JSON.stringify({ meta, ...bench, plasticityRun: longResults });
+    const json = () => JSON.stringify({ meta, ...bench, fairBaselines: fair, plasticityRun: longResults });
     if (args['json-out']) writeFileSync(args['json-out'], json() + '\n');
     if (args.json) {
       process.stdout.write(json() + '\n');
@@ -502,6 +539,27 @@ async function main(): Promise<void> {
       out.push(summaryTable(bench.summary));
       out.push('');
       if (bench.cost) out.push(bench.cost.sentence);
+      if (fair) {
+        out.push(
+          '',
+          `retraining's own recipe: lr ${fair.recipe.learningRate} (floor ${fair.recipe.minLearningRate}, warmup ${fair.recipe.warmupSteps}), ${fair.stepScale} of the default horizon, by ${fair.method}; search ${flops(fair.searchFlops)}, charged to retraining`,
+          columns(
+            ['baseline', 'final EM', 'final loss', 'compute', '+ search', `${fair.product} vs it`, 'with search', `${fair.product} within tolerance`],
+            [fair.retrainEvery, fair.retrainOnce].map((b) => [
+              b.baseline,
+              b.quality.finalExactMatch.toFixed(3),
+              b.quality.finalLoss.toFixed(3),
+              flops(b.flops),
+              flops(b.chargedFlops),
+              `${(100 * b.relativeCompute).toFixed(1)}%`,
+              `${(100 * b.relativeComputeCharged).toFixed(1)}%`,
+              b.productWithinTolerance ? 'yes' : 'no',
+            ]),
+          ),
+          fair.retrainEvery.sentence,
+          fair.retrainOnce.sentence,
+        );
+      }
       for (const r of mainResults) {
         out.push('', `R[i][j] for ${r.strategy.name} (loss: lower is better; EM: higher is better)`, matrixTable(r));
         if (r.oldAnswers.length) {
