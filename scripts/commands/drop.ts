@@ -1,8 +1,8 @@
 /** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
 import type { Command } from 'commander';
-import { CliArgs, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
-import { sendDrop, waitForCycle } from '../../client/ops.ts';
-import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
+import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
+import { output } from './context.ts';
+import { sendFile } from './send.ts';
 import { autoRecipeArg } from './line.ts';
 
 export function register(program: Command) {
@@ -20,39 +20,21 @@ export function register(program: Command) {
         { line, file, source: o.source, recipe: autoRecipeArg(o.recipe, o.searchBudget) },
         { line: '<line>', file: '<file>' },
       );
-      readableFile(file, '<file>');
-      const reg = openRegistry();
-      let effectiveRecipe: Recipe | undefined;
-      try {
-        const stored = await reg.registry.getLine(line).catch(() => {
-          throw new UserError(`line ${line} does not exist; create it first: perennial line create ${line} --kind foundation (or --foundation <line>)`);
-        });
-        // What this drop's cycle trains with: the line's recipe with the override laid over it, checked whole.
-        if (recipe) effectiveRecipe = parseCliArgs(Recipe, mergeDeep(stored.recipe, recipe), {}, '--recipe');
-      } finally {
-        await reg.close();
-      }
-      const { client, target, close } = await openClient();
-      try {
-        const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, file, { source, recipe, requestedBy: process.env.USER });
-        const result = o.wait ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
-        output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
-          console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
-          if (effectiveRecipe)
-            console.log(
-              `recipe for this drop: ${Object.entries(effectiveRecipe)
-                .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}${k in recipe! ? ' (override)' : ''}`)
-                .join(', ')}`,
-            );
-          if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
-          else
-            console.log(
-              `follow it with: perennial status ${line} --watch${target.uiUrl ? `, or in the UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(sent.workflowId)}` : ''}`,
-            );
-        });
-        if (result && !['promoted'].includes(result.verdict)) process.exitCode = 3;
-      } finally {
-        await close();
-      }
+      const { sent, effectiveRecipe, result, target } = await sendFile(line, file, { source, recipe, wait: o.wait });
+      output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
+        console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
+        if (effectiveRecipe)
+          console.log(
+            `recipe for this drop: ${Object.entries(effectiveRecipe)
+              .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}${k in recipe! ? ' (override)' : ''}`)
+              .join(', ')}`,
+          );
+        if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
+        else
+          console.log(
+            `follow it with: perennial status ${line} --watch${target.uiUrl ? `, or in the UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(sent.workflowId)}` : ''}`,
+          );
+      });
+      if (result && result.verdict !== 'promoted') process.exitCode = 3;
     });
 }
