@@ -8,6 +8,7 @@ import type { releaseActivities } from './release.ts';
 import type { trainingActivities } from './train.ts';
 import type { searchRegistryActivities, trialActivities } from './search.ts';
 import type { rlActivities, rlRegistryActivities } from './rl.ts';
+import type { RlRecipe } from '../model/rl.ts';
 
 export type { SuiteRef };
 
@@ -86,20 +87,7 @@ export interface TrainingOutcome {
 /** What a feedback cycle's RL update did (activities/rl.ts trainRl): recorded with the version, judged by the gate. */
 export interface RlRecord {
   /** Every field of the RL update (model/rl.ts RlRecipe). */
-  recipe: {
-    steps: number;
-    promptsPerStep: number;
-    samplesPerPrompt: number;
-    maxTokens: number;
-    learningRate: number;
-    klCoef: number;
-    klBudget: number;
-    clip: number;
-    replayWeight: number;
-    replayBatch: number;
-    checkEvery: number;
-    seed: number;
-  };
+  recipe: RlRecipe;
   /** The guard policy it was judged by (domain/rl-guards.ts). */
   guard: { divergeMargin: number; goldShare: number; consecutive: number; minRewardGain: number; goldTolerance: number; klBudget: number };
   /** Held-out checks: the first is the released model's. */
