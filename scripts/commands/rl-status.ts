@@ -1,20 +1,42 @@
-/** What `perennial status <line>` prints of a line's RL runs (feedback cycles, issue 16): one line per version. */
+/**
+ * How the CLI shows a line's RL runs (feedback cycles, issue 16): `perennial status <line>` one line per version,
+ * `perennial versions <line> --metrics` one under each version's metrics, `--json` the whole run.
+ */
 import type { RlRunInfo } from '../../registry/registry.ts';
 
-const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(3) : '-');
+/** An RL run as `perennial versions --json` gives it: the endpoints of its curves, then every check. */
+export function rlRunJson(run: RlRunInfo | undefined) {
+  if (!run) return null;
+  const first = run.checks[0];
+  const last = run.checks.at(-1);
+  return {
+    feedbackDigests: run.feedbackDigests,
+    recipe: run.recipe,
+    rewardBefore: first?.reward ?? null,
+    rewardAfter: last?.reward ?? null,
+    goldBefore: first?.gold ?? null,
+    goldAfter: last?.gold ?? null,
+    finalKl: run.finalKl,
+    klBudget: typeof run.recipe.klBudget === 'number' ? run.recipe.klBudget : null,
+    steps: last?.step ?? 0,
+    stoppedBy: run.stoppedBy,
+    checks: run.checks,
+    rewardStats: run.rewardStats,
+  };
+}
+
+const f = (x: number | null) => (x === null ? '-' : x.toFixed(3));
+
+/** `held-out reward 0.348 -> 0.609  gold 0.348 -> 0.609  KL 0.1510 (budget 1)  80 steps, stopped by steps  feedback 1f2e...` */
+export function rlRunSummary(rl: NonNullable<ReturnType<typeof rlRunJson>>): string {
+  return (
+    `held-out reward ${f(rl.rewardBefore)} -> ${f(rl.rewardAfter)}  gold ${f(rl.goldBefore)} -> ${f(rl.goldAfter)}  ` +
+    `KL ${rl.finalKl.toFixed(4)}${rl.klBudget === null ? '' : ` (budget ${rl.klBudget})`}  ${rl.steps} steps, stopped by ${rl.stoppedBy}  ` +
+    `feedback ${rl.feedbackDigests.map((d) => d.slice(0, 12)).join(', ')}`
+  );
+}
 
 export function rlRunLines(runs: RlRunInfo[]): string[] {
   if (!runs.length) return [];
-  return [
-    'RL runs (feedback):',
-    ...runs.map((r) => {
-      const first = r.checks[0];
-      const last = r.checks[r.checks.length - 1];
-      const budget = (r.recipe as { klBudget?: number }).klBudget;
-      return (
-        `  v${String(r.version).padEnd(5)} held-out reward ${f(first?.reward)} -> ${f(last?.reward)}  gold ${f(first?.gold)} -> ${f(last?.gold)}  ` +
-        `KL ${r.finalKl.toFixed(4)}${budget !== undefined ? ` (budget ${budget})` : ''}  ${last?.step ?? 0} steps, stopped by ${r.stoppedBy}  feedback ${r.feedbackDigests.map((d) => d.slice(0, 12)).join(', ')}`
-      );
-    }),
-  ];
+  return ['RL runs (feedback):', ...runs.map((r) => `  v${String(r.version).padEnd(5)} ${rlRunSummary(rlRunJson(r)!)}`)];
 }

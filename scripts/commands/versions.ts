@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { SuiteVerdict } from '../../workflows/gate.ts';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { openRegistry, output } from './context.ts';
+import { rlRunJson, rlRunSummary } from './rl-status.ts';
 
 export function register(program: Command) {
   program
@@ -18,11 +19,12 @@ export function register(program: Command) {
       const { registry, close } = openRegistry();
       try {
         await registry.getLine(line);
-        const [versions, channels, evaluations, plasticity] = await Promise.all([
+        const [versions, channels, evaluations, plasticity, rlRuns] = await Promise.all([
           registry.listVersions(line),
           registry.getChannels(line),
           registry.getEvaluations(line),
           registry.getPlasticity(line),
+          registry.getRlRuns(line),
         ]);
         const rows = await Promise.all(
           versions.map(async (v) => {
@@ -44,6 +46,8 @@ export function register(program: Command) {
               metrics,
               // The plasticity record (ratio against a fresh model, dormant units, norms, rank), when measured.
               plasticity: plasticity.find((p) => p.version === v.version)?.record ?? null,
+              // The RL run of a feedback cycle (reward, gold and KL per check, what stopped it), when it was one.
+              rl: rlRunJson(rlRuns.find((r) => r.version === v.version)),
               gate: gate
                 ? {
                     id: gate.id,
@@ -80,7 +84,7 @@ export function register(program: Command) {
                 .join('')
                 .trimEnd(),
             );
-          if (o.metrics) for (const r of rows) console.log(`\n${formatMetrics(line, r)}`);
+          if (o.metrics) for (const r of rows) console.log(`\n${formatMetrics(line, r)}${r.rl ? `\n  rl: ${rlRunSummary(r.rl)}` : ''}`);
         });
       } finally {
         await close();

@@ -109,6 +109,17 @@ describe('a feedback drop in the release loop', () => {
     expect(status.code).toBe(0);
     expect(status.out).toContain('RL runs (feedback):');
     expect(status.out).toMatch(new RegExp(`v${version} +held-out reward \\d\\.\\d{3} -> \\d\\.\\d{3} +gold .* KL \\d\\.\\d{4} \\(budget 0\\.5\\)`));
+
+    // perennial versions: the RL run in --json (null for the text version) and a line under --metrics.
+    const versions = await cli('versions', line, '--json');
+    const rows = JSON.parse(versions.out) as { version: number; rl: { rewardBefore: number; rewardAfter: number; finalKl: number; klBudget: number; stoppedBy: string; checks: unknown[] } | null }[];
+    expect(rows.find((v) => v.version === 1)!.rl).toBeNull();
+    const rl = rows.find((v) => v.version === version)!.rl!;
+    expect(rl).toMatchObject({ rewardBefore: run!.checks[0]!.reward, rewardAfter: run!.checks.at(-1)!.reward, finalKl: run!.finalKl, klBudget: 0.5, stoppedBy: run!.stoppedBy });
+    expect(rl.checks).toHaveLength(run!.checks.length);
+    const metrics = await cli('versions', line, '--metrics');
+    expect(metrics.code).toBe(0);
+    expect(metrics.out).toMatch(/\n {2}rl: held-out reward \d\.\d{3} -> \d\.\d{3} +gold .* KL \d\.\d{4} \(budget 0\.5\) +\d+ steps, stopped by /);
   });
 
   it('quarantines a feedback file with a bad record, naming the file and line', async () => {
