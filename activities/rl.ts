@@ -79,6 +79,7 @@ export function rlActivities(deps: ActivityDeps) {
           tasks: fb.prompts.map(toTask),
           logged: fb.ratings,
           heldOut: fb.heldOutPrompts.map(toTask),
+          heldOutLogged: fb.heldOutRatings,
           replay,
           stopRule: (checks) => overOptimisation(checks, guard),
           // Heartbeats every step (the update runs on the event loop) and stops when the cycle is cancelled.
@@ -131,6 +132,8 @@ export function rlActivities(deps: ActivityDeps) {
             prompts: fb.prompts.length,
             ratings: fb.ratings.length,
             heldOutPrompts: fb.heldOutPrompts.length,
+            heldOutRatings: fb.heldOutRatings.length,
+            ...(first.ratings === undefined ? {} : { ratingsBefore: first.ratings, ratingsAfter: last.ratings }),
           },
         },
       };

@@ -91,7 +91,7 @@ export interface RlRecord {
   /** The guard policy it was judged by (domain/rl-guards.ts). */
   guard: { divergeMargin: number; goldShare: number; consecutive: number; minRewardGain: number; goldTolerance: number; klBudget: number };
   /** Held-out checks: the first is the released model's. */
-  checks: { step: number; reward: number; gold: number; kl: number }[];
+  checks: { step: number; reward: number; gold: number; kl: number; ratings?: number }[];
   /** Per step: mean sampled reward and measured KL (the last 100). */
   curve: { step: number; reward: number; kl: number }[];
   stoppedBy: 'steps' | 'kl-budget' | 'guard';

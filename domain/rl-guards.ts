@@ -1,7 +1,9 @@
 /**
  * The guards of an RL cycle, pure: over-optimisation (the training reward rises on held-out prompts
  * while the gold check does not follow, two checks in a row; Gao et al. 2023) and the release verdict
- * (held-out reward must rise, gold must not fall, KL within budget).
+ * (held-out reward must rise, gold must not fall, KL within budget). Held-out ratings are a second gold:
+ * when the feedback had some, the policy's agreement with them (model/rl.ts RlCheck) must not fall by more
+ * than the gold tolerance, and its falling while the reward rises is divergence like gold's.
  */
 
 /** One held-out check of a policy (the first is the released model's). */
@@ -10,6 +12,8 @@ export interface RewardCheck {
   reward: number;
   gold: number;
   kl: number;
+  /** Agreement with the held-out ratings (0.5 at the released model), when there are any. */
+  ratings?: number;
 }
 
 export interface RlGuardPolicy {
@@ -39,7 +43,12 @@ export function diverges(check: RewardCheck, baseline: RewardCheck, policy: RlGu
   const gain = check.reward - baseline.reward;
   if (gain < policy.divergeMargin) return false;
   const goldGain = check.gold - baseline.gold;
-  return goldGain < 0 || goldGain < policy.goldShare * gain;
+  return goldGain < 0 || goldGain < policy.goldShare * gain || ratingsFell(check, baseline, policy);
+}
+
+/** Whether the agreement with the held-out ratings fell past the gold tolerance (false without ratings). */
+export function ratingsFell(check: RewardCheck, baseline: RewardCheck, policy: RlGuardPolicy): boolean {
+  return check.ratings !== undefined && baseline.ratings !== undefined && check.ratings < baseline.ratings - policy.goldTolerance;
 }
 
 /** The over-optimisation reason when the last `consecutive` checks all diverge, else undefined. */
@@ -49,9 +58,10 @@ export function overOptimisation(checks: RewardCheck[], policy: RlGuardPolicy): 
   const recent = checks.slice(-policy.consecutive);
   if (!recent.every((c) => diverges(c, base, policy))) return undefined;
   const last = recent[recent.length - 1]!;
+  const ratings = last.ratings !== undefined && base.ratings !== undefined ? ` and rating agreement ${base.ratings.toFixed(3)} -> ${last.ratings.toFixed(3)}` : '';
   return (
     `over-optimisation: held-out reward ${base.reward.toFixed(3)} -> ${last.reward.toFixed(3)} while gold ` +
-    `${base.gold.toFixed(3)} -> ${last.gold.toFixed(3)} for ${policy.consecutive} consecutive checks (steps ${recent.map((c) => c.step).join(', ')})`
+    `${base.gold.toFixed(3)} -> ${last.gold.toFixed(3)}${ratings} for ${policy.consecutive} consecutive checks (steps ${recent.map((c) => c.step).join(', ')})`
   );
 }
 
@@ -69,6 +79,7 @@ export function rlVerdict(checks: RewardCheck[], policy: RlGuardPolicy, stopReas
   if (over) reasons.push(over);
   if (last.reward - base.reward < policy.minRewardGain) reasons.push(`held-out reward did not rise (${base.reward.toFixed(3)} -> ${last.reward.toFixed(3)})`);
   if (last.gold < base.gold - policy.goldTolerance) reasons.push(`gold reward fell (${base.gold.toFixed(3)} -> ${last.gold.toFixed(3)})`);
+  if (ratingsFell(last, base, policy)) reasons.push(`agreement with the held-out ratings fell (${base.ratings!.toFixed(3)} -> ${last.ratings!.toFixed(3)})`);
   if (!(last.kl <= policy.klBudget)) reasons.push(`KL to the released version ${last.kl.toFixed(4)} is over the budget ${policy.klBudget}`);
   return { accept: reasons.length === 0, reasons };
 }

@@ -66,12 +66,19 @@ export interface LoggedAnswer {
   reward: number;
 }
 
-/** One held-out check: greedy answers' mean reward and gold reward, and mean KL to the reference. */
+/**
+ * One held-out check: greedy answers' mean reward and gold reward, mean KL to the reference, and (with held-out
+ * ratings) how far the policy agrees with them: over every pair of held-out rated answers with different
+ * ratings, the share where the better-rated answer's mean per-token log-prob rose more (or fell less) from the
+ * reference than the worse-rated one's (ties count half). The reference itself scores 0.5; above means the
+ * update moved toward what raters preferred on answers it never trained on, below means away.
+ */
 export interface RlCheck {
   step: number;
   reward: number;
   gold: number;
   kl: number;
+  ratings?: number;
 }
 
 export interface RlOptions {
@@ -85,6 +92,8 @@ export interface RlOptions {
   logged?: LoggedAnswer[];
   /** Held-out prompts for the checks (reward and gold). */
   heldOut: RlTask[];
+  /** Held-out ratings for the checks' rating agreement (not trained on). */
+  heldOutLogged?: LoggedAnswer[];
   /** The line's replay (old skills). */
   replay?: Source[];
   /** Sees every check (the first is the reference's); a string stops the update with that reason. */
@@ -236,8 +245,52 @@ export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { 
   return Math.max(0, v);
 }
 
-/** Greedy answers to the held-out prompts: mean reward, mean gold reward (reward when no gold), KL. */
-export function checkPolicy(policy: LanguageModel, reference: LanguageModel, tasks: RlTask[], maxTokens: number, step = 0): RlCheck {
+/** Mean per-token log-prob of each logged answer (its completion and EOS) under the model. */
+function answerLogp(model: LanguageModel, answers: LoggedAnswer[]): number[] {
+  const seqs = answers.map((a) => {
+    const prompt = [BOS, ...encode(a.prompt)];
+    return { prompt, completion: [...encode(a.completion), EOS].slice(0, Math.max(1, model.config.context - prompt.length + 1)), oldLogp: [], advantage: 0 };
+  });
+  const p = pack(seqs, model.config.context);
+  const lp = tokenLogp(model, p.ids, p.targets, p.rows);
+  return seqs.map((_, r) => {
+    let sum = 0;
+    let n = 0;
+    for (let j = 0; j < p.time; j++) if (p.mask[r * p.time + j]) (sum += lp[r * p.time + j]!), n++;
+    return n ? sum / n : 0;
+  });
+}
+
+/**
+ * Rating agreement (see RlCheck): pairwise, between the raters' order and the change of each answer's mean
+ * per-token log-prob from the reference. undefined when no two answers have different ratings.
+ */
+export function ratingAgreement(policy: LanguageModel, reference: LanguageModel, answers: LoggedAnswer[]): number | undefined {
+  if (!answers.some((a) => a.reward !== answers[0]!.reward)) return undefined;
+  const now = answerLogp(policy, answers);
+  const ref = answerLogp(reference, answers);
+  const delta = now.map((x, i) => x - ref[i]!);
+  let agree = 0;
+  let pairs = 0;
+  for (let i = 0; i < answers.length; i++)
+    for (let j = 0; j < answers.length; j++) {
+      if (!(answers[i]!.reward > answers[j]!.reward)) continue;
+      pairs++;
+      const d = delta[i]! - delta[j]!;
+      agree += Math.abs(d) < 1e-6 ? 0.5 : d > 0 ? 1 : 0;
+    }
+  return agree / pairs;
+}
+
+/** Greedy answers to the held-out prompts: mean reward, mean gold reward (reward when no gold), KL; rating agreement with held-out ratings. */
+export function checkPolicy(
+  policy: LanguageModel,
+  reference: LanguageModel,
+  tasks: RlTask[],
+  maxTokens: number,
+  step = 0,
+  ratings: LoggedAnswer[] = [],
+): RlCheck {
   const rng = new Rng(0);
   let reward = 0;
   let gold = 0;
@@ -250,7 +303,8 @@ export function checkPolicy(policy: LanguageModel, reference: LanguageModel, tas
     seqs.push({ prompt: [BOS, ...encode(t.prompt)], completion: s!.tokens });
   }
   const n = Math.max(tasks.length, 1);
-  return { step, reward: reward / n, gold: gold / n, kl: meanKl(policy, reference, seqs) };
+  const agreement = ratings.length ? ratingAgreement(policy, reference, ratings) : undefined;
+  return { step, reward: reward / n, gold: gold / n, kl: meanKl(policy, reference, seqs), ...(agreement === undefined ? {} : { ratings: agreement }) };
 }
 
 export function validateRlRecipe(r: RlRecipe): void {
@@ -286,7 +340,7 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
   const loggedAdv = groupAdvantages(logged);
 
   const curve: RlResult['curve'] = [];
-  const checks: RlCheck[] = [checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, 0)];
+  const checks: RlCheck[] = [checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, 0, opts.heldOutLogged)];
   let stoppedBy: RlResult['stoppedBy'] = 'steps';
   let reason: string | undefined;
   let previous: Weights = cloneWeights(params);
@@ -369,7 +423,7 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
         break;
       }
       if (step % recipe.checkEvery === 0 || step === recipe.steps) {
-        checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step));
+        checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged));
         const why = opts.stopRule?.(checks);
         if (why) {
           stoppedBy = 'guard';
@@ -379,7 +433,7 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       }
     }
     const last = checks[checks.length - 1]!;
-    const finalCheck = last.step === step ? last : checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step);
+    const finalCheck = last.step === step ? last : checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged);
     if (finalCheck !== last) checks.push(finalCheck);
     return { weights: policy.exportWeights(), curve, checks, steps: step, stoppedBy, reason, finalKl: finalCheck.kl, durationMs: performance.now() - started };
   } finally {

@@ -11,6 +11,8 @@ export interface RlCheckInfo {
   reward: number;
   gold: number;
   kl: number;
+  /** Agreement of the policy with the held-out ratings (0.5 = none either way), when the feedback had some. */
+  ratings?: number;
 }
 
 export interface RlRunInput {
@@ -41,8 +43,8 @@ export class RlRunsRegistry extends TrialsRegistry {
       throw new InvalidInputError(`RL run of ${subject}: feedbackDigests must be one or more sha256 hex digests`);
     }
     if (!Number.isFinite(input.finalKl) || input.finalKl < 0) throw new InvalidInputError(`RL run of ${subject}: finalKl must be a non-negative number`);
-    if (!input.checks.every((c) => [c.step, c.reward, c.gold, c.kl].every(Number.isFinite))) {
-      throw new InvalidInputError(`RL run of ${subject}: every check needs finite step, reward, gold and kl`);
+    if (!input.checks.every((c) => [c.step, c.reward, c.gold, c.kl].every(Number.isFinite) && (c.ratings === undefined || Number.isFinite(c.ratings)))) {
+      throw new InvalidInputError(`RL run of ${subject}: every check needs finite step, reward, gold and kl (and ratings when present)`);
     }
     return this.db.transaction(async (tx) => {
       const line = await lineRow(tx, input.line);

@@ -2,8 +2,9 @@
  * The RL part of a feedback cycle's gate (issue 16), pure and bundle-safe: the RL update's held-out checks
  * become named gate checks beside the suites' — `rl:reward` (held-out reward must rise), `rl:gold` (the gold
  * check must not fall by more than the tolerance), `rl:kl` (KL to the released version within the budget) and
- * `rl:over-optimisation` (reward and gold did not diverge for consecutive checks) — each with its numbers in the
- * reason. A feedback candidate passes only when the line's gate on every suite and all four pass.
+ * `rl:over-optimisation` (reward and gold did not diverge for consecutive checks), and with held-out ratings in
+ * the feedback `rl:ratings` (agreement with them must not fall by more than the gold tolerance) — each with its
+ * numbers in the reason. A feedback candidate passes only when the line's gate on every suite and all of these pass.
  */
 import type { RlRecord } from '../activities/types.ts';
 import type { GateDecision, SuiteVerdict } from '../schemas/contracts/gate.ts';
@@ -12,7 +13,7 @@ import type { Recipe } from '../schemas/io.ts';
 
 const f = (x: number) => x.toFixed(3);
 
-/** The four RL checks of a run, from its first (released model) and last held-out checks. */
+/** The RL checks of a run (four, five with held-out ratings), from its first (released model) and last held-out checks. */
 export function rlChecks(rl: RlRecord): SuiteVerdict[] {
   const first = rl.checks[0]!;
   const last = rl.checks[rl.checks.length - 1]!;
@@ -23,6 +24,20 @@ export function rlChecks(rl: RlRecord): SuiteVerdict[] {
   const rewardPass = last.reward - first.reward >= g.minRewardGain;
   const goldPass = last.gold >= goldBound;
   const klPass = last.kl <= g.klBudget;
+  const ratings: SuiteVerdict[] = [];
+  if (first.ratings !== undefined && last.ratings !== undefined) {
+    const bound = first.ratings - g.goldTolerance;
+    const pass = last.ratings >= bound;
+    ratings.push({
+      suite: 'rl:ratings',
+      metric: 'ratingAgreement',
+      candidate: last.ratings,
+      champion: first.ratings,
+      bound,
+      pass,
+      reason: `agreement with the held-out ratings ${f(first.ratings)} -> ${f(last.ratings)} (${pass ? 'within' : 'fell past'} the tolerance ${g.goldTolerance}; bound ${f(bound)})`,
+    });
+  }
   return [
     {
       suite: 'rl:reward',
@@ -60,6 +75,7 @@ export function rlChecks(rl: RlRecord): SuiteVerdict[] {
       pass: over === undefined,
       reason: over ?? `reward and gold did not diverge for ${g.consecutive} consecutive checks (${rl.checks.length} checks)`,
     },
+    ...ratings,
   ];
 }
 
@@ -69,7 +85,7 @@ export function withRlChecks(line: GateDecision, rl: RlRecord): GateDecision {
   const failed = checks.filter((c) => !c.pass);
   const pass = failed.length === 0 && rl.verdict.accept;
   const rlSummary = pass
-    ? `RL passed: ${checks[0]!.reason}; ${checks[1]!.reason}; ${checks[2]!.reason}`
+    ? `RL passed: ${[0, 1, 2, 4].flatMap((i) => (checks[i] ? [checks[i].reason] : [])).join('; ')}`
     : `RL failed: ${(failed.length ? failed.map((c) => `${c.suite}: ${c.reason}`) : rl.verdict.reasons).join('; ')}`;
   return {
     ...line,

@@ -4,7 +4,7 @@ import type { GateRules } from '../io.ts';
 export type SuiteKind = 'text' | 'probe';
 export type MetricName = 'loss' | 'exactMatch';
 /** The RL checks of a feedback cycle's gate (workflows/rl-cycle.ts): held-out reward, gold, KL, over-optimisation. */
-export type RlMetricName = 'reward' | 'gold' | 'kl' | 'overOptimisation';
+export type RlMetricName = 'reward' | 'gold' | 'kl' | 'overOptimisation' | 'ratingAgreement';
 
 export interface Metrics {
   /** 1 when nothing is left to measure: a later drop superseded every probe of the suite. */

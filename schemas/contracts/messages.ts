@@ -197,7 +197,7 @@ export interface CycleState {
 
 /** The RL curves of a feedback cycle: held-out checks (reward, gold, KL; the first is the released model's) and per step. */
 export interface CycleRlState {
-  checks: { step: number; reward: number; gold: number; kl: number }[];
+  checks: { step: number; reward: number; gold: number; kl: number; ratings?: number }[];
   curve: { step: number; reward: number; kl: number }[];
   stoppedBy: string;
   reason?: string;

@@ -14,7 +14,7 @@ export const rlRuns = pgTable(
     feedbackDigests: jsonb().$type<string[]>().notNull(),
     recipe: jsonb().$type<Record<string, unknown>>().notNull(),
     rewardStats: jsonb().$type<Record<string, unknown>>().notNull(),
-    checks: jsonb().$type<{ step: number; reward: number; gold: number; kl: number }[]>().notNull(),
+    checks: jsonb().$type<{ step: number; reward: number; gold: number; kl: number; ratings?: number }[]>().notNull(),
     finalKl: doublePrecision().notNull(),
     stoppedBy: text().notNull(),
     backend: text(),

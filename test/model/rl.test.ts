@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { RL_GUARD_DEFAULTS, overOptimisation } from '../../domain/rl-guards.ts';
+import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict } from '../../domain/rl-guards.ts';
 import { verify } from '../../domain/verifiers.ts';
 import { initBackend } from '../../model/backend.ts';
 import { preset } from '../../model/config.ts';
@@ -103,5 +103,23 @@ describe('policy-gradient update', () => {
       heldOut: prompts.map((prompt) => ({ prompt, reward: gold })),
     });
     expect(off.checks[off.checks.length - 1]!.reward).toBeGreaterThan(off.checks[0]!.reward);
+  }, 180_000);
+
+  it('checks the update against held-out ratings: agreement rises when they agree with the training ratings, and a reversal is rejected', async () => {
+    // Trained on ratings of prompts 0-3 (raters like "7", not "3"); held out: ratings of prompts 4-5.
+    const rate = (ps: string[], good: string) => ps.flatMap((prompt) => ['7', '3'].map((completion) => ({ prompt, completion, reward: completion === good ? 1 : 0 })));
+    const logged = rate(prompts.slice(0, 4), '7');
+    const heldOut = prompts.slice(4).map((prompt) => ({ prompt, reward: (c: string) => verify({ kind: 'exact', answer: '7' }, c) }));
+    const run = (heldOutLogged: ReturnType<typeof rate>) =>
+      rlTrain({ config, reference: foundation, recipe: rl({ steps: 20 }), tasks: [], logged, heldOut, heldOutLogged });
+    const agreeing = await run(rate(prompts.slice(4), '7'));
+    expect(agreeing.checks[0]!.ratings).toBe(0.5);
+    expect(agreeing.checks.at(-1)!.ratings).toBeGreaterThan(0.5);
+    const policy = { ...RL_GUARD_DEFAULTS, klBudget: 2 };
+    expect(rlVerdict(agreeing.checks, policy).reasons.join()).not.toMatch(/ratings/);
+    // Held-out raters who prefer the other answer: the same update moves away from them.
+    const reversed = await run(rate(prompts.slice(4), '3'));
+    expect(reversed.checks.at(-1)!.ratings).toBeLessThan(0.5 - policy.goldTolerance);
+    expect(rlVerdict(reversed.checks, policy).reasons).toContainEqual(expect.stringMatching(/^agreement with the held-out ratings fell \(0\.500 -> 0\.\d{3}\)$/));
   }, 180_000);
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DropFormatError } from '../../domain/drops.ts';
 import { parseFeedback } from '../../domain/feedback.ts';
-import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict } from '../../domain/rl-guards.ts';
+import { RL_GUARD_DEFAULTS, overOptimisation, ratingsFell, rlVerdict } from '../../domain/rl-guards.ts';
 import { validateVerifier, verify } from '../../domain/verifiers.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -93,5 +93,16 @@ describe('RL guards', () => {
       'gold reward fell (0.500 -> 0.300)',
       'KL to the released version 0.4000 is over the budget 0.3',
     ]);
+  });
+
+  it('treats held-out ratings as a second gold: falling agreement fails the release and counts as divergence', () => {
+    const r = (step: number, reward: number, ratings: number) => ({ ...c(step, reward, reward), ratings });
+    expect(ratingsFell(r(5, 0.6, 0.46), r(0, 0.1, 0.5), policy)).toBe(false);
+    expect(ratingsFell(r(5, 0.6, 0.4), r(0, 0.1, 0.5), policy)).toBe(true);
+    expect(ratingsFell(c(5, 0.6, 0.6), c(0, 0.1, 0.1), policy)).toBe(false);
+    // Gold follows the reward, but the ratings fall: over-optimisation after two checks, named with the agreement.
+    expect(overOptimisation([r(0, 0.1, 0.5), r(5, 0.6, 0.3), r(10, 0.9, 0.2)], policy)).toMatch(/and rating agreement 0\.500 -> 0\.200 for 2 consecutive checks/);
+    expect(rlVerdict([r(0, 0.1, 0.5), r(10, 0.6, 0.3)], policy).reasons).toEqual(['agreement with the held-out ratings fell (0.500 -> 0.300)']);
+    expect(rlVerdict([r(0, 0.1, 0.5), r(10, 0.6, 0.7)], policy)).toEqual({ accept: true, reasons: [] });
   });
 });

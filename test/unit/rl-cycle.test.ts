@@ -53,6 +53,16 @@ describe('the rl gate checks', () => {
     expect(rlChecks(record([{ step: 0, reward: 0, gold: 0, kl: 0 }, { step: 6, reward: 1, gold: 0, kl: 0.1 }], [over])).find((c) => c.suite === 'rl:over-optimisation')).toMatchObject({ pass: false, reason: over });
   });
 
+  it('adds rl:ratings when the feedback had held-out ratings, and fails on falling agreement alone', () => {
+    const up = withRlChecks(passingLine, record([{ step: 0, reward: 0.2, gold: 0.2, kl: 0, ratings: 0.5 }, { step: 5, reward: 0.5, gold: 0.5, kl: 0.1, ratings: 0.75 }]));
+    expect(up.verdict).toBe('pass');
+    expect(up.suites.at(-1)).toMatchObject({ suite: 'rl:ratings', candidate: 0.75, champion: 0.5, bound: 0.45, pass: true });
+    expect(up.summary).toContain('agreement with the held-out ratings 0.500 -> 0.750 (within the tolerance 0.05');
+    const down = withRlChecks(passingLine, record([{ step: 0, reward: 0.2, gold: 0.2, kl: 0, ratings: 0.5 }, { step: 5, reward: 0.5, gold: 0.5, kl: 0.1, ratings: 0.25 }], ['ratings fell']));
+    expect(down.verdict).toBe('fail');
+    expect(down.summary).toContain('rl:ratings: agreement with the held-out ratings 0.500 -> 0.250 (fell past the tolerance 0.05');
+  });
+
   it('a failing suite fails the candidate whatever the RL checks say', () => {
     const failingLine: GateDecision = { ...passingLine, verdict: 'fail', summary: 'failed on prose' };
     expect(withRlChecks(failingLine, record([{ step: 0, reward: 0.2, gold: 0.2, kl: 0 }, { step: 5, reward: 0.5, gold: 0.5, kl: 0.1 }])).verdict).toBe('fail');
