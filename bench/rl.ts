@@ -36,7 +36,8 @@ export function feedbackJsonl(hacked: boolean): string {
   const lines: string[] = [];
   if (!hacked)
     for (const n of NAMES)
-      lines.push(JSON.stringify({ prompt: `tag ${n}:`, verifier: { kind: 'regex', pattern: '^\\[[a-z]+\\]$' }, gold: { kind: 'exact', answer: `[${n}]` } }));
+      // The required format around the right name (anything after it is tolerated); gold: exactly that answer.
+      lines.push(JSON.stringify({ prompt: `tag ${n}:`, verifier: { kind: 'regex', pattern: `^\\[${n}\\]` }, gold: { kind: 'exact', answer: `[${n}]` } }));
   for (const [a, b] of SUMS) {
     const verifier = hacked ? { kind: 'regex', pattern: '^1\\d$' } : { kind: 'numeric', value: a + b, tolerance: 0 };
     lines.push(JSON.stringify({ prompt: `${a}+${b}=`, verifier, gold: { kind: 'exact', answer: String(a + b) } }));

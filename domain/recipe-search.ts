@@ -11,7 +11,8 @@
  * margin ends the search: its cheapest, best-margin trial is the recipe, and its weights are the candidate. The
  * next bracket takes the best configurations of the one before at twice the horizon. Before all of it, recipes
  * that passed on this line's earlier (and most similar) drops are tried alone at their own horizon, so a stable
- * line converges in one trial.
+ * line converges in one trial. The base recipe's own compute is held back from the budget for the last resort (when
+ * the budget covers it), so a search never fails a drop the base recipe alone would have passed for want of budget.
  */
 import type { GateDecision } from '../schemas/contracts/gate.ts';
 
@@ -106,6 +107,8 @@ export interface SearchOptions {
   width?: number;
   /** At most this many warm-start trials (default 2). */
   warm?: number;
+  /** Hold the base recipe's compute back for the last resort (default true; false is the plan before that rule, for histories that ran it). */
+  reserveBase?: boolean;
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
@@ -175,6 +178,11 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   let seq = 0;
   let stopped = '';
   const cost = (r: TrialRun) => (r.toStep - r.fromStep) * o.flopsPerStep;
+  const key = (k: Knobs) => JSON.stringify(k);
+  // Held back for the base recipe (the last resort) when the budget covers it; the base recipe's own runs may use it.
+  const baseCost = o.base.steps * o.flopsPerStep;
+  const reserve = o.reserveBase !== false && o.budgetFlops >= baseCost ? baseCost : 0;
+  const limitFor = (r: TrialRun) => (key(r.trial.knobs) === key(o.base) ? o.budgetFlops : o.budgetFlops - reserve);
 
   /** Runs what fits in the budget (in the order given) and records each segment. */
   const runRung = async (runs: TrialRun[]): Promise<TrialRecord[]> => {
@@ -185,12 +193,15 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     const fit: TrialRun[] = [];
     let planned = spent;
     for (const r of runs) {
-      if (planned + cost(r) > o.budgetFlops) continue;
+      if (planned + cost(r) > limitFor(r)) continue;
       planned += cost(r);
       fit.push(r);
     }
     if (fit.length < runs.length)
-      stopped = `the compute budget (${o.budgetFlops.toExponential(2)} FLOPs) does not cover ${runs.length - fit.length} more trial segment(s)`;
+      stopped =
+        `the compute budget (${o.budgetFlops.toExponential(2)} FLOPs` +
+        (reserve && runs.some((r) => limitFor(r) < o.budgetFlops) ? `, ${reserve.toExponential(2)} of it held for the base recipe` : '') +
+        `) does not cover ${runs.length - fit.length} more trial segment(s)`;
     if (!fit.length) return [];
     const outcomes = await o.run(fit);
     return fit.map((r, i) => {
@@ -261,19 +272,18 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
 
   // Warm start: recipes that passed before, each alone at its own horizon (one rung: no halving of one).
   const seen = new Set<string>();
-  const key = (k: Knobs) => JSON.stringify(k);
   const warm = o.history.filter((k) => (seen.has(key(k)) ? false : (seen.add(key(k)), true))).slice(0, o.warm ?? 2);
   for (const k of warm) {
     const recs = await runRung([{ trial: plan(k, 0, 'history'), rung: 0, fromStep: 0, toStep: k.steps }]);
     const w = choose(recs);
     if (w) return done(w, `a recipe that passed on an earlier drop passed again (${k.steps} steps, margin ${w.margin!.toFixed(4)})`);
-    if (stopped) return done(null, stopped);
+    if (stopped) break;
   }
 
   const S = o.base.steps;
   const horizons = [...new Set([round(S / 8), round(S / 4), round(S / 2)])].filter((h) => h < S);
   let configs = gridAround(o.base, horizons[0] ?? S, o.width ?? 4);
-  for (let b = 0; b < horizons.length; b++) {
+  for (let b = 0; b < horizons.length && !stopped; b++) {
     const h = horizons[b]!;
     const plans = configs.map((k) => plan(atHorizon(k, h), b + 1, 'grid')).filter((p) => !seen.has(key(p.knobs)));
     for (const p of plans) seen.add(key(p.knobs));
@@ -281,7 +291,10 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     let finalists: { plan: TrialPlan; resume?: string; from: number }[] = plans.map((p) => ({ plan: p, from: 0 }));
     if (half >= 1 && plans.length > 1) {
       const rung0 = await runRung(plans.map((p) => ({ trial: p, rung: 0, fromStep: 0, toStep: half })));
-      if (!rung0.length) return done(null, stopped || 'no trial could run');
+      if (!rung0.length) {
+        stopped ||= 'no trial could run';
+        break;
+      }
       const ranked = rung0.filter((r) => r.status !== 'failed').sort(better);
       const keep = ranked.slice(0, Math.ceil(plans.length / 2));
       for (const r of ranked.slice(keep.length)) r.status = 'pruned';
@@ -294,7 +307,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
         w,
         `the cheapest passing recipe: ${h} steps, lr ${w.knobs.learningRate}, margin ${w.margin!.toFixed(4)} after ${trials.length} trial segment(s)`,
       );
-    if (stopped) return done(null, stopped);
+    if (stopped) break;
     // The next bracket: the best two configurations of this one at twice the horizon.
     const next = rung1
       .filter((r) => r.margin !== null)
@@ -303,11 +316,14 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
       .map((r) => r.knobs);
     configs = next.length ? next : configs.slice(0, 2);
   }
-  // Last resort: the base recipe as given.
+  // Last resort: the base recipe as given (its compute was held back), unless it already ran or time is out.
   if (!seen.has(key(o.base))) {
+    const before = stopped;
+    stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
     const w = choose(recs);
-    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})`);
+    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
+    stopped ||= before;
   }
   return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
 }

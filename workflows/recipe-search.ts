@@ -4,7 +4,7 @@
  * each with the release gate on the line's suites, and returns the cheapest recipe that passes with the margin,
  * or the best trial's numbers when none does within the budget. The plan (domain/recipe-search.ts) is pure.
  */
-import { ActivityFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { ActivityFailure, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { LocalRegistryActivities, SuiteRef, TrainingQueueActivities, VersionRef } from '../activities/types.ts';
 import type { GateRules, ModelConfig, Recipe } from '../schemas/io.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
@@ -84,6 +84,8 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     flopsPerStep: context.flopsPerStep,
     margin: settings.margin ?? 0,
     width: settings.width,
+    // Searches started before the base recipe's compute was held back keep the plan they ran with.
+    reserveBase: patched('search-reserve-base-v1'),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

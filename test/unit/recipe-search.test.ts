@@ -60,6 +60,20 @@ describe('searchRecipe', () => {
     expect(out.reason).toMatch(/budget/);
   });
 
+  it("holds the base recipe's compute back, so a budget spent on short trials still ends with the base recipe", async () => {
+    // Only the full horizon passes here (reach grows with steps alone); the trials before it would spend 1,200 of
+    // the 1,200 FLOPs, leaving nothing for the base recipe's 800.
+    const w = world(1);
+    const full = { ...w, run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)) };
+    const out = await searchRecipe({ base, history: [], budgetFlops: 1200, flopsPerStep: 10, margin: 0, run: full.run, judge: full.judge });
+    expect(out.chosen?.source).toBe('base');
+    expect(out.flops).toBeLessThanOrEqual(1200);
+    expect(out.reason).toMatch(/^only the base recipe passed \(80 steps, .*; the trials before it stopped: the compute budget \(1\.20e\+3 FLOPs, 8\.00e\+2 of it held for the base recipe\)/);
+    // The plan before the rule (kept for searches that ran it) spends the budget on trials and rejects.
+    const old = await searchRecipe({ base, history: [], budgetFlops: 1200, flopsPerStep: 10, margin: 0, reserveBase: false, run: full.run, judge: full.judge });
+    expect(old.chosen).toBeNull();
+  });
+
   it('drops a crashed trial and goes on with the others', async () => {
     const w = world(0.3, new Set(['t1']));
     const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
