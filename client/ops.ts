@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DropRequest, type RecipeOverride } from '../schemas/io.ts';
 import { sha256Hex } from '../domain/drops.ts';
-import { lineWorkflowId } from '../schemas/contracts/ids.ts';
+import { WorkflowType, lineWorkflowId, transferCyclePrefix } from '../schemas/contracts/ids.ts';
 import { lineWorkflow } from '../workflows/line-workflow.ts';
 import {
   approveUpdate,
@@ -146,18 +146,36 @@ export async function waitForPhase(client: Client, line: string, digest: string,
   throw new Error(`line ${line} did not reach phase ${phase} within ${Math.round(timeoutMs / 1000)} s`);
 }
 
-async function currentCycle(client: Client, line: string): Promise<string> {
-  const state = await lineState(client, line);
-  if (!state?.current) throw new Error(`line ${line} has no cycle running now`);
-  return state.current.cycleId;
+/**
+ * The running transfer cycles of `line` (one per foundation upgrade it is part of: children of the upgrade
+ * workflow, not of the line workflow, so the line's state does not name them), by Temporal visibility.
+ */
+export async function transferCycles(client: Client, line: string): Promise<string[]> {
+  const prefix = transferCyclePrefix(line);
+  const ids: string[] = [];
+  for await (const w of client.workflow.list({ query: `WorkflowType = '${WorkflowType.cycle}' AND ExecutionStatus = 'Running'` }))
+    if (w.workflowId.startsWith(prefix)) ids.push(w.workflowId);
+  return ids.sort();
 }
 
-/** Approves (or rejects) the version the line's running cycle waits on. */
+/**
+ * Approves (or rejects) the version a cycle of the line waits on: the line's running cycle, or a transfer cycle
+ * of a foundation upgrade (which waits for approval on a line that requires it, like any release).
+ */
 export async function review(client: Client, line: string, decision: 'approve' | 'reject', req: { version: number; actor: string; reason?: string }) {
-  const cycleId = await currentCycle(client, line);
-  const handle = client.workflow.getHandle(cycleId);
-  const state = await handle.query(cycleStateQuery);
-  if (!state.awaitingApproval) throw new Error(`${cycleId} is not waiting for approval (phase: ${state.phase})`);
+  const current = (await lineState(client, line))?.current?.cycleId;
+  const candidates = [...(current ? [current] : []), ...(await transferCycles(client, line))];
+  if (!candidates.length) throw new Error(`line ${line} has no cycle running now`);
+  const states = await Promise.all(candidates.map(async (id) => ({ id, state: await client.workflow.getHandle(id).query(cycleStateQuery) })));
+  const waiting = states.filter((c) => c.state.awaitingApproval);
+  // The one waiting on this version, else the only one waiting (its validator names the version it waits on).
+  const target = waiting.find((c) => c.state.version === req.version) ?? (waiting.length === 1 ? waiting[0] : undefined);
+  if (!target) {
+    if (waiting.length > 1) throw new Error(`${waiting.map((c) => `${c.id} waits on version ${c.state.version}`).join('; ')}: name one of them with --version`);
+    const first = states[0]!;
+    throw new Error(`${first.id} is not waiting for approval (phase: ${first.state.phase})`);
+  }
+  const handle = client.workflow.getHandle(target.id);
   return decision === 'approve' ? update(handle.executeUpdate(approveUpdate, { args: [req] })) : update(handle.executeUpdate(rejectUpdate, { args: [req] }));
 }
 

@@ -20,7 +20,9 @@ export const cycleWorkflowId = (line: string, n: number) => `cycle:${line}:${n}`
 /** The upgrade of every dependent line onto one foundation version. */
 export const upgradeWorkflowId = (foundation: string, version: number) => `upgrade:${foundation}@${version}`;
 /** The transfer cycle of one line in an upgrade, a child of the upgrade workflow. */
-export const transferCycleId = (line: string, foundation: string, version: number) => `cycle:${line}:upgrade-${foundation}@${version}`;
+export const transferCycleId = (line: string, foundation: string, version: number) => `${transferCyclePrefix(line)}${foundation}@${version}`;
+/** What every transfer cycle id of a line starts with. */
+export const transferCyclePrefix = (line: string) => `cycle:${line}:upgrade-`;
 
 export type ScheduleKind = 'cycle' | 'reevaluate';
 /** `schedule:<line>:cycle` runs pending drops; `schedule:<line>:reevaluate` re-measures stable. */

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-in-process.ts';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
-import { upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
-import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { upgradeIdFor, upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
+import { transferCycleId, upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { cycleStateQuery } from '../../schemas/contracts/messages.ts';
 import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
 import { buildReport } from '../../report/report.ts';
@@ -181,5 +182,34 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(tooLong.code).toBe(1);
     expect(tooLong.err).toContain(`${support} (context 32, vocabulary 259) cannot teach a model of ${long}'s shape (context 64, vocabulary 259)`);
     expect((await loop.registry.getLine(support)).foundationLine).toBe(wide);
+  });
+
+  it('a transfer on a line that requires approval waits for the reviewer, and `perennial approve <line> <version>` finds it', async () => {
+    // Before: approve looked only at the line workflow's own cycle ("line ... has no cycle running now"), so a
+    // transfer cycle, a child of the upgrade workflow, could never be approved.
+    const reviewed = `uappr-${suffix}`;
+    await loop.createLine(reviewed, { kind: 'application', foundation: base, gateRules: { minFoundationGainShare: 0.4 } });
+    expect(await promote(reviewed, writeDrop('appr1.jsonl', generalText(rng(5), 30)))).toBe(1);
+    await loop.registry.updateLine({ name: reviewed, promotion: { ...DEFAULT_PROMOTION, requireApproval: true }, actor: 'test', reason: 'every release reviewed' });
+    expect(await promote(base, writeDrop('base4.jsonl', generalText(rng(12), 40)))).toBe(4);
+    const started = await cli('upgrade', reviewed, '--to', `${base}@4`);
+    expect(started.code, started.err).toBe(0);
+    const cycleId = transferCycleId(reviewed, base, 4);
+    const waiting = await until(async () => {
+      const state = await loop.client.workflow.getHandle(cycleId).query(cycleStateQuery).catch(() => undefined);
+      return state?.awaitingApproval ? state : undefined;
+    }, 120_000);
+    expect(waiting.version).toBe(2);
+    const wrong = await cli('approve', reviewed, '3', '--actor', 'rita');
+    expect(wrong.code).toBe(1);
+    expect(wrong.err).toContain(`${cycleId} is waiting for approval of version 2, not 3`);
+    const approved = await cli('approve', reviewed, '2', '--actor', 'rita', '--reason', 'transfer checked');
+    expect(approved.code, approved.err).toBe(0);
+    expect(approved.out.trim()).toBe(`approved ${reviewed}@2 as rita`);
+    const result = await upgradeResult(loop, upgradeIdFor({ foundation: base, version: 4, lines: [reviewed] }));
+    expect(result.done[0]).toMatchObject({ line: reviewed, verdict: 'promoted', version: 2 });
+    expect((await loop.registry.getChannels(reviewed)).find((c) => c.channel === 'stable')?.version).toBe(2);
+    const audit = await loop.registry.listAudit({ subject: `${reviewed}@2` });
+    expect(audit.some((e) => e.action === 'release.approved' && e.actor === 'rita')).toBe(true);
   });
 });
