@@ -82,6 +82,22 @@ export const RlRecipeFields = z
   .strict();
 export type RlRecipeFields = z.infer<typeof RlRecipeFields>;
 
+/** The recipe fields a transfer cycle may set over the line's recipe (`recipe.transfer`). */
+export const TransferRecipeFields = z
+  .object({
+    steps: z.number().int().min(1).max(1_000_000),
+    learningRate: z.number().positive().max(1),
+    minLearningRate: z.number().min(0).max(1),
+    warmupSteps: z.number().int().min(0),
+    replayRatio: z.number().min(0).max(0.95),
+    replayBudget: z.number().int().min(0),
+    distillTemperature: z.number().positive().max(100),
+    distillWeight: z.number().min(0).max(1),
+  })
+  .partial()
+  .strict();
+export type TransferRecipeFields = z.infer<typeof TransferRecipeFields>;
+
 /** How a candidate is trained from its parent. Data, so lines and drops can carry their own. */
 export const Recipe = z
   .object({
@@ -120,6 +136,11 @@ export const Recipe = z
     search: RecipeSearch.optional(),
     /** A feedback drop's RL update (issue 16); unused by text drops. */
     rl: RlRecipeFields.optional(),
+    /**
+     * What a foundation upgrade's transfer cycle changes of the recipe above (issue 13), e.g. more steps: the
+     * transfer re-learns from the replay buffer what the line learned over all its drops. Unused by other cycles.
+     */
+    transfer: TransferRecipeFields.optional(),
   })
   .strict();
 export type Recipe = z.infer<typeof Recipe>;
@@ -148,6 +169,11 @@ export const GateRules = z
      * Absent: 0.5 (DEFAULT_MIN_FOUNDATION_GAIN_SHARE); 0 turns the check off.
      */
     minFoundationGainShare: z.number().finite().min(0).max(1).optional(),
+    /**
+     * A foundation upgrade's transfer may flip at most this share of the probes the old application model answered
+     * (answered before, wrong now). Absent: 0.02 (DEFAULT_MAX_NEGATIVE_FLIP_RATE); an upgrade's own bound wins.
+     */
+    maxNegativeFlipRate: z.number().finite().min(0).max(1).optional(),
   })
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
@@ -170,6 +196,7 @@ export const GateRulesOverride = z
       .optional(),
     minPlasticity: z.number().finite().nullable().optional(),
     minFoundationGainShare: z.number().finite().min(0).max(1).nullable().optional(),
+    maxNegativeFlipRate: z.number().finite().min(0).max(1).nullable().optional(),
   })
   .strict();
 export type GateRulesOverride = z.infer<typeof GateRulesOverride>;

@@ -154,7 +154,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // A transfer starts from the new foundation version and distils the line's stable version (its teacher).
   const init = transfer ? transfer.foundation : champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
   const teacher = transfer && champion !== null ? { line, version: champion } : undefined;
-  const chosen = { ...snapshot.spec.recipe, ...drop?.recipe };
+  // A transfer trains with the line's recipe under its `transfer` fields (more steps, say); a drop with its own.
+  const chosen = { ...snapshot.spec.recipe, ...(transfer ? snapshot.spec.recipe.transfer : drop?.recipe) };
   // Defended plasticity: when the version the candidate starts from measured below the line's floor, the
   // cycle restores headroom on its weights before training and records what it applied in the recipe. (Not on a
   // transfer: it starts from a foundation version, whose weights are the new base as released.)
@@ -295,7 +296,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
           candidate: Object.fromEntries(Object.entries(candidateMetrics).map(([name, m]) => [name, { ...m, ...flips[name] }])),
           old: measured[champion!]!,
           maxRegression: snapshot.spec.gateRules.maxRegression,
-          maxNegativeFlipRate: transfer.maxNegativeFlipRate ?? DEFAULT_MAX_NEGATIVE_FLIP_RATE,
+          maxNegativeFlipRate: transfer.maxNegativeFlipRate ?? snapshot.spec.gateRules.maxNegativeFlipRate ?? DEFAULT_MAX_NEGATIVE_FLIP_RATE,
           ...(context ? { foundationGain: await foundationGain(context.oldFoundation) } : {}),
         }),
       )

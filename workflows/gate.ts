@@ -224,7 +224,7 @@ export function evaluateInheritance(input: InheritanceInput): GateDecision {
       champion: 0,
       bound: input.maxNegativeFlipRate,
       pass,
-      reason: `negative flip rate ${fmt(rate)} over ${probes.length} probe suite(s)${counted ? '' : ' (lower bound from exact match)'} (allowed <= ${fmt(input.maxNegativeFlipRate)})`,
+      reason: `negative flip rate ${fmt(rate)}${counted ? ` (${flips} of ${total} probes)` : ''} over ${probes.length} probe suite(s)${counted ? '' : ' (lower bound from exact match)'} (allowed <= ${fmt(input.maxNegativeFlipRate)})`,
     });
   }
   const failed = verdicts.filter((v) => !v.pass);

@@ -88,7 +88,7 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(gate?.verdict).toBe('pass');
     const flips = (gate?.suites as { suite: string; candidate: number; reason: string }[]).find((s) => s.suite === 'inherit:negative-flips');
     // support's FAQ probes were compared one by one with support@1's answers (not the exact-match lower bound).
-    expect(flips?.reason).toMatch(/^negative flip rate [\d.]+ over 1 probe suite\(s\) \(allowed <= 0\.0200\)$/);
+    expect(flips?.reason).toMatch(/^negative flip rate [\d.]+ \(\d+ of \d+ probes\) over 1 probe suite\(s\) \(allowed <= 0\.0200\)$/);
     expect(await upgradeProgress(loop, id)).toMatchObject({ pending: [], running: [], done: [{ line: support, verdict: 'promoted' }] });
     const html = await buildReport(loop.registry, [support]);
     expect(html).toContain('<h3>Foundation upgrades</h3>');
@@ -102,7 +102,8 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
   it('upgrades the `auto` lines by itself when the foundation promotes, and leaves a `manual` line where it is', async () => {
     // 60 steps of the tiny model keep about half of base@3's general gain (0.497 measured): the test bounds the share
     // at 0.4 so that it checks the fan-out, not the last digit of a tiny transfer.
-    await loop.createLine(helpdesk, { kind: 'application', foundation: base, gateRules: { minFoundationGainShare: 0.4 } });
+    // Its transfers train 80 steps (recipe.transfer) where its ordinary cycles train 60.
+    await loop.createLine(helpdesk, { kind: 'application', foundation: base, gateRules: { minFoundationGainShare: 0.4 }, recipe: { transfer: { steps: 80 } } });
     expect((await cli('line', 'upgrade-policy', helpdesk, 'auto', '--reason', 'follow the foundation')).out).toBe(`${helpdesk}: upgrade policy manual -> auto`);
     expect(await promote(helpdesk, writeDrop('help1.jsonl', generalText(rng(5), 30)))).toBe(1);
     expect(await promote(base, writeDrop('base3.jsonl', generalText(rng(6), 40)))).toBe(3);
@@ -111,6 +112,8 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     const result = await upgradeResult(loop, id);
     expect(result.done.map((d) => [d.line, d.verdict])).toEqual([[helpdesk, 'promoted']]);
     expect((await loop.registry.getVersion(helpdesk, 2)).foundationVersion).toEqual({ line: base, version: 3 });
+    expect((await loop.registry.getVersion(helpdesk, 1)).recipe).toMatchObject({ steps: 60 });
+    expect((await loop.registry.getVersion(helpdesk, 2)).recipe).toMatchObject({ steps: 80 });
     // `support` is manual: it stays on the version the operator's upgrade gave it.
     expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
   });
@@ -188,8 +191,9 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     // Before: approve looked only at the line workflow's own cycle ("line ... has no cycle running now"), so a
     // transfer cycle, a child of the upgrade workflow, could never be approved.
     const reviewed = `uappr-${suffix}`;
-    await loop.createLine(reviewed, { kind: 'application', foundation: base, gateRules: { minFoundationGainShare: 0.4 } });
-    expect(await promote(reviewed, writeDrop('appr1.jsonl', generalText(rng(5), 30)))).toBe(1);
+    // FAQ probes, with the line's own flip bound (a gate rule; an upgrade's own bound would win over it).
+    await loop.createLine(reviewed, { kind: 'application', foundation: base, gateRules: { maxNegativeFlipRate: 0.5 } });
+    expect(await promote(reviewed, writeDrop('appr1.jsonl', [...generalText(rng(5), 30), ...faq(rng(2))]))).toBe(1);
     await loop.registry.updateLine({ name: reviewed, promotion: { ...DEFAULT_PROMOTION, requireApproval: true }, actor: 'test', reason: 'every release reviewed' });
     expect(await promote(base, writeDrop('base4.jsonl', generalText(rng(12), 40)))).toBe(4);
     const started = await cli('upgrade', reviewed, '--to', `${base}@4`);
@@ -209,6 +213,10 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     const result = await upgradeResult(loop, upgradeIdFor({ foundation: base, version: 4, lines: [reviewed] }));
     expect(result.done[0]).toMatchObject({ line: reviewed, verdict: 'promoted', version: 2 });
     expect((await loop.registry.getChannels(reviewed)).find((c) => c.channel === 'stable')?.version).toBe(2);
+    const flips = ((await loop.registry.getGateDecisionFor(reviewed, 2))?.suites as { suite: string; bound: number; reason: string }[]).find((s) => s.suite === 'inherit:negative-flips');
+    expect(flips, 'the FAQ probes were compared').toBeDefined();
+    expect(flips!.bound).toBe(0.5);
+    expect(flips!.reason).toMatch(/\(allowed <= 0\.5000\)$/);
     const audit = await loop.registry.listAudit({ subject: `${reviewed}@2` });
     expect(audit.some((e) => e.action === 'release.approved' && e.actor === 'rita')).toBe(true);
   });

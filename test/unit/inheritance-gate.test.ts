@@ -21,7 +21,7 @@ describe('the inheritance gate', () => {
     expect(d.verdict).toBe('pass');
     expect(d.suites.map((s) => s.suite)).toEqual(['inherit:faq', 'inherit:docs', 'inherit:general', 'inherit:negative-flips']);
     expect(d.suites.at(-1)).toMatchObject({ candidate: 0.02, bound: 0.02, pass: true });
-    expect(d.suites.at(-1)!.reason).toBe('negative flip rate 0.0200 over 1 probe suite(s) (allowed <= 0.0200)');
+    expect(d.suites.at(-1)!.reason).toBe('negative flip rate 0.0200 (1 of 50 probes) over 1 probe suite(s) (allowed <= 0.0200)');
   });
 
   it('fails on flipped probes even when exact match stays the same (gains hide losses)', () => {
