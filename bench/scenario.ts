@@ -157,6 +157,8 @@ export interface Scenario {
   regulation: string;
   /** Evidence for the canary regression report: a region still on the old load limits. */
   regulationEvidence: string;
+  /** More general text for the foundation's second version (the upgrade that reaches the application line). */
+  foundationUpdate: string;
 }
 
 /** Writes the demo's drop files under `dir` and returns their paths. */
@@ -187,6 +189,13 @@ export function writeScenario(dir: string, seed = 7, sizes = { paragraphs: 240, 
     faq: write('06-faq.jsonl', jsonl(faq(r))),
     regulation: write('07-load-rules.jsonl', jsonl(reg.records)),
     regulationEvidence: write('evidence-old-load-rules.jsonl', jsonl(reg.old.map((p) => ({ prompt: loadPrompt(p), completion: `${p.load} kg.` })))),
+    // Drawn last, so the files above are the same as before it existed.
+    foundationUpdate: write(
+      '08-general-more.txt',
+      generalText(r, Math.round(sizes.paragraphs / 2))
+        .map((x) => ('text' in x ? x.text : ''))
+        .join('\n\n') + '\n',
+    ),
   };
 }
 
