@@ -9,7 +9,9 @@ type Reads = Pick<Registry, 'getLine' | 'listLines' | 'getChannels' | 'listVersi
 
 /**
  * The application lines to upgrade onto `foundation@version`: the named ones (manual), or every line built on
- * `foundation` whose policy is `auto` (none when `foundation` is an application line). Throws NotFoundError for a line or version that does not exist and
+ * `foundation` whose policy is `auto` and whose stable version stands on an older foundation version (a line with
+ * no stable version has nothing to transfer; one already on this version nothing to gain; none when `foundation`
+ * is an application line). Throws NotFoundError for a line or version that does not exist and
  * InvalidInputError for a line that is not a foundation, a version that is not its stable one, or a named line
  * that is not an application line, whose policy is `off`, or whose model cannot teach one of the foundation's shape
  * (another vocabulary, or a shorter context).
@@ -43,6 +45,14 @@ export async function planUpgrade(registry: Reads, input: { foundation: string; 
     }
     return { lines: [...input.lines] };
   }
-  const all = await registry.listLines();
-  return { lines: all.filter((l) => l.kind === 'application' && l.foundationLine === input.foundation && l.upgradePolicy === 'auto').map((l) => l.name) };
+  const all = (await registry.listLines()).filter((l) => l.kind === 'application' && l.foundationLine === input.foundation && l.upgradePolicy === 'auto');
+  const due = await Promise.all(
+    all.map(async (l) => {
+      const stable = (await registry.getChannels(l.name)).find((c) => c.channel === 'stable')?.version ?? null;
+      if (stable === null) return false;
+      const on = (await registry.listVersions(l.name)).find((v) => v.version === stable)?.foundationVersion;
+      return !(on && on.line === input.foundation && on.version >= input.version);
+    }),
+  );
+  return { lines: all.filter((_, i) => due[i]).map((l) => l.name) };
 }
