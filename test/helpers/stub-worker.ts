@@ -38,8 +38,16 @@ export const ACTIVITY_NAMES = [
   'countFlips',
   'transferContext',
   'adoptFoundation',
+  'runRecipeTrial',
+  'recipeSearchContext',
+  'recordRecipeTrials',
+  'trainRl',
+  'recordRlRun',
 ] as const satisfies readonly (keyof Activities)[];
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
+// The list names every activity, or a stubbed workflow calling a missing one would wait on it forever.
+const everyActivityListed: Exclude<keyof Activities, ActivityName> extends never ? true : false = true;
+void everyActivityListed;
 export type StubActivities = { [K in ActivityName]?: Activities[K] };
 
 export interface Call {

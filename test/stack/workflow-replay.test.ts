@@ -6,9 +6,12 @@
  *
  * Re-record after an intended, versioned change (with `patched()`, or once nothing old runs any more):
  *   PERENNIAL_RECORD_HISTORIES=1 npx vitest run test/stack/workflow-replay.test.ts
+ * or record only the histories that have no file yet (a new workflow path), keeping the older ones as they are
+ * (they hold the paths before each patch, which is what the patches must keep):
+ *   PERENNIAL_RECORD_HISTORIES=new npx vitest run test/stack/workflow-replay.test.ts
  * The recording runs the same workflows over stub activities (test/helpers/stub-worker.ts) on the dev server.
  */
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -27,23 +30,32 @@ import {
 } from '../../schemas/contracts/messages.ts';
 import type { DropRequest } from '../../schemas/io.ts';
 import { historyFromJson, historyToJson } from '../helpers/histories.ts';
-import { dropRequest, installQuietRuntime, moved, promotingStubs, startStubHarness, until, type StubActivities } from '../helpers/stub-worker.ts';
+import { TRAINED, dropRequest, installQuietRuntime, moved, promotingStubs, startStubHarness, until, type StubActivities } from '../helpers/stub-worker.ts';
+import type { RlRecord } from '../../activities/types.ts';
+import { RL_GUARD_DEFAULTS } from '../../domain/rl-guards.ts';
+import { RL_DEFAULTS } from '../../model/rl.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
-const RECORD = process.env.PERENNIAL_RECORD_HISTORIES === '1';
+const RECORD = process.env.PERENNIAL_RECORD_HISTORIES === '1' || process.env.PERENNIAL_RECORD_HISTORIES === 'new';
+const ONLY_NEW = process.env.PERENNIAL_RECORD_HISTORIES === 'new';
 
 describe('workflow replay', () => {
   beforeAll(installQuietRuntime);
 
   it.runIf(RECORD)('records the histories of the line and cycle workflows', async () => {
-    rmSync(DIR, { recursive: true, force: true });
+    if (!ONLY_NEW) rmSync(DIR, { recursive: true, force: true });
     mkdirSync(DIR, { recursive: true });
     const harness = await startStubHarness();
     const save = async (name: string, handle: WorkflowHandle) => writeFileSync(join(DIR, `${name}.json`), historyToJson(await handle.fetchHistory()));
+    // Each recording with the files it writes: in `new` mode only those with a missing file run.
+    const recordings: [string[], (h: Harness, s: Save) => Promise<void>][] = [
+      [['line-first-run', 'line-continued-run', 'cycle-approved', 'cycle-promoted'], recordLine],
+      [['cycle-rolled-back'], recordRollback],
+      [['cycle-training-failed'], recordDiverged],
+      [['cycle-feedback'], recordFeedback],
+    ];
     try {
-      await recordLine(harness, save);
-      await recordRollback(harness, save);
-      await recordDiverged(harness, save);
+      for (const [files, record] of recordings) if (!ONLY_NEW || files.some((f) => !existsSync(join(DIR, `${f}.json`)))) await record(harness, save);
     } finally {
       await harness.close();
     }
@@ -151,3 +163,39 @@ async function recordDiverged(harness: Harness, save: Save) {
     await save('cycle-training-failed', handle);
   });
 }
+
+/** A feedback cycle (issue 16): an RL update from the stable version, its run recorded, the rl checks in the gate. */
+async function recordFeedback(harness: Harness, save: Save) {
+  const line = 'replay-feedback';
+  const checks = [
+    { step: 0, reward: 0.2, gold: 0.2, kl: 0 },
+    { step: 5, reward: 0.5, gold: 0.45, kl: 0.1 },
+  ];
+  const rl: RlRecord = {
+    recipe: { ...RL_DEFAULTS, steps: 5, seed: 1 },
+    guard: { ...RL_GUARD_DEFAULTS, klBudget: RL_DEFAULTS.klBudget },
+    checks,
+    curve: [{ step: 5, reward: 0.5, kl: 0.1 }],
+    stoppedBy: 'steps',
+    finalKl: 0.1,
+    verdict: { accept: true, reasons: [] },
+    rewardStats: { heldOutRewardBefore: 0.2, heldOutRewardAfter: 0.5 },
+  };
+  const stubs: StubActivities = {
+    ...promotingStubs(line),
+    ingestDrop: async ({ request }) => ({ status: 'accepted', digest: request.digest, counts: { train: 4, heldOut: 1, probes: 0 }, suites: [] }),
+    trainRl: async () => ({ training: TRAINED, rl }),
+    recordRlRun: async () => ({ recorded: true as const }),
+  };
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `cycle:${line}:2`,
+      args: [{ line, drop: { ...dropRequest('f'), kind: 'feedback' }, parentId: `line:${line}` }],
+    });
+    expect((await handle.result()).verdict).toBe('promoted');
+    expect(run.names()).toContain('trainRl');
+    await save('cycle-feedback', handle);
+  });
+}
+
