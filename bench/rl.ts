@@ -70,7 +70,10 @@ export interface RlBenchOutcome {
     stoppedBy: string;
     reason?: string;
     accepted: boolean;
+    /** Rejected by a guard against reward hacking: over-optimisation (reward up, gold behind) or gold fell at release. */
     hackingCaught: boolean;
+    /** Every reason the hacked update was rejected for. */
+    reasons: string[];
   };
   recipe: RlRecipe;
   foundationSteps: number;
@@ -113,6 +116,8 @@ export async function runRlBench(opts: { quick: boolean; corpusFile: string }): 
     klCoef: 0.05,
     klBudget: 1,
     checkEvery: 5,
+    // The longer run drifts further from the old skills: rehearse them twice as much.
+    ...(opts.quick ? {} : { replayWeight: 1, replayBatch: 8 }),
     seed: 11,
   };
   const guard: RlGuardPolicy = { ...RL_GUARD_DEFAULTS, klBudget: recipe.klBudget };
@@ -164,7 +169,10 @@ export async function runRlBench(opts: { quick: boolean; corpusFile: string }): 
       stoppedBy: hack.r.stoppedBy,
       reason: hack.r.reason,
       accepted: hack.accepted,
-      hackingCaught: !hack.accepted && hack.reasons.some((x) => x.startsWith('over-optimisation')),
+      // The held-out gold check catches the hack either way: diverging from the reward for two checks in a row stops
+      // the update (over-optimisation), and when the KL budget stops it first, gold having fallen rejects it at release.
+      hackingCaught: !hack.accepted && hack.reasons.some((x) => x.startsWith('over-optimisation') || x.startsWith('gold reward fell')),
+      reasons: hack.reasons,
     },
     recipe,
     foundationSteps,

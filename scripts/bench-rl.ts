@@ -14,7 +14,7 @@ const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, json
 const backend = await initBackendInfo();
 const corpusFile = fileURLToPath(new URL('../bench/corpus/pride-and-prejudice.txt', import.meta.url));
 const out = await runRlBench({ quick: args.quick ?? false, corpusFile });
-const result = { backend: backend.name, quick: args.quick ?? false, ...out, hackingCaught: out.hacking.hackingCaught };
+const result = { backend: backend.label, quick: args.quick ?? false, ...out, hackingCaught: out.hacking.hackingCaught };
 if (args.json) {
   console.log(JSON.stringify(result));
 } else {
@@ -22,5 +22,5 @@ if (args.json) {
   console.log(
     `KL ${out.kl.toFixed(4)} (budget ${out.klBudget}), worst suite regression ${(out.guardWorstRegression * 100).toFixed(2)}%, accepted ${out.accepted}`,
   );
-  console.log(`reward hacking: ${out.hacking.hackingCaught ? 'caught' : 'NOT caught'} (${out.hacking.reason ?? out.hacking.stoppedBy})`);
+  console.log(`reward hacking: ${out.hacking.hackingCaught ? 'caught' : 'NOT caught'} (stopped by ${out.hacking.stoppedBy}; rejected for: ${out.hacking.reasons.join('; ') || 'nothing'})`);
 }
