@@ -11,6 +11,7 @@
  *   PERENNIAL_RECORD_HISTORIES=new npx vitest run test/stack/workflow-replay.test.ts
  * The recording runs the same workflows over stub activities (test/helpers/stub-worker.ts) on the dev server.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -19,6 +20,7 @@ import { Worker } from '@temporalio/worker';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { cycleWorkflow } from '../../workflows/cycle-workflow.ts';
 import type { lineWorkflow } from '../../workflows/line-workflow.ts';
+import type { upgradeWorkflow } from '../../workflows/upgrade-workflow.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -38,6 +40,8 @@ import { RL_DEFAULTS } from '../../model/rl.ts';
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
 const RECORD = process.env.PERENNIAL_RECORD_HISTORIES === '1' || process.env.PERENNIAL_RECORD_HISTORIES === 'new';
 const ONLY_NEW = process.env.PERENNIAL_RECORD_HISTORIES === 'new';
+/** The workflow id each history ran under (histories recorded before it replay under their file name). */
+const IDS = 'ids.json';
 
 describe('workflow replay', () => {
   beforeAll(installQuietRuntime);
@@ -46,13 +50,23 @@ describe('workflow replay', () => {
     if (!ONLY_NEW) rmSync(DIR, { recursive: true, force: true });
     mkdirSync(DIR, { recursive: true });
     const harness = await startStubHarness();
-    const save = async (name: string, handle: WorkflowHandle) => writeFileSync(join(DIR, `${name}.json`), historyToJson(await handle.fetchHistory()));
+    // The workflow id of each history goes into ids.json: a workflow that derives ids from its own (the search child
+    // `<cycle id>:search`) must replay under the id it ran with.
+    const idsFile = join(DIR, IDS);
+    const ids: Record<string, string> = existsSync(idsFile) ? JSON.parse(readFileSync(idsFile, 'utf8')) : {};
+    const save = async (name: string, handle: WorkflowHandle) => {
+      writeFileSync(join(DIR, `${name}.json`), historyToJson(await handle.fetchHistory()));
+      ids[name] = handle.workflowId;
+      writeFileSync(idsFile, `${JSON.stringify(ids, Object.keys(ids).sort(), 2)}\n`);
+    };
     // Each recording with the files it writes: in `new` mode only those with a missing file run.
     const recordings: [string[], (h: Harness, s: Save) => Promise<void>][] = [
       [['line-first-run', 'line-continued-run', 'cycle-approved', 'cycle-promoted'], recordLine],
       [['cycle-rolled-back'], recordRollback],
       [['cycle-training-failed'], recordDiverged],
       [['cycle-feedback'], recordFeedback],
+      [['upgrade-one-line', 'cycle-transfer'], recordUpgrade],
+      [['cycle-recipe-search', 'search-recipe'], recordSearch],
     ];
     try {
       for (const [files, record] of recordings) if (!ONLY_NEW || files.some((f) => !existsSync(join(DIR, `${f}.json`)))) await record(harness, save);
@@ -62,9 +76,13 @@ describe('workflow replay', () => {
   });
 
   it('replays every committed history against the current workflow code without a determinism error', async () => {
-    const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
+    const files = readdirSync(DIR).filter((f) => f.endsWith('.json') && f !== IDS);
     expect(files.map((f) => f.split('-')[0])).toEqual(expect.arrayContaining(['line', 'cycle']));
-    const histories = files.map((f) => ({ workflowId: basename(f, '.json'), history: historyFromJson(JSON.parse(readFileSync(join(DIR, f), 'utf8'))) }));
+    const ids: Record<string, string> = existsSync(join(DIR, IDS)) ? JSON.parse(readFileSync(join(DIR, IDS), 'utf8')) : {};
+    const histories = files.map((f) => ({
+      workflowId: ids[basename(f, '.json')] ?? basename(f, '.json'),
+      history: historyFromJson(JSON.parse(readFileSync(join(DIR, f), 'utf8'))),
+    }));
     const failures: string[] = [];
     let replayed = 0;
     for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) {
@@ -196,6 +214,63 @@ async function recordFeedback(harness: Harness, save: Save) {
     expect((await handle.result()).verdict).toBe('promoted');
     expect(run.names()).toContain('trainRl');
     await save('cycle-feedback', handle);
+  });
+}
+
+/** A foundation upgrade (issue 13): the upgrade workflow and its one child, a transfer cycle that is promoted and adopts the new base. */
+async function recordUpgrade(harness: Harness, save: Save) {
+  const line = 'replay-transfer';
+  const foundation = 'replay-base';
+  // Activities route by workflow id: the upgrade's (`upgrade:<foundation>@2`) and the transfer cycle's (the line's).
+  await harness.withStubs(`${foundation}@2`, { upgradePlan: async () => ({ lines: [line] }) }, async () => undefined);
+  const stubs: StubActivities = {
+    ...promotingStubs(line),
+    transferContext: async () => ({ oldFoundation: { line: foundation, version: 1 }, rebase: false, suites: [], replay: [] }),
+    adoptFoundation: async () => undefined,
+  };
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.start<typeof upgradeWorkflow>('upgradeWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `upgrade:${foundation}@2`,
+      args: [{ foundation, version: 2 }],
+    });
+    const result = await handle.result();
+    expect(result.done.map((d) => [d.line, d.verdict])).toEqual([[line, 'promoted']]);
+    expect(run.names()).toContain('adoptFoundation');
+    await save('upgrade-one-line', handle);
+    await save('cycle-transfer', run.client.workflow.getHandle(result.done[0]!.cycleId));
+  });
+}
+
+/** A cycle with recipe `auto` (issue 15): its search child runs trials (halving, resumes), records them, and the candidate resumes from the winner. */
+async function recordSearch(harness: Harness, save: Save) {
+  const line = 'replay-search';
+  const stubs: StubActivities = {
+    ...promotingStubs(line),
+    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: [] }),
+    // Trials pass from a quarter of the base recipe's horizon on: the first bracket (an eighth) fails, the second passes.
+    runRecipeTrial: async (input) => ({
+      steps: input.stopAt,
+      flops: input.stopAt * 1e6,
+      wallMs: 1,
+      checkpoint: createHash('sha256').update(`checkpoint ${input.key} ${input.stopAt}`).digest('hex'),
+      weights: createHash('sha256').update(`weights ${input.key} ${input.stopAt}`).digest('hex'),
+      finalLoss: 1,
+      metrics: { old: { loss: 2 }, new: { loss: input.stopAt >= Math.round(input.recipe.steps / 2) && input.recipe.steps >= 25 ? 0.5 : 1.99 } },
+    }),
+    recordRecipeTrials: async (input) => ({ recorded: input.trials.length }),
+  };
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `cycle:${line}:2`,
+      args: [{ line, drop: { ...dropRequest('s'), recipe: { search: {} } }, parentId: `line:${line}` }],
+    });
+    const summary = await handle.result();
+    expect(summary.verdict, summary.reason).toBe('promoted');
+    expect(run.inputs('trainCandidate')[0]?.resumeFrom).toBeTruthy();
+    await save('cycle-recipe-search', handle);
+    await save('search-recipe', run.client.workflow.getHandle(`cycle:${line}:2:search`));
   });
 }
 
