@@ -109,10 +109,12 @@ export function trainingData(deps: ActivityDeps) {
         ErrorType.InvalidRequest,
       );
     }
-    // Interventions the cycle chose because the starting version's plasticity fell below the line's floor; the
-    // L2 pull (when on) still pulls toward the parent as it was.
+    // Interventions the cycle chose because the starting version's plasticity fell below the line's floor. The L2
+    // pull (when on) pulls toward the parent as it was, or with l2Anchor 'init' toward the seed's fresh
+    // initialisation (what the line's first version started from).
     const init = input.recipe.interventions?.length ? applyInterventions(config, weights, input.recipe.interventions, input.recipe.seed).weights : weights;
-    return { init, reference: input.recipe.l2Pull > 0 ? weights : undefined, config };
+    const reference = input.recipe.l2Pull > 0 ? (input.recipe.l2Anchor === 'init' ? initWeights(config, input.recipe.seed) : weights) : undefined;
+    return { init, reference, config };
   }
 
   return { trainingSources, initialWeights };

@@ -430,8 +430,11 @@ export function resetDormantUnits(
   return { ...resetUnits(config, weights, dormant.masks, opts.seed, opts.moments), fraction: dormant.fraction };
 }
 
-/** The interventions a cycle may apply to a version's starting weights (recorded in the version's recipe). */
-export type Intervention = 'shrink-perturb' | 'dormant-reset';
+/**
+ * The interventions a cycle may apply (recorded in the version's recipe): the first two change the starting
+ * weights (applyInterventions); 'l2-init' and 'rewarm' change the training (the recipe's l2Anchor and rewarm).
+ */
+export type Intervention = 'shrink-perturb' | 'dormant-reset' | 'l2-init' | 'rewarm';
 
 /**
  * Shrink-and-perturb strength the cycle uses: λ = 0.9 keeps most of what the model knows, σ = 0.1 adds a tenth
@@ -456,7 +459,7 @@ export function applyInterventions(
     if (intervention === 'shrink-perturb') {
       out = shrinkAndPerturb(config, out, { ...SHRINK_PERTURB, seed: deriveSeed(seed, 0x5a9) });
       applied.push({ intervention });
-    } else {
+    } else if (intervention === 'dormant-reset') {
       const r = resetDormantUnits(config, out, probeTask(DEFAULT_PROBE_BUDGET.seed, DEFAULT_PROBE_BUDGET.facts).docs, { seed: deriveSeed(seed, 0xd0e) });
       out = r.weights;
       applied.push({ intervention, reset: r.reset });

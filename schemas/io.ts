@@ -128,7 +128,13 @@ export const Recipe = z
      */
     plasticityFloor: z.number().min(0).max(10).optional(),
     /** The interventions applied to this version's starting weights (set by the cycle, recorded with the version). */
-    interventions: z.array(z.enum(['shrink-perturb', 'dormant-reset'])).optional(),
+    interventions: z.array(z.enum(['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm'])).optional(),
+    /**
+     * What the L2 pull pulls toward: `parent` (the weights training starts from; absent means this) or `init`, the
+     * fresh initialisation of the recipe's seed (regularisation toward the initial weights; set by the 'l2-init'
+     * intervention).
+     */
+    l2Anchor: z.enum(['parent', 'init']).optional(),
     /**
      * Recipe `auto` (issue 15): present, the cycle searches the cheapest recipe that passes the gate (workflows/
      * recipe-search.ts) starting from the fields above, within the budget given here. Absent: train with the recipe as is.

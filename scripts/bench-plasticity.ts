@@ -7,7 +7,8 @@
  *   (the setting most prone to lose plasticity: weights only grow);
  * - default: the product's default recipe (replay, L2 pull toward the parent, re-warming, weight decay);
  * - default+interventions: the default recipe with plasticityFloor 0.95: when the last version measured below
- *   it, the next drop starts from shrunk-and-perturbed, dormant-reset weights (what the cycle does);
+ *   it, the next drop starts from shrunk-and-perturbed, dormant-reset weights and trains with an L2 pull toward the
+ *   initial weights and a re-warmed learning rate (what the cycle does);
  * - naive+interventions: naive fine-tuning with the same floor, i.e. the defence where erosion does happen.
  * Without --json it prints the table and a text chart of plasticity per drop (bench/chart.ts) to stdout.
  * Prints one JSON object with `drops`, `strategies: {name: {plasticity, dormantFraction, weightNormGrowth,
@@ -25,7 +26,7 @@ import type { Weights } from '../model/weights.ts';
 import { lineChart } from '../bench/chart.ts';
 import { streamScenario } from '../bench/scenario.ts';
 import { dropFromBytes } from '../bench/stream.ts';
-import { planInterventions } from '../workflows/gate.ts';
+import { interventionRecipe, planInterventions } from '../workflows/gate.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, drops: { type: 'string' }, json: { type: 'boolean' } } });
@@ -89,13 +90,15 @@ for (const s of STRATEGIES) {
     const interventions = s.floor !== undefined ? planInterventions(s.floor, last?.ratio) : [];
     const parent = weights;
     const start = interventions.length ? applyInterventions(config, weights, interventions, 100 + i).weights : weights;
+    // The training side of the interventions, as the cycle applies it: the pull toward the initial weights, re-warming.
+    const r: { l2Pull: number; rewarm: boolean; l2Anchor?: 'parent' | 'init' } = interventionRecipe({ l2Pull: s.l2Pull, rewarm: s.rewarm && i > 0 }, interventions);
     const replay = drops.slice(0, i).flatMap((d) => d.train);
     const sources: Source[] = [{ name: 'drop', weight: 1 - (replay.length ? s.replayRatio : 0), docs: drop.train }];
     if (replay.length && s.replayRatio > 0) sources.push({ name: 'replay', weight: s.replayRatio, docs: replay });
     const trained = await trainModel({
       config,
       init: start,
-      ...(s.l2Pull > 0 ? { reference: parent } : {}),
+      ...(r.l2Pull > 0 ? { reference: r.l2Anchor === 'init' ? initWeights(config, INIT_SEED) : parent } : {}),
       sources,
       recipe: {
         steps,
@@ -103,10 +106,10 @@ for (const s of STRATEGIES) {
         learningRate: s.learningRate,
         minLearningRate: s.minLearningRate,
         warmupSteps: Math.round(steps / 10),
-        rewarm: s.rewarm && i > 0,
+        rewarm: r.rewarm,
         weightDecay: s.weightDecay,
         gradClip: 1,
-        l2Pull: s.l2Pull,
+        l2Pull: r.l2Pull,
         seed: 1 + i,
       },
     });

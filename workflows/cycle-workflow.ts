@@ -18,7 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, DEFAULT_MIN_FOUNDATION_GAIN_SHARE, combineGates, evaluateGate, evaluateInheritance, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
+import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, DEFAULT_MIN_FOUNDATION_GAIN_SHARE, combineGates, evaluateGate, evaluateInheritance, interventionRecipe, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -164,7 +164,7 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       ? await evals.measurePlasticity({ line: init.line, version: init.version, seed: chosen.seed })
       : undefined;
   const interventions = planInterventions(chosen.plasticityFloor, startPlasticity?.ratio);
-  let recipe = interventions.length ? { ...chosen, interventions } : chosen;
+  let recipe = interventionRecipe(chosen, interventions);
   // Recipe `auto` (issue 15): a child workflow searches the cheapest recipe that passes the gate; its winning
   // trial's final checkpoint becomes the candidate (no second training). Versioned: older histories replay without it.
   let resumeFrom: string | undefined;

@@ -128,14 +128,31 @@ export function wantsPlasticity(rules: GateInput['rules'], recipe: { plasticityF
   return rules.minPlasticity !== undefined || recipe.plasticityFloor !== undefined;
 }
 
+export type Intervention = 'shrink-perturb' | 'dormant-reset' | 'l2-init' | 'rewarm';
+
 /**
- * The interventions a cycle applies to the weights a candidate starts from: both (shrink-and-perturb, then a
- * reset of dormant MLP units) when the recipe sets a plasticityFloor and the starting version measured below
- * it; none otherwise (no floor, no measurement, or at or above the floor).
+ * The interventions a cycle applies when the recipe sets a plasticityFloor and the version a candidate starts
+ * from measured below it: to the starting weights shrink-and-perturb, then a reset of dormant MLP units; to the
+ * training an L2 pull toward the initial weights instead of the parent ('l2-init') and the learning rate warmed
+ * up again ('rewarm'). None otherwise (no floor, no measurement, or at or above the floor).
  */
-export function planInterventions(floor: number | undefined, ratio: number | undefined): ('shrink-perturb' | 'dormant-reset')[] {
+export function planInterventions(floor: number | undefined, ratio: number | undefined): Intervention[] {
   if (floor === undefined || ratio === undefined || !Number.isFinite(ratio) || ratio >= floor) return [];
-  return ['shrink-perturb', 'dormant-reset'];
+  return ['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm'];
+}
+
+/** Strength of the 'l2-init' pull toward the initial weights when the recipe's own pull is weaker (L2 Init, Kumar et al. 2023). */
+export const L2_INIT_PULL = 1e-3;
+
+/** The recipe a cycle trains with under `interventions`: they are recorded in it, with the training fields they change. */
+export function interventionRecipe<R extends { l2Pull: number; rewarm: boolean; interventions?: Intervention[]; l2Anchor?: 'parent' | 'init' }>(recipe: R, interventions: Intervention[]): R {
+  if (!interventions.length) return recipe;
+  return {
+    ...recipe,
+    interventions,
+    ...(interventions.includes('rewarm') ? { rewarm: true } : {}),
+    ...(interventions.includes('l2-init') ? { l2Anchor: 'init' as const, l2Pull: Math.max(recipe.l2Pull, L2_INIT_PULL) } : {}),
+  };
 }
 
 function finite(x: number | undefined): number | null {

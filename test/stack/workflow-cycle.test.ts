@@ -135,8 +135,9 @@ describe('cycleWorkflow with stub activities', () => {
       const result = await execute(run, line);
       expect(result.verdict).toBe('promoted');
       expect(run.inputs('measurePlasticity').map((i) => i.version)).toEqual([1, 2]);
-      expect(run.inputs('trainCandidate')[0]!.recipe).toMatchObject({ plasticityFloor: 0.8, interventions: ['shrink-perturb', 'dormant-reset'] });
-      expect(run.inputs('registerCandidate')[0]!.recipe).toMatchObject({ interventions: ['shrink-perturb', 'dormant-reset'] });
+      const interventions = ['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm'];
+      expect(run.inputs('trainCandidate')[0]!.recipe).toMatchObject({ plasticityFloor: 0.8, interventions, l2Anchor: 'init', rewarm: true });
+      expect(run.inputs('registerCandidate')[0]!.recipe).toMatchObject({ interventions, l2Anchor: 'init' });
     });
   });
 

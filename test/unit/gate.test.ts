@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateGate, planInterventions, wantsPlasticity, type GateInput } from '../../workflows/gate.ts';
+import { L2_INIT_PULL, evaluateGate, interventionRecipe, planInterventions, wantsPlasticity, type GateInput } from '../../workflows/gate.ts';
 import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 
 const rules = {
@@ -124,11 +124,27 @@ describe('planInterventions (the plasticity floor)', () => {
     expect(planInterventions(0.9, undefined)).toEqual([]);
     expect(planInterventions(0.9, Number.NaN)).toEqual([]);
     expect(planInterventions(0.9, 0.9)).toEqual([]);
-    expect(planInterventions(0.9, 0.89)).toEqual(['shrink-perturb', 'dormant-reset']);
+    expect(planInterventions(0.9, 0.89)).toEqual(['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm']);
   });
   it('measures plasticity only on a line that gates on it or defends it', () => {
     expect(wantsPlasticity(rules, {})).toBe(false);
     expect(wantsPlasticity({ ...rules, minPlasticity: 0.8 }, {})).toBe(true);
     expect(wantsPlasticity(rules, { plasticityFloor: 0.8 })).toBe(true);
+  });
+});
+
+describe('interventionRecipe (what the interventions change in training)', () => {
+  it('records the interventions, re-warms, and pulls toward the initial weights at least L2_INIT_PULL', () => {
+    const recipe = { l2Pull: 0, rewarm: false, steps: 10 };
+    expect(interventionRecipe(recipe, [])).toBe(recipe);
+    expect(interventionRecipe(recipe, planInterventions(0.9, 0.5))).toEqual({
+      l2Pull: L2_INIT_PULL,
+      rewarm: true,
+      steps: 10,
+      interventions: ['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm'],
+      l2Anchor: 'init',
+    });
+    // A stronger pull of the recipe's own is kept, now toward the initial weights.
+    expect(interventionRecipe({ l2Pull: 0.05, rewarm: false }, ['l2-init'])).toEqual({ l2Pull: 0.05, rewarm: false, interventions: ['l2-init'], l2Anchor: 'init' });
   });
 });
