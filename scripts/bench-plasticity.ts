@@ -14,7 +14,6 @@
  * Prints one JSON object with `drops`, `strategies: {name: {plasticity, dormantFraction, weightNormGrowth,
  * effectiveRank, bwt, finalQuality}}` after the last drop, and `series` per drop.
  */
-import { parseArgs } from 'node:util';
 import { initBackend } from '../model/backend.ts';
 import { preset } from '../model/config.ts';
 import { evaluateLoss } from '../model/evaluate.ts';
@@ -28,8 +27,9 @@ import { streamScenario } from '../bench/scenario.ts';
 import { dropFromBytes } from '../bench/stream.ts';
 import { interventionRecipe, planInterventions } from '../workflows/gate.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
+import { scriptArgs } from '../bench/args.ts';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, drops: { type: 'string' }, json: { type: 'boolean' } } });
+const { values: args } = scriptArgs('bench:plasticity', { options: { quick: { type: 'boolean' }, drops: { type: 'string' }, json: { type: 'boolean' } } });
 const quick = args.quick ?? false;
 const dropCount = Number(args.drops ?? (quick ? 8 : 50));
 const steps = quick ? 60 : 200;

@@ -6,11 +6,11 @@
  * hackingCaught and the curves.
  */
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { runRlBench } from '../bench/rl.ts';
 import { initBackendInfo } from '../model/backend.ts';
+import { scriptArgs } from '../bench/args.ts';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' } } });
+const { values: args } = scriptArgs('bench:rl', { options: { quick: { type: 'boolean' }, json: { type: 'boolean' } } });
 const backend = await initBackendInfo();
 const corpusFile = fileURLToPath(new URL('../bench/corpus/pride-and-prejudice.txt', import.meta.url));
 const out = await runRlBench({ quick: args.quick ?? false, corpusFile });

@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { initBackendInfo } from '../model/backend.ts';
 import { type ModelConfig, PRESETS, type PresetName, parameterCount, preset } from '../model/config.ts';
 import {
@@ -51,6 +50,7 @@ import { initWeights } from '../model/transformer.ts';
 import { type Weights, loadModel, saveModel } from '../model/weights.ts';
 import { DEFAULT_RECIPE } from '../schemas/defaults.ts';
 import { streamScenario, writeScenario } from '../bench/scenario.ts';
+import { scriptArgs } from '../bench/args.ts';
 
 /** Everything one run of the benchmark needs, resolved from the preset and the command line. */
 interface Plan {
@@ -125,7 +125,7 @@ function fromRecommended(): Pick<Plan, 'recipe' | 'knobs' | 'recipeSource'> {
   return { recipe, knobs, recipeSource: 'RECOMMENDED_RECIPE (bench/recipes.ts)' };
 }
 
-const { values: args } = parseArgs({
+const { values: args } = scriptArgs('bench:stream', {
   options: {
     quick: { type: 'boolean', default: false },
     model: { type: 'string' },

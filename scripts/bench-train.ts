@@ -12,7 +12,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { initBackendInfo } from '../model/backend.ts';
 import { PRESETS, type PresetName, flopsPerToken, parameterCount, preset } from '../model/config.ts';
@@ -20,8 +19,9 @@ import { evaluateLoss, exactMatch } from '../model/evaluate.ts';
 import { Rng } from '../model/random.ts';
 import { trainModel } from '../model/train.ts';
 import { LanguageModel, initWeights } from '../model/transformer.ts';
+import { scriptArgs } from '../bench/args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptArgs('bench:train', {
   options: {
     steps: { type: 'string', default: '300' },
     batch: { type: 'string', default: '16' },

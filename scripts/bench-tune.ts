@@ -3,7 +3,6 @@
  * generator, the default recipe against recipe `auto` (the loop's recipe search), each judged by the release gate
  * with the default gate rules on its own chain of versions. Prints one JSON object with --json.
  */
-import { parseArgs } from 'node:util';
 import { initBackendInfo } from '../model/backend.ts';
 import { preset } from '../model/config.ts';
 import { trainModel } from '../model/train.ts';
@@ -14,8 +13,9 @@ import { runTune } from '../bench/tune.ts';
 import { DEFAULT_GATE_RULES } from '../schemas/defaults.ts';
 import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
 import { evaluateGate } from '../workflows/gate.ts';
+import { scriptArgs } from '../bench/args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptArgs('bench:tune', {
   options: {
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },

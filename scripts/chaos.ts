@@ -17,7 +17,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import fc from 'fast-check';
 import { sha256Hex } from '../domain/drops.ts';
@@ -41,8 +40,9 @@ import { anyDrop, contractViolations, hugeLine, invalidUtf8, oneBadRecord, tryPa
 import { SocketWatch, procNetAvailable, type Endpoint } from './chaos/netwatch.ts';
 import { probeTraversal } from './chaos/traversal.ts';
 import { PROJECT_ROOT } from './stack/stack.ts';
+import { scriptArgs } from '../bench/args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptArgs('chaos', {
   options: {
     quick: { type: 'boolean', default: false },
     lines: { type: 'string' },
