@@ -61,8 +61,10 @@ function fmt(n: number, digits = 1): string {
 function matmulGflops(n: number): number {
   const a = tf.randomNormal([n, n], 0, 1, 'float32', 1) as tf.Tensor2D;
   const b = tf.randomNormal([n, n], 0, 1, 'float32', 2) as tf.Tensor2D;
-  const once = () => tf.tidy(() => tf.matMul(a, b)).dataSync().length;
-  once();
+  // Warm-up: the tensor tidy returns is the caller's to dispose (this leaked one tensor per run before).
+  const warm = tf.matMul(a, b);
+  warm.dataSync();
+  warm.dispose();
   let best = Infinity;
   for (let round = 0; round < 5; round++) {
     const reps = 4;
