@@ -18,6 +18,7 @@ import { LanguageModel, initWeights } from '../model/transformer.ts';
 import type { Weights } from '../model/weights.ts';
 import { catalogue, faq, generalText, products, rng, type DropRecord } from './scenario.ts';
 import { dropFromBytes, type StreamDrop } from './stream.ts';
+import { TRANSFER_STEPS_FACTOR } from '../schemas/defaults.ts';
 
 export type UpgradeStrategy = 'keep' | 'naive' | 'transfer';
 
@@ -30,7 +31,7 @@ export interface UpgradeBenchOptions {
   foundationSteps: number;
   /** The line's budget: steps of its first fine-tune, and (unless upgradeSteps is set) of every re-fine-tune or transfer. */
   lineSteps: number;
-  /** Steps of a re-fine-tune or transfer (default lineSteps). */
+  /** Steps of a re-fine-tune or transfer (default: lineSteps x TRANSFER_STEPS_FACTOR, as the loop's transfers train). */
   upgradeSteps?: number;
   recipe: Omit<Recipe, 'steps' | 'seed'>;
   /** Share of each batch from the foundation's data (the line's replayRatio); the line's own drops get the rest. */
@@ -202,12 +203,12 @@ export async function runUpgradeBench(opts: UpgradeBenchOptions): Promise<Upgrad
       };
       lines.push(judge('keep', old, 0, 0));
       log(`${line.name} -> ${fname}: naive re-fine-tune`);
-      const naive = await train(f.config, f.weights, own, opts.upgradeSteps ?? opts.lineSteps);
+      const naive = await train(f.config, f.weights, own, opts.upgradeSteps ?? opts.lineSteps * TRANSFER_STEPS_FACTOR);
       lines.push(judge('naive', score(f.config, naive.weights, [...suites, ...generalSuites]), naive.flops, naive.wallMs));
       log(`${line.name} -> ${fname}: transfer (replay buffer + distillation from the old application model)`);
       // The loop's transfer sources: the line's accepted drops (1 - replayRatio, distilled), the foundation line's data
       // (both general drops, cross-entropy only) the rest.
-      const transfer = await train(f.config, f.weights, [...mine(1 - rr), { ...g2, weight: rr / 2, distill: false }, { ...g1, weight: rr / 2, distill: false }], opts.upgradeSteps ?? opts.lineSteps, {
+      const transfer = await train(f.config, f.weights, [...mine(1 - rr), { ...g2, weight: rr / 2, distill: false }, { ...g1, weight: rr / 2, distill: false }], opts.upgradeSteps ?? opts.lineSteps * TRANSFER_STEPS_FACTOR, {
         config: opts.config,
         weights: app.weights,
       });

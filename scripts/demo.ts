@@ -62,7 +62,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
     foundation: names.foundation,
     modelConfig: config,
     // Half of each batch rehearses earlier drops (the line's and the foundation's, evenly): tiny models forget fast.
-    // A foundation upgrade's transfer re-learns from the replay buffer what four drops taught: four drops' steps.
+    // A foundation upgrade's transfer re-learns from the replay buffer what four drops taught: four drops' steps
+    // (the loop's default, TRANSFER_STEPS_FACTOR x steps, written out).
     recipe: { ...DEFAULT_RECIPE, steps: steps.application, learningRate: 3e-3, replayRatio: 0.5, l2Pull: 0, transfer: { steps: steps.application * 4 } },
     // Held-out text of a few sentences per drop moves more than 5% between tiny-model versions, and with eight
     // probes a suite moves in steps of 0.125: one flipped probe may pass, two may not.

@@ -40,6 +40,7 @@ import { LINE, PHASE, VERDICT, VERSION } from '../schemas/contracts/search-attri
 import { recipeSearchId, recipeSearchWorkflow } from './recipe-search.ts';
 import { rlState, rlVersionRecipe, withRlChecks } from './rl-cycle.ts';
 import type { RlRecord, TrainingOutcome } from '../activities/types.ts';
+import { TRANSFER_STEPS_FACTOR } from '../schemas/defaults.ts';
 
 const SYSTEM_ACTOR = 'perennial';
 
@@ -154,8 +155,11 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // A transfer starts from the new foundation version and distils the line's stable version (its teacher).
   const init = transfer ? transfer.foundation : champion !== null ? { line, version: champion } : (snapshot.foundationStable ?? null);
   const teacher = transfer && champion !== null ? { line, version: champion } : undefined;
-  // A transfer trains with the line's recipe under its `transfer` fields (more steps, say); a drop with its own.
-  const chosen = { ...snapshot.spec.recipe, ...(transfer ? snapshot.spec.recipe.transfer : drop?.recipe) };
+  // A transfer trains with the line's recipe for TRANSFER_STEPS_FACTOR times its steps, under its `transfer`
+  // fields; a drop with its own recipe fields.
+  const chosen = transfer
+    ? { ...snapshot.spec.recipe, steps: snapshot.spec.recipe.steps * TRANSFER_STEPS_FACTOR, ...snapshot.spec.recipe.transfer }
+    : { ...snapshot.spec.recipe, ...drop?.recipe };
   // Defended plasticity: when the version the candidate starts from measured below the line's floor, the
   // cycle restores headroom on its weights before training and records what it applied in the recipe. (Not on a
   // transfer: it starts from a foundation version, whose weights are the new base as released.)

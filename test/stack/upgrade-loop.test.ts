@@ -83,6 +83,8 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     const v2 = await loop.registry.getVersion(support, 2);
     expect(v2.parentVersion).toBe(1);
     expect(v2.foundationVersion).toEqual({ line: base, version: 2 });
+    // A transfer trains TRANSFER_STEPS_FACTOR (4) times the line's 60 steps by default.
+    expect(v2.recipe).toMatchObject({ steps: 240 });
     expect((await loop.registry.getChannels(support)).find((c) => c.channel === 'stable')?.version).toBe(2);
     const gate = await loop.registry.getGateDecisionFor(support, 2);
     expect(gate?.verdict).toBe('pass');
