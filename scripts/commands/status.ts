@@ -63,7 +63,14 @@ export function register(program: Command) {
             rlRuns: line ? await registry.getRlRuns(l.name) : [],
           })),
         );
-        const apps = await registry.listApplications();
+        // An application that holds its version while its channel moved on (a release, a foundation upgrade's
+        // transfer) is shown the newer version as available.
+        const apps = await Promise.all(
+          (await registry.listApplications()).map(async (a) => {
+            const now = (await registry.getChannels(a.line)).find((c) => c.channel === a.channel)?.version ?? null;
+            return { ...a, upgradeAvailable: a.policy === 'hold' && now !== null && now !== a.resolvedVersion ? now : null };
+          }),
+        );
         const t = { client, taskQueue: target.taskQueue };
         // The latest upgrades with their per-line outcomes (a running one reports its pending and running lines).
         const upgrades = await Promise.all((await listUpgrades(t, 5)).map(async (u) => ({ ...u, progress: await upgradeProgress(t, u.workflowId) })));
@@ -91,7 +98,10 @@ export function register(program: Command) {
           }
           if (apps.length) console.log('applications:');
           for (const a of apps)
-            console.log(`  ${a.app.padEnd(18)} ${`${a.line}@${a.channel}`.padEnd(22)} ${a.policy.padEnd(7)} -> version ${a.resolvedVersion ?? 'none'}`);
+            console.log(
+              `  ${a.app.padEnd(18)} ${`${a.line}@${a.channel}`.padEnd(22)} ${a.policy.padEnd(7)} -> version ${a.resolvedVersion ?? 'none'}` +
+                (a.upgradeAvailable !== null ? ` (upgrade available: version ${a.upgradeAvailable} on ${a.channel})` : ''),
+            );
         });
       } finally {
         await closeRegistry();

@@ -85,6 +85,13 @@ describe('the perennial CLI', () => {
     expect((await cli('app', 'bind', 'helpdesk', `${line}@stable`)).code).toBe(0);
     const apps = JSON.parse((await cli('app', 'list', '--json')).out) as { app: string; resolvedVersion: number }[];
     expect(apps.find((a) => a.app === 'kiosk')?.resolvedVersion).toBe(1);
+    // stable moves on to v2: helpdesk follows, kiosk holds v1 and is shown the newer version as available.
+    expect((await cli('rollback', line, '--to', '2', '--reason', 'v2 fixed', '--actor', 'ops')).code).toBe(0);
+    const held = await cli('status');
+    expect(held.out).toMatch(new RegExp(`kiosk +${line}@stable +hold +-> version 1 \\(upgrade available: version 2 on stable\\)`));
+    expect(held.out).toMatch(new RegExp(`helpdesk +${line}@stable +follow +-> version 2\n`));
+    const heldJson = JSON.parse((await cli('status', '--json')).out) as { applications: { app: string; upgradeAvailable: number | null }[] };
+    expect(heldJson.applications.find((a) => a.app === 'kiosk')?.upgradeAvailable).toBe(2);
 
     const lineage = JSON.parse((await cli('lineage', `${line}@2`, '--json')).out);
     expect(lineage.parents.map((p: { version: { version: number } }) => p.version.version)).toEqual([1]);
