@@ -9,6 +9,7 @@ import type { trainingActivities } from './train.ts';
 import type { searchRegistryActivities, trialActivities } from './search.ts';
 import type { rlActivities, rlRegistryActivities } from './rl.ts';
 import type { RlRecipe } from '../model/rl.ts';
+import type { RlCheckPoint } from '../schemas/contracts/gate.ts';
 
 export type { SuiteRef };
 
@@ -91,7 +92,7 @@ export interface RlRecord {
   /** The guard policy it was judged by (domain/rl-guards.ts). */
   guard: { divergeMargin: number; goldShare: number; consecutive: number; minRewardGain: number; goldTolerance: number; klBudget: number };
   /** Held-out checks: the first is the released model's. */
-  checks: { step: number; reward: number; gold: number; kl: number; ratings?: number }[];
+  checks: RlCheckPoint[];
   /** Per step: mean sampled reward and measured KL (the last 100). */
   curve: { step: number; reward: number; kl: number }[];
   stoppedBy: 'steps' | 'kl-budget' | 'guard';

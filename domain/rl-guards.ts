@@ -5,16 +5,10 @@
  * when the feedback had some, the policy's agreement with them (model/rl.ts RlCheck) must not fall by more
  * than the gold tolerance, and its falling while the reward rises is divergence like gold's.
  */
+import type { RlCheckPoint } from '../schemas/contracts/gate.ts';
 
 /** One held-out check of a policy (the first is the released model's). */
-export interface RewardCheck {
-  step: number;
-  reward: number;
-  gold: number;
-  kl: number;
-  /** Agreement with the held-out ratings (0.5 at the released model), when there are any. */
-  ratings?: number;
-}
+export type RewardCheck = RlCheckPoint;
 
 export interface RlGuardPolicy {
   /** Reward gain over the baseline from which a check can count as diverging. */

@@ -2,18 +2,13 @@
 import { and, asc, eq } from 'drizzle-orm';
 import { rlRuns, versions } from '../schemas/db/index.ts';
 import { InvalidInputError } from '../schemas/contracts/errors.ts';
+import type { RlCheckPoint } from '../schemas/contracts/gate.ts';
 import { appendAuditEntry } from './audit.ts';
 import { DEFAULT_ACTOR, lineRow, versionRow } from './rows.ts';
 import { TrialsRegistry } from './trials.ts';
 
-export interface RlCheckInfo {
-  step: number;
-  reward: number;
-  gold: number;
-  kl: number;
-  /** Agreement of the policy with the held-out ratings (0.5 = none either way), when the feedback had some. */
-  ratings?: number;
-}
+/** One held-out check of an RL run (schemas/contracts/gate.ts). */
+export type RlCheckInfo = RlCheckPoint;
 
 export interface RlRunInput {
   line: string;

@@ -151,11 +151,11 @@ async function upgradeRow(opts: DemoOptions, t: LoopTarget, names: { foundation:
   }
   const outcome = (await upgradeResult(t, upgradeId)).done.find((d) => d.line === names.application)!;
   opts.log(`  ${outcome.verdict}${outcome.version ? ` ${names.application}@${outcome.version}` : ''}: ${outcome.reason}`);
-  const verdict = outcome.verdict === 'failed' ? 'failed' : outcome.verdict;
-  return row(opts.registry, names.application, source, { cycleId, digest: '', source, verdict, version: outcome.version, reason: outcome.reason, finishedAt: '' } as CycleSummary);
+  return row(opts.registry, names.application, source, outcome);
 }
 
-async function row(registry: Registry, line: string, drop: string, summary: CycleSummary): Promise<DemoRow> {
+/** A table row from a cycle's outcome: a drop's cycle summary, or an upgrade's outcome for the line. */
+async function row(registry: Registry, line: string, drop: string, summary: Pick<CycleSummary, 'version' | 'reason'> & { verdict: string }): Promise<DemoRow> {
   const suites: DemoRow['suites'] = {};
   let parent: string | null = null;
   if (summary.version) {

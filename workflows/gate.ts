@@ -19,6 +19,7 @@
  */
 
 import type { GateDecision, GateInput, GateSuite, MetricName, Metrics, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
+import type { Recipe } from '../schemas/io.ts';
 
 // The shapes the gate reads and returns are contracts (results, messages and the registry carry them).
 export type { GateDecision, GateInput, GateSuite, Metrics, MetricName, PlasticityVerdict, SuiteKind, SuiteVerdict } from '../schemas/contracts/gate.ts';
@@ -128,7 +129,8 @@ export function wantsPlasticity(rules: GateInput['rules'], recipe: { plasticityF
   return rules.minPlasticity !== undefined || recipe.plasticityFloor !== undefined;
 }
 
-export type Intervention = 'shrink-perturb' | 'dormant-reset' | 'l2-init' | 'rewarm';
+/** An intervention as a recipe records it (schemas/io.ts Recipe.interventions). */
+export type Intervention = NonNullable<Recipe['interventions']>[number];
 
 /**
  * The interventions a cycle applies when the recipe sets a plasticityFloor and the version a candidate starts

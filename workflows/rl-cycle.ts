@@ -85,7 +85,10 @@ export function withRlChecks(line: GateDecision, rl: RlRecord): GateDecision {
   const failed = checks.filter((c) => !c.pass);
   const pass = failed.length === 0 && rl.verdict.accept;
   const rlSummary = pass
-    ? `RL passed: ${[0, 1, 2, 4].flatMap((i) => (checks[i] ? [checks[i].reason] : [])).join('; ')}`
+    ? `RL passed: ${checks
+        .filter((c) => c.suite !== 'rl:over-optimisation')
+        .map((c) => c.reason)
+        .join('; ')}`
     : `RL failed: ${(failed.length ? failed.map((c) => `${c.suite}: ${c.reason}`) : rl.verdict.reasons).join('; ')}`;
   return {
     ...line,

@@ -6,6 +6,19 @@ export type MetricName = 'loss' | 'exactMatch';
 /** The RL checks of a feedback cycle's gate (workflows/rl-cycle.ts): held-out reward, gold, KL, over-optimisation. */
 export type RlMetricName = 'reward' | 'gold' | 'kl' | 'overOptimisation' | 'ratingAgreement';
 
+/**
+ * One held-out check of an RL update (the first is the released model's): greedy answers' mean reward and gold
+ * reward, mean per-token KL to the released model, and the agreement with held-out ratings when there are any
+ * (0.5 at the released model; model/rl.ts ratingAgreement).
+ */
+export interface RlCheckPoint {
+  step: number;
+  reward: number;
+  gold: number;
+  kl: number;
+  ratings?: number;
+}
+
 export interface Metrics {
   /** 1 when nothing is left to measure: a later drop superseded every probe of the suite. */
   retired?: number;

@@ -1,7 +1,7 @@
 /** Signals, queries and updates of the line and cycle workflows, and the shapes they carry. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { DropRequest } from '../io.ts';
-import type { GateDecision } from './gate.ts';
+import type { GateDecision, RlCheckPoint } from './gate.ts';
 
 export type CyclePhase = 'queued' | 'ingest' | 'adapt' | 'evaluate' | 'gate' | 'canary' | 'awaiting-approval' | 'promote' | 'rollback' | 'done';
 
@@ -197,7 +197,7 @@ export interface CycleState {
 
 /** The RL curves of a feedback cycle: held-out checks (reward, gold, KL; the first is the released model's) and per step. */
 export interface CycleRlState {
-  checks: { step: number; reward: number; gold: number; kl: number; ratings?: number }[];
+  checks: RlCheckPoint[];
   curve: { step: number; reward: number; kl: number }[];
   stoppedBy: string;
   reason?: string;

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { check, doublePrecision, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
 import { createdAt, ref } from './columns.ts';
 import { versions } from './versions.ts';
+import type { RlCheckPoint } from '../contracts/gate.ts';
 
 /** One row per version trained by an RL cycle. A fact, so append-only. */
 export const rlRuns = pgTable(
@@ -14,7 +15,7 @@ export const rlRuns = pgTable(
     feedbackDigests: jsonb().$type<string[]>().notNull(),
     recipe: jsonb().$type<Record<string, unknown>>().notNull(),
     rewardStats: jsonb().$type<Record<string, unknown>>().notNull(),
-    checks: jsonb().$type<{ step: number; reward: number; gold: number; kl: number; ratings?: number }[]>().notNull(),
+    checks: jsonb().$type<RlCheckPoint[]>().notNull(),
     finalKl: doublePrecision().notNull(),
     stoppedBy: text().notNull(),
     backend: text(),
