@@ -1,7 +1,8 @@
 /**
  * `npm run bench:prose`: does the loop's model learn real English? Starts a private stack (its own PostgreSQL,
  * Temporal dev server and workers in a temporary folder), creates a foundation line with the `base` preset and
- * the loop's default recipe (DEFAULT_RECIPE: 200 steps of 16 x 256 tokens), sends the committed corpus
+ * the loop's default recipe for a foundation line of that preset (defaultRecipe: 1,200 steps of 16 x 256 tokens for
+ * `base`), sends the committed corpus
  * (bench/corpus/pride-and-prejudice.txt, a public-domain novel) as one plain-text drop, and waits for its cycle. The
  * drop is split the way every drop is (paragraphs, 15% held out by hash); the number is the loop's own
  * held-out loss suite of the version it produced, in bits per byte, against `xz -9` and `gzip -9` on the
@@ -21,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import proto from '@temporalio/proto';
 import { Command } from 'commander';
 import { PRESETS, flopsPerToken, parameterCount } from '../model/config.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../schemas/defaults.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, defaultRecipe } from '../schemas/defaults.ts';
 import { sendDrop, waitForCycle } from '../client/ops.ts';
 import { compressorBitsPerByte, modelBitsPerByte, splitProse } from '../bench/prose.ts';
 import { startPrivateStack } from './stack/private-stack.ts';
@@ -29,7 +30,7 @@ import { startPrivateStack } from './stack/private-stack.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench:prose')
   .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')}`, 'base')
-  .option('--steps <n>', `training steps of the cycle (default: the loop's, ${DEFAULT_RECIPE.steps})`, (v) => Number(v))
+  .option('--steps <n>', "training steps of the cycle (default: the loop's for a foundation line of the preset)", (v) => Number(v))
   .option('--corpus <file>', 'plain-text drop of real prose', join(here, '..', 'bench', 'corpus', 'pride-and-prejudice.txt'))
   .option('--quick', 'a smoke run: the small preset, 40 steps')
   .option('--keep', 'keep the temporary folder')
@@ -41,7 +42,7 @@ if (!(presetName in PRESETS)) {
   console.error(`--preset: unknown preset ${opts.preset}; choose one of ${Object.keys(PRESETS).join(', ')}`);
   process.exit(2);
 }
-const steps = opts.steps ?? (opts.quick ? 40 : DEFAULT_RECIPE.steps);
+const steps = opts.steps ?? (opts.quick ? 40 : defaultRecipe('foundation', presetName).steps);
 if (!Number.isInteger(steps) || steps < 1) {
   console.error(`--steps: expected a positive integer, got ${opts.steps}`);
   process.exit(2);
@@ -63,7 +64,7 @@ say(
 
 // --- the loop: a private stack, a foundation line, one drop ---------------------------------------------
 const config = PRESETS[presetName];
-const recipe = { ...DEFAULT_RECIPE, steps };
+const recipe = { ...defaultRecipe('foundation', presetName), steps };
 const { root, stack, client, installation, close } = await startPrivateStack('bench-prose', { taskQueue: 'bench', keep: opts.keep });
 const dropFile = join(root, 'drops', 'pride-and-prejudice.txt'); // <data>/drops is a default drop root
 mkdirSync(dirname(dropFile), { recursive: true });

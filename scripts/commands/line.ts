@@ -2,7 +2,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Command } from 'commander';
 import { PRESETS } from '../../model/config.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, FOUNDATION_STEPS, defaultRecipe } from '../../schemas/defaults.ts';
 import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
@@ -14,7 +14,7 @@ export function register(program: Command) {
     .option('--kind <kind>', 'foundation or application', 'application')
     .option('--foundation <line>', 'the foundation line an application line builds on')
     .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
-    .option('--steps <n>', 'training steps per cycle')
+    .option('--steps <n>', `training steps per cycle (default ${DEFAULT_RECIPE.steps}; a foundation line of preset ${Object.entries(FOUNDATION_STEPS).map(([p, n]) => `${p} ${n}`).join(', ')})`)
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}, or auto (search the cheapest passing recipe each cycle)')
     .option('--search-budget <flops>', "with --recipe auto: training FLOPs for all trials of one cycle (default: twice the recipe's)")
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
@@ -49,7 +49,7 @@ export function register(program: Command) {
           o.kind === 'application' ? (await registry.getLine(o.foundation!)).modelConfig : PRESETS[o.preset as keyof typeof PRESETS]
         ) as LineSpec['modelConfig'];
         // Overrides are laid over the defaults key by key at every depth, then validated whole.
-        const recipe = parseCliArgs(Recipe, mergeDeep(mergeDeep(DEFAULT_RECIPE, o.recipe), o.steps ? { steps: o.steps } : undefined), {}, '--recipe');
+        const recipe = parseCliArgs(Recipe, mergeDeep(mergeDeep(defaultRecipe(o.kind, o.preset), o.recipe), o.steps ? { steps: o.steps } : undefined), {}, '--recipe');
         const gateRules = parseCliArgs(GateRules, mergeDeep(DEFAULT_GATE_RULES, o.gate), {}, '--gate');
         const spec = LineSpec.parse({
           name,

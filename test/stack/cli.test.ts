@@ -53,6 +53,18 @@ describe('the perennial CLI', () => {
     expect((await cli('drop', 'no-such-line', file)).err).toMatch(/line no-such-line does not exist; create it first/);
   });
 
+  it("gives a new line its preset's default budget: base foundations train longer, applications keep the default", async () => {
+    const steps = async (...args: string[]) => {
+      const r = await cli('line', 'create', ...args, '--json');
+      expect(r.code, r.err).toBe(0);
+      return JSON.parse(r.out).recipe.steps as number;
+    };
+    expect(await steps('budget-base', '--kind', 'foundation', '--preset', 'base')).toBe(1200);
+    expect(await steps('budget-small', '--kind', 'foundation', '--preset', 'small')).toBe(200);
+    expect(await steps('budget-app', '--foundation', 'budget-base')).toBe(200);
+    expect(await steps('budget-base-short', '--kind', 'foundation', '--preset', 'base', '--steps', '300')).toBe(300);
+  });
+
   it('creates a line, sends drops, shows versions and status, rolls back, binds an app, traces lineage', async () => {
     expect(
       (await cli('line', 'create', line, '--kind', 'foundation', '--preset', 'tiny', '--steps', '60', '--recipe', '{"batchSize":8,"checkpointEvery":20}')).code,
