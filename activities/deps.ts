@@ -16,4 +16,6 @@ export interface ActivityDeps {
   codeRevision: string;
   /** Task queue of the workflow worker, for signal-with-start of line workflows. */
   workflowQueue: string;
+  /** How often a live training run heartbeats between its progress reports (default TRAINING_HEARTBEAT_MS). */
+  trainingHeartbeatMs?: number;
 }

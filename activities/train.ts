@@ -26,6 +26,8 @@ export interface TrainingHeartbeat {
 }
 
 const PROGRESS_SIGNAL_MS = 2000;
+/** How often a live training run heartbeats, whatever its step time (the training heartbeat timeout is 30 s). */
+export const TRAINING_HEARTBEAT_MS = 5000;
 
 function withoutDistill<R extends { distillTemperature?: number; distillWeight?: number }>(recipe: R): Omit<R, 'distillTemperature' | 'distillWeight'> {
   const { distillTemperature: _t, distillWeight: _w, ...rest } = recipe;
@@ -181,6 +183,13 @@ export function trainingActivities(deps: ActivityDeps) {
       let lastCheckpointStep = resume ? resumedFromStep : undefined;
       let lastLoss = previous?.loss;
       let lastSignal = 0;
+      let lastStep = resumedFromStep;
+      const details = (): TrainingHeartbeat => ({ step: lastStep, checkpoint: lastCheckpoint, checkpointStep: lastCheckpointStep, loss: lastLoss });
+      // Progress comes every 1% of the steps, and a `base` step takes 1-4 s: 12 steps between reports can outlast
+      // the 30 s heartbeat timeout on a loaded machine, and the server would retry a healthy run. The timer fires
+      // between steps (the training loop yields after each), so a live run heartbeats every few seconds whatever
+      // its step time; a dead worker still stops heartbeating.
+      const beat = setInterval(() => ctx.heartbeat(details()), deps.trainingHeartbeatMs ?? TRAINING_HEARTBEAT_MS);
       let result: TrainResult;
       try {
         result = await trainModel({
@@ -198,12 +207,14 @@ export function trainingActivities(deps: ActivityDeps) {
           onCheckpoint: async (bytes, step) => {
             lastCheckpoint = await deps.store.put(bytes);
             lastCheckpointStep = step;
+            lastStep = step;
             checkpoints.push({ digest: lastCheckpoint, step });
-            ctx.heartbeat({ step, checkpoint: lastCheckpoint, checkpointStep: step, loss: lastLoss } satisfies TrainingHeartbeat);
+            ctx.heartbeat(details());
           },
           onProgress: async (p) => {
             lastLoss = p.loss;
-            ctx.heartbeat({ step: p.step, checkpoint: lastCheckpoint, checkpointStep: lastCheckpointStep, loss: p.loss } satisfies TrainingHeartbeat);
+            lastStep = p.step;
+            ctx.heartbeat(details());
             const now = Date.now();
             if (input.progressTo && (now - lastSignal >= PROGRESS_SIGNAL_MS || p.step === p.steps)) {
               lastSignal = now;
@@ -226,6 +237,8 @@ export function trainingActivities(deps: ActivityDeps) {
         if (err instanceof TrainingDivergedError || err instanceof CheckpointMismatchError || err instanceof InvalidRecipeError)
           return failDeterministically(input.key, err);
         throw err;
+      } finally {
+        clearInterval(beat);
       }
       if (result.stopped)
         throw new CancelledFailure(`training of ${input.key} was cancelled at step ${result.steps}; last checkpoint ${lastCheckpoint ?? 'none'}`);

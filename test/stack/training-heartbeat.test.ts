@@ -1,0 +1,84 @@
+/**
+ * trainCandidate heartbeats on a timer, not only at its progress reports (every 1% of the steps): a `base` step
+ * takes 1-4 s, so 12 steps between reports could outlast the 30 s heartbeat timeout and the server would retry a
+ * healthy run (bench:prose saw 4 attempts). Real registry, store, model and tfjs backend, in the SDK's activity
+ * test environment; the interval is shortened so a tiny model shows the same shape in seconds.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ingestActivities } from '../../activities/ingest.ts';
+import type { TrainingOutcome } from '../../activities/types.ts';
+import { trainingActivities, type TrainingHeartbeat } from '../../activities/train.ts';
+import { sha256Hex } from '../../domain/drops.ts';
+import { DropCache } from '../../domain/suites.ts';
+import { PRESETS } from '../../model/config.ts';
+import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+
+let t: TestRegistry;
+let dropDigest: string;
+const line = 'beating';
+const config = PRESETS.tiny;
+const deps = (trainingHeartbeatMs?: number) => ({
+  registry: t.registry,
+  store: t.store,
+  drops: new DropCache(t.store),
+  dataDir: t.dir,
+  client: {} as Client, // no progressTo: nothing is signalled
+  codeRevision: 'rev-a',
+  workflowQueue: 'unused',
+  ...(trainingHeartbeatMs ? { trainingHeartbeatMs } : {}),
+});
+
+beforeAll(async () => {
+  t = await openTestRegistry('training_heartbeat');
+  await t.registry.ensureLine({ name: line, kind: 'foundation', ...FIXTURE_LINE, modelConfig: config, actor: 'test' });
+  const dir = join(t.dir, 'drops');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'mill.jsonl');
+  const text = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `the mill by the river opens at ${i % 12} and closes at ${(i % 12) + 8}.` })).join('\n') + '\n';
+  writeFileSync(file, text);
+  const ingested = await ingestActivities(deps()).ingestDrop({ line, request: { path: file, digest: sha256Hex(Buffer.from(text)), source: 'mill' }, key: 'k1' });
+  if (ingested.status !== 'accepted') throw new Error(`drop not accepted: ${ingested.status}`);
+  dropDigest = ingested.digest;
+}, 120_000);
+afterAll(async () => {
+  await t?.close();
+});
+
+async function train(key: string, steps: number, trainingHeartbeatMs?: number) {
+  const env = new MockActivityEnvironment();
+  const beats: { at: number; step: number }[] = [];
+  env.on('heartbeat', (d: unknown) => beats.push({ at: performance.now(), step: (d as TrainingHeartbeat).step }));
+  const started = performance.now();
+  const outcome: TrainingOutcome = await env.run(() =>
+    trainingActivities(deps(trainingHeartbeatMs)).trainCandidate({
+      line,
+      key,
+      init: null,
+      dropDigest,
+      replay: [],
+      recipe: { ...FIXTURE_LINE.recipe, steps, learningRate: 0.003 },
+      modelConfig: config,
+    }),
+  );
+  return { outcome, beats, wallMs: performance.now() - started };
+}
+
+describe('trainCandidate heartbeats', () => {
+  it('beats on its timer between progress reports, so a slow step rate cannot outlast the heartbeat timeout', { timeout: 120_000 }, async () => {
+    const { outcome, beats, wallMs } = await train('run-timer', 400, 15);
+    expect(outcome.steps).toBe(400);
+    // Progress reports (every 4 steps) and checkpoints beat with a new step, or at a checkpoint the report's step
+    // again (a handful); the timer's beats repeat the last step, one every 15 ms of the run.
+    const repeats = beats.filter((b, i) => i > 0 && b.step === beats[i - 1]!.step).length;
+    expect(repeats).toBeGreaterThan(Math.max(20, wallMs / 15 / 3));
+    // No beat after the run ended: the timer is cleared.
+    const count = beats.length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(beats.length).toBe(count);
+  });
+
+});
