@@ -39,6 +39,8 @@ export interface TuneDrop {
   autoMargin: number | null;
   autoTrials: number;
   autoSteps: number | null;
+  /** Every trial segment of the search: what it trained, how it was judged, what became of it. */
+  trials: { trial: string; source: string; rung: number; steps: string; learningRate: number; replayRatio: number; l2Pull: number; margin: number | null; status: string; summary: string }[];
 }
 
 export interface TuneResult {
@@ -159,6 +161,18 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       autoMargin: outcome.chosen?.margin ?? outcome.best?.margin ?? null,
       autoTrials: outcome.trials.length,
       autoSteps: outcome.chosen?.toStep ?? null,
+      trials: outcome.trials.map((t) => ({
+        trial: t.trial,
+        source: t.source,
+        rung: t.rung,
+        steps: `${t.fromStep}-${t.toStep}/${t.knobs.steps}`,
+        learningRate: t.knobs.learningRate,
+        replayRatio: t.knobs.replayRatio,
+        l2Pull: t.knobs.l2Pull,
+        margin: t.margin,
+        status: t.status,
+        summary: t.summary,
+      })),
     });
     o.log?.(
       `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)} (${dj.summary}); auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
