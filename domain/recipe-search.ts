@@ -12,7 +12,8 @@
  * next bracket takes the best configurations of the one before at twice the horizon. Before all of it, recipes
  * that passed on this line's earlier (and most similar) drops are tried alone at their own horizon, so a stable
  * line converges in one trial. The base recipe's own compute is held back from the budget for the last resort (when
- * the budget covers it), so a search never fails a drop the base recipe alone would have passed for want of budget.
+ * the budget covers it), so a search never fails a drop the base recipe alone would have passed for want of budget,
+ * and the base recipe is taken when it passes even below the margin asked (it is what the line would have trained).
  */
 import type { GateDecision } from '../schemas/contracts/gate.ts';
 
@@ -109,6 +110,11 @@ export interface SearchOptions {
   warm?: number;
   /** Hold the base recipe's compute back for the last resort (default true; false is the plan before that rule, for histories that ran it). */
   reserveBase?: boolean;
+  /**
+   * The base recipe as the last resort is chosen when it passes, even below `margin` (default true): it is what the
+   * line would have trained without a search, so a search never rejects a drop the base recipe passes.
+   */
+  baseOnPass?: boolean;
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
@@ -253,10 +259,10 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   };
 
   /** The passing complete trials of `recs`, cheapest first, then by margin. */
-  const winners = (recs: TrialRecord[]) =>
-    recs.filter((r) => r.complete && r.pass && (r.margin ?? -Infinity) >= o.margin).sort((a, b) => a.toStep - b.toStep || better(a, b));
-  const choose = (recs: TrialRecord[]): TrialRecord | null => {
-    const w = winners(recs)[0];
+  const winners = (recs: TrialRecord[], least: number) =>
+    recs.filter((r) => r.complete && r.pass && (r.margin ?? -Infinity) >= least).sort((a, b) => a.toStep - b.toStep || better(a, b));
+  const choose = (recs: TrialRecord[], least = o.margin): TrialRecord | null => {
+    const w = winners(recs, least)[0];
     if (!w) return null;
     w.status = 'chosen';
     for (const r of recs) if (r !== w && r.complete && r.pass) r.status = 'passed';
@@ -321,9 +327,14 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     const before = stopped;
     stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
-    const w = choose(recs);
+    const w = choose(recs, o.baseOnPass !== false ? -Infinity : o.margin);
     if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
     stopped ||= before;
+  }
+  // The base recipe ran before (as a warm start) and passed, below the margin: still what the line would have trained.
+  if (o.baseOnPass !== false) {
+    const w = choose(trials.filter((t) => key(t.knobs) === key(o.base)), -Infinity);
+    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)`);
   }
   return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
 }

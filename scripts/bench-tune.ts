@@ -22,13 +22,14 @@ const { values: args } = scriptArgs('bench:tune', {
     k: { type: 'string' },
     budget: { type: 'string', default: '2' },
     width: { type: 'string', default: '4' },
+    margin: { type: 'string', default: '0' },
     gate: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--gate JSON (gate rules over the defaults)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)]`,
   );
   process.exit(0);
 }
@@ -39,7 +40,12 @@ const started = performance.now();
 const backend = await initBackendInfo();
 const quick = args.quick;
 const k = Number(args.k ?? 10);
-if (!Number.isInteger(k) || k < 1) throw new Error(`--k is a whole number of drops, got ${args.k}`);
+const refuse = (line: string): never => {
+  process.stderr.write(`bench:tune: ${line}\n`);
+  process.exit(2);
+};
+if (!Number.isInteger(k) || k < 1) refuse(`--k is a whole number of drops, got ${args.k}`);
+if (!Number.isFinite(Number(args.margin))) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
@@ -77,6 +83,7 @@ const result = await runTune({
   knobs,
   budgetFactor: Number(args.budget),
   width: Number(args.width),
+  margin: Number(args.margin),
   gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 });

@@ -77,6 +77,8 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     .map(({ h }) => knobsOf(h.recipe as Partial<Recipe>, base));
   const recipeOf = (k: Knobs): Recipe => ({ ...base, ...k });
 
+  // Searches started before the base recipe was taken on a plain pass keep the plan they ran with.
+  const baseOnPass = patched('search-base-on-pass-v1');
   const outcome = await searchRecipe({
     base: knobsOf(base, base),
     history,
@@ -86,6 +88,7 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     width: settings.width,
     // Searches started before the base recipe's compute was held back keep the plan they ran with.
     reserveBase: patched('search-reserve-base-v1'),
+    baseOnPass,
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

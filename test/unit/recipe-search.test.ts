@@ -74,6 +74,23 @@ describe('searchRecipe', () => {
     expect(old.chosen).toBeNull();
   });
 
+  it('takes the base recipe when it passes, even below the margin asked: a search never rejects what the line would have trained', async () => {
+    // Only the full horizon passes, with margin 0.5 (loss 0.5), below the 0.6 asked.
+    const w = world(1);
+    const only = { ...w, run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)) };
+    const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0.6, run: only.run, judge: only.judge });
+    expect(out.chosen).toMatchObject({ source: 'base', toStep: 80, margin: 0.5 });
+    // The same when the base recipe ran first as the line's earlier recipe: the search looks for a cheaper one with
+    // the margin, finds none, and comes back to it.
+    const warm = await searchRecipe({ base, history: [base], budgetFlops: 1e9, flopsPerStep: 10, margin: 0.6, run: only.run, judge: only.judge });
+    expect(warm.chosen).toMatchObject({ source: 'history', toStep: 80 });
+    expect(warm.trials.length).toBeGreaterThan(1);
+    expect(warm.reason).toMatch(/below the 0\.6 asked/);
+    // Before the rule the search rejected both.
+    const old = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0.6, baseOnPass: false, run: only.run, judge: only.judge });
+    expect(old.chosen).toBeNull();
+  });
+
   it('drops a crashed trial and goes on with the others', async () => {
     const w = world(0.3, new Set(['t1']));
     const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge });
