@@ -327,14 +327,14 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     const before = stopped;
     stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
-    const w = choose(recs, o.baseOnPass !== false ? -Infinity : o.margin);
+    const w = choose(recs);
     if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
     stopped ||= before;
   }
-  // The base recipe ran before (as a warm start) and passed, below the margin: still what the line would have trained.
+  // The base recipe (as the last resort or as a warm start) passed, below the margin: still what the line would have trained.
   if (o.baseOnPass !== false) {
     const w = choose(trials.filter((t) => key(t.knobs) === key(o.base)), -Infinity);
-    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)`);
+    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)${stopped ? `; the trials before it stopped: ${stopped}` : ''}`);
   }
   return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
 }

@@ -40,12 +40,13 @@ const started = performance.now();
 const backend = await initBackendInfo();
 const quick = args.quick;
 const k = Number(args.k ?? 10);
+const margin = Number(args.margin);
 const refuse = (line: string): never => {
   process.stderr.write(`bench:tune: ${line}\n`);
   process.exit(2);
 };
 if (!Number.isInteger(k) || k < 1) refuse(`--k is a whole number of drops, got ${args.k}`);
-if (!Number.isFinite(Number(args.margin))) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
+if (!Number.isFinite(margin)) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
@@ -83,7 +84,7 @@ const result = await runTune({
   knobs,
   budgetFactor: Number(args.budget),
   width: Number(args.width),
-  margin: Number(args.margin),
+  margin,
   gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 });
