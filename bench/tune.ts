@@ -4,7 +4,7 @@
  * versions, each update judged by a gate the caller passes in (the release gate). Training runs in process with
  * the loop's trainer, and a promoted trial continues from its in-memory checkpoint exactly as the loop's does.
  */
-import { type Knobs, type TrialOutcome, gateMargin, searchRecipe } from '../domain/recipe-search.ts';
+import { type Knobs, type TrialOutcome, atHorizon, gateMargin, searchRecipe } from '../domain/recipe-search.ts';
 import type { GateDecision, GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { flopsPerToken, type ModelConfig } from '../model/config.ts';
 import { deriveSeed } from '../model/random.ts';
@@ -26,7 +26,23 @@ export interface TuneOptions {
   budgetFactor?: number;
   margin?: number;
   width?: number;
+  /**
+   * Fixed horizons to run as well, each the default recipe at that many steps (warmup scaled) on its own chain:
+   * what a hand-picked cheaper recipe gives on this stream, the bar a search has to clear.
+   */
+  fixed?: number[];
   log?: (s: string) => void;
+}
+
+/** A fixed recipe at another horizon on its own chain of versions. */
+export interface TuneFixed {
+  steps: number;
+  flops: number;
+  /** flops / the default recipe's. */
+  ratio: number;
+  passed: number;
+  gateMargin: number;
+  perDrop: { drop: string; pass: boolean; margin: number; summary: string }[];
 }
 
 export interface TuneDrop {
@@ -40,7 +56,18 @@ export interface TuneDrop {
   autoTrials: number;
   autoSteps: number | null;
   /** Every trial segment of the search: what it trained, how it was judged, what became of it. */
-  trials: { trial: string; source: string; rung: number; steps: string; learningRate: number; replayRatio: number; l2Pull: number; margin: number | null; status: string; summary: string }[];
+  trials: {
+    trial: string;
+    source: string;
+    rung: number;
+    steps: string;
+    learningRate: number;
+    replayRatio: number;
+    l2Pull: number;
+    margin: number | null;
+    status: string;
+    summary: string;
+  }[];
 }
 
 export interface TuneResult {
@@ -54,6 +81,7 @@ export interface TuneResult {
   passedAuto: number;
   drops: number;
   perDrop: TuneDrop[];
+  fixed: TuneFixed[];
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
@@ -95,6 +123,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
 
   let defCur = o.start;
   let autoCur = o.start;
+  const fixed = (o.fixed ?? []).map((steps) => ({ steps, knobs: atHorizon(base, steps), cur: o.start, flops: 0, perDrop: [] as TuneFixed['perDrop'] }));
   const history: Knobs[] = [];
   const perDrop: TuneDrop[] = [];
   for (let i = 1; i <= o.drops.length; i++) {
@@ -108,6 +137,17 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     const d = await train(defCur, i, base);
     const dj = judgeAgainst(defChampion)(metricsOf(d.weights, i));
     if (dj.pass) defCur = d.weights;
+
+    // Fixed horizons, each on its own chain.
+    for (const f of fixed) {
+      const champion = metricsOf(f.cur, i);
+      const t = await train(f.cur, i, f.knobs);
+      const j = judgeAgainst(champion)(metricsOf(t.weights, i));
+      if (j.pass) f.cur = t.weights;
+      f.flops += t.flops;
+      f.perDrop.push({ drop: o.drops[i - 1]!.name, pass: j.pass, margin: j.margin, summary: j.summary });
+      o.log?.(`drop ${i}: fixed ${f.steps} steps ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
+    }
 
     // Auto: the loop's search from this chain's champion.
     const autoChampion = metricsOf(autoCur, i);
@@ -190,6 +230,17 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     passedAuto: perDrop.filter((p) => p.autoPass).length,
     drops: perDrop.length,
     perDrop,
+    fixed: fixed.map((f) => {
+      const passed = f.perDrop.filter((p) => p.pass);
+      return {
+        steps: f.steps,
+        flops: f.flops,
+        ratio: f.flops / defaultFlops,
+        passed: passed.length,
+        gateMargin: mean(passed.map((p) => p.margin)),
+        perDrop: f.perDrop,
+      };
+    }),
   };
 
   function trainWithStop(

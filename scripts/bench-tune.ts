@@ -24,12 +24,13 @@ const { values: args } = scriptArgs('bench:tune', {
     width: { type: 'string', default: '4' },
     margin: { type: 'string', default: '0' },
     gate: { type: 'string' },
+    fixed: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)]`,
   );
   process.exit(0);
 }
@@ -47,6 +48,8 @@ const refuse = (line: string): never => {
 };
 if (!Number.isInteger(k) || k < 1) refuse(`--k is a whole number of drops, got ${args.k}`);
 if (!Number.isFinite(margin)) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
+const fixed = args.fixed === undefined ? [] : args.fixed.split(',').map(Number);
+if (fixed.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--fixed is a comma-separated list of step counts, e.g. 150 or 60,150, got ${args.fixed}`);
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
@@ -85,6 +88,7 @@ const result = await runTune({
   budgetFactor: Number(args.budget),
   width: Number(args.width),
   margin,
+  fixed,
   gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 });
@@ -104,4 +108,8 @@ else {
     `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${result.gateMarginAuto.toFixed(4)}`,
   );
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
+  for (const f of result.fixed)
+    console.log(
+      `fixed ${f.steps} steps: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${f.gateMargin.toFixed(4)}`,
+    );
 }
