@@ -203,8 +203,8 @@ export function writeScenario(dir: string, seed = 7, sizes = { paragraphs: 240, 
 export interface StreamScenarioOptions {
   /** Number of drops K after the base. */
   drops: number;
-  /** Products per catalogue drop. */
-  productsPerDrop: number;
+  /** Products per catalogue drop; a list gives the n-th catalogue the n-th size, cycling (drops of differing size). */
+  productsPerDrop: number | readonly number[];
   /** General-text paragraphs of the base (the foundation's corpus). */
   paragraphs: number;
   /** Which catalogue drops also state load limits: only the first (as the demo's catalogue A), all, or none. */
@@ -252,7 +252,8 @@ export function streamScenario(seed: number, opts: StreamScenarioOptions): { bas
     } else if (i === faqAt) {
       drops.push({ name: `${pad(i)}-faq.jsonl`, content: jsonl(faq(r)) });
     } else {
-      const items = products(r, opts.productsPerDrop, taken);
+      const sizes = typeof opts.productsPerDrop === 'number' ? [opts.productsPerDrop] : opts.productsPerDrop;
+      const items = products(r, sizes[catalogues % sizes.length]!, taken);
       const load = withLoad === 'all' || (withLoad === 'first' && !first);
       first ??= load ? items : undefined;
       catalogues += 1;

@@ -25,12 +25,13 @@ const { values: args } = scriptArgs('bench:tune', {
     margin: { type: 'string', default: '0' },
     gate: { type: 'string' },
     fixed: { type: 'string' },
+    sizes: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)]`,
   );
   process.exit(0);
 }
@@ -50,12 +51,14 @@ if (!Number.isInteger(k) || k < 1) refuse(`--k is a whole number of drops, got $
 if (!Number.isFinite(margin)) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
 const fixed = args.fixed === undefined ? [] : args.fixed.split(',').map(Number);
 if (fixed.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--fixed is a comma-separated list of step counts, e.g. 150 or 60,150, got ${args.fixed}`);
+const sizes = args.sizes === undefined ? [quick ? 3 : 8] : args.sizes.split(',').map(Number);
+if (sizes.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--sizes is a comma-separated list of products per catalogue drop, e.g. 1,8,2, got ${args.sizes}`);
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
   : { steps: 300, batchSize: 16, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 20, weightDecay: 0.01, gradClip: 1 };
 const knobs = { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3 };
-const s = streamScenario(7, { drops: k, productsPerDrop: quick ? 3 : 8, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
+const s = streamScenario(7, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
 const read = (d: { name: string; content: string }) => dropFromBytes(new TextEncoder().encode(d.content), d.name);
 const base = read(s.base);
 const drops = s.drops.map(read);
@@ -94,6 +97,7 @@ const result = await runTune({
 });
 const out = {
   preset: quick ? 'quick' : 'full',
+  productsPerDrop: sizes,
   backend: backend.label,
   gateRules: rules,
   ...result,
