@@ -115,6 +115,12 @@ export interface SearchOptions {
    * line would have trained without a search, so a search never rejects a drop the base recipe passes.
    */
   baseOnPass?: boolean;
+  /**
+   * Every bracket scales its configurations from the grid's full-horizon recipes (default true). False is the plan
+   * before that rule, for histories that ran it: each bracket rescaled the one before, and the warmup's rounding
+   * drifted (20 of 300 steps became 3 at 38, 6 at 75, 12 at 150 instead of 10).
+   */
+  rescaleFromGrid?: boolean;
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
@@ -288,10 +294,19 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
 
   const S = o.base.steps;
   const horizons = [...new Set([round(S / 8), round(S / 4), round(S / 2)])].filter((h) => h < S);
-  let configs = gridAround(o.base, horizons[0] ?? S, o.width ?? 4);
+  const fromGrid = o.rescaleFromGrid !== false;
+  let configs = gridAround(o.base, fromGrid ? S : (horizons[0] ?? S), o.width ?? 4);
+  // Each grid trial's configuration before scaling to its bracket's horizon: the next bracket scales it again.
+  const origin = new Map<string, Knobs>();
   for (let b = 0; b < horizons.length && !stopped; b++) {
     const h = horizons[b]!;
-    const plans = configs.map((k) => plan(atHorizon(k, h), b + 1, 'grid')).filter((p) => !seen.has(key(p.knobs)));
+    const plans = configs
+      .map((k) => {
+        const p = plan(atHorizon(k, h), b + 1, 'grid');
+        origin.set(p.id, k);
+        return p;
+      })
+      .filter((p) => !seen.has(key(p.knobs)));
     for (const p of plans) seen.add(key(p.knobs));
     const half = Math.floor(h / 2);
     let finalists: { plan: TrialPlan; resume?: string; from: number }[] = plans.map((p) => ({ plan: p, from: 0 }));
@@ -319,7 +334,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
       .filter((r) => r.margin !== null)
       .sort(better)
       .slice(0, 2)
-      .map((r) => r.knobs);
+      .map((r) => (fromGrid ? origin.get(r.trial)! : r.knobs));
     configs = next.length ? next : configs.slice(0, 2);
   }
   // Last resort: the base recipe as given (its compute was held back), unless it already ran or time is out.
@@ -328,13 +343,21 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
     const w = choose(recs);
-    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
+    if (w)
+      return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
     stopped ||= before;
   }
   // The base recipe (as the last resort or as a warm start) passed, below the margin: still what the line would have trained.
   if (o.baseOnPass !== false) {
-    const w = choose(trials.filter((t) => key(t.knobs) === key(o.base)), -Infinity);
-    if (w) return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)${stopped ? `; the trials before it stopped: ${stopped}` : ''}`);
+    const w = choose(
+      trials.filter((t) => key(t.knobs) === key(o.base)),
+      -Infinity,
+    );
+    if (w)
+      return done(
+        w,
+        `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)${stopped ? `; the trials before it stopped: ${stopped}` : ''}`,
+      );
   }
   return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
 }

@@ -89,6 +89,8 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     // Searches started before the base recipe's compute was held back keep the plan they ran with.
     reserveBase: patched('search-reserve-base-v1'),
     baseOnPass,
+    // Searches started before every bracket was scaled from the grid's full-horizon recipes keep their plan.
+    rescaleFromGrid: patched('search-rescale-from-grid-v1'),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

@@ -1,6 +1,6 @@
 /** The pure recipe-search plan (domain/recipe-search.ts): cheapest first, budget-bounded, warm-started, safe on crashes. */
 import { describe, expect, it } from 'vitest';
-import { type Knobs, type TrialRun, gateMargin, searchRecipe } from '../../domain/recipe-search.ts';
+import { type Knobs, type TrialRun, atHorizon, gateMargin, searchRecipe } from '../../domain/recipe-search.ts';
 
 const base: Knobs = { steps: 80, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 8, replayRatio: 0.3, l2Pull: 1e-3 };
 
@@ -64,11 +64,16 @@ describe('searchRecipe', () => {
     // Only the full horizon passes here (reach grows with steps alone); the trials before it would spend 1,200 of
     // the 1,200 FLOPs, leaving nothing for the base recipe's 800.
     const w = world(1);
-    const full = { ...w, run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)) };
+    const full = {
+      ...w,
+      run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)),
+    };
     const out = await searchRecipe({ base, history: [], budgetFlops: 1200, flopsPerStep: 10, margin: 0, run: full.run, judge: full.judge });
     expect(out.chosen?.source).toBe('base');
     expect(out.flops).toBeLessThanOrEqual(1200);
-    expect(out.reason).toMatch(/^only the base recipe passed \(80 steps, .*; the trials before it stopped: the compute budget \(1\.20e\+3 FLOPs, 8\.00e\+2 of it held for the base recipe\)/);
+    expect(out.reason).toMatch(
+      /^only the base recipe passed \(80 steps, .*; the trials before it stopped: the compute budget \(1\.20e\+3 FLOPs, 8\.00e\+2 of it held for the base recipe\)/,
+    );
     // The plan before the rule (kept for searches that ran it) spends the budget on trials and rejects.
     const old = await searchRecipe({ base, history: [], budgetFlops: 1200, flopsPerStep: 10, margin: 0, reserveBase: false, run: full.run, judge: full.judge });
     expect(old.chosen).toBeNull();
@@ -77,7 +82,10 @@ describe('searchRecipe', () => {
   it('takes the base recipe when it passes, even below the margin asked: a search never rejects what the line would have trained', async () => {
     // Only the full horizon passes, with margin 0.5 (loss 0.5), below the 0.6 asked.
     const w = world(1);
-    const only = { ...w, run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)) };
+    const only = {
+      ...w,
+      run: async (rs: TrialRun[]) => (await w.run(rs)).map((o, i) => (o.ok ? { ...o, metrics: { s: { loss: rs[i]!.toStep >= 80 ? 0.5 : 1.5 } } } : o)),
+    };
     const out = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0.6, run: only.run, judge: only.judge });
     expect(out.chosen).toMatchObject({ source: 'base', toStep: 80, margin: 0.5 });
     // The same when the base recipe ran first as the line's earlier recipe: the search looks for a cheaper one with
@@ -110,5 +118,22 @@ describe('searchRecipe', () => {
     });
     expect(gateMargin({ verdict: 'pass', summary: '', suites: [suite('loss', 1.8, 2), suite('exactMatch', 0.7, 0.5)] })).toBeCloseTo(0.1);
     expect(gateMargin({ verdict: 'fail', summary: '', suites: [suite('loss', 2.2, 2)] })).toBeCloseTo(-0.1);
+  });
+
+  it("scales every bracket from the grid recipe, so the warmup keeps the base recipe's share at each horizon", async () => {
+    // 300 steps with 20 of warmup; brackets at 38, 75 and 150 steps; only 150 steps reach far enough to pass.
+    const long: Knobs = { ...base, steps: 300, warmupSteps: 20 };
+    const search = (rescaleFromGrid?: boolean) => {
+      const w = world(4);
+      return searchRecipe({ base: long, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run: w.run, judge: w.judge, rescaleFromGrid });
+    };
+    const now = await search();
+    expect(now.chosen!.knobs.steps).toBe(150);
+    expect(now.chosen!.knobs.warmupSteps).toBe(atHorizon(long, 150).warmupSteps); // 10
+    expect(now.trials.filter((t) => t.bracket === 2).every((t) => t.knobs.warmupSteps === 5)).toBe(true);
+    // The plan before the rule (kept for histories that ran it): each bracket rescaled the one before, 3 -> 6 -> 12.
+    const before = await search(false);
+    expect(before.chosen!.knobs.steps).toBe(150);
+    expect(before.chosen!.knobs.warmupSteps).toBe(12);
   });
 });
