@@ -245,6 +245,7 @@ export function streamScenario(seed: number, opts: StreamScenarioOptions): { bas
   const drops: GeneratedDrop[] = [];
   let first: Product[] | undefined;
   let catalogues = 0;
+  const sizes = typeof opts.productsPerDrop === 'number' ? [opts.productsPerDrop] : opts.productsPerDrop;
   for (let i = 1; i <= k; i++) {
     if (i === regulationAt && first) {
       const reg = regulationChange(first.slice(0, Math.max(1, Math.floor(first.length / 2))), r);
@@ -252,7 +253,6 @@ export function streamScenario(seed: number, opts: StreamScenarioOptions): { bas
     } else if (i === faqAt) {
       drops.push({ name: `${pad(i)}-faq.jsonl`, content: jsonl(faq(r)) });
     } else {
-      const sizes = typeof opts.productsPerDrop === 'number' ? [opts.productsPerDrop] : opts.productsPerDrop;
       const items = products(r, sizes[catalogues % sizes.length]!, taken);
       const load = withLoad === 'all' || (withLoad === 'first' && !first);
       first ??= load ? items : undefined;

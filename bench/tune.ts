@@ -121,9 +121,12 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     l2Pull: o.knobs.l2Pull,
   };
 
-  let defCur = o.start;
+  /** A fixed recipe on its own chain: the default recipe, and each fixed horizon. */
+  type Arm = { knobs: Knobs; cur: Weights; flops: number; perDrop: TuneFixed['perDrop'] };
+  const arm = (knobs: Knobs): Arm => ({ knobs, cur: o.start, flops: 0, perDrop: [] });
+  const def = arm(base);
+  const fixed = (o.fixed ?? []).map((steps) => arm(atHorizon(base, steps)));
   let autoCur = o.start;
-  const fixed = (o.fixed ?? []).map((steps) => ({ steps, knobs: atHorizon(base, steps), cur: o.start, flops: 0, perDrop: [] as TuneFixed['perDrop'] }));
   const history: Knobs[] = [];
   const perDrop: TuneDrop[] = [];
   for (let i = 1; i <= o.drops.length; i++) {
@@ -132,21 +135,22 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       const d = o.gate(gateSuites, m as Record<string, Metrics>, champion);
       return { pass: d.verdict === 'pass', margin: gateMargin(d), summary: d.summary };
     };
+    // One update of a fixed-recipe arm from its champion; the arm keeps it when the gate passes.
+    const update = async (a: Arm) => {
+      const champion = metricsOf(a.cur, i);
+      const t = await train(a.cur, i, a.knobs);
+      const j = judgeAgainst(champion)(metricsOf(t.weights, i));
+      if (j.pass) a.cur = t.weights;
+      a.flops += t.flops;
+      a.perDrop.push({ drop: o.drops[i - 1]!.name, pass: j.pass, margin: j.margin, summary: j.summary });
+      return { ...j, flops: t.flops };
+    };
     // Default: the recipe as given.
-    const defChampion = metricsOf(defCur, i);
-    const d = await train(defCur, i, base);
-    const dj = judgeAgainst(defChampion)(metricsOf(d.weights, i));
-    if (dj.pass) defCur = d.weights;
-
+    const dj = await update(def);
     // Fixed horizons, each on its own chain.
     for (const f of fixed) {
-      const champion = metricsOf(f.cur, i);
-      const t = await train(f.cur, i, f.knobs);
-      const j = judgeAgainst(champion)(metricsOf(t.weights, i));
-      if (j.pass) f.cur = t.weights;
-      f.flops += t.flops;
-      f.perDrop.push({ drop: o.drops[i - 1]!.name, pass: j.pass, margin: j.margin, summary: j.summary });
-      o.log?.(`drop ${i}: fixed ${f.steps} steps ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
+      const j = await update(f);
+      o.log?.(`drop ${i}: fixed ${f.knobs.steps} steps ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
     }
 
     // Auto: the loop's search from this chain's champion.
@@ -193,7 +197,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     }
     perDrop.push({
       drop: o.drops[i - 1]!.name,
-      defaultFlops: d.flops,
+      defaultFlops: dj.flops,
       autoFlops: outcome.flops,
       defaultPass: dj.pass,
       autoPass: outcome.chosen !== null,
@@ -215,7 +219,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       })),
     });
     o.log?.(
-      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)} (${dj.summary}); auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / d.flops).toFixed(2)}x) ${outcome.reason}`,
+      `drop ${i}: default ${dj.pass ? 'pass' : 'fail'} margin ${dj.margin.toFixed(4)} (${dj.summary}); auto ${outcome.chosen ? 'pass' : 'fail'} (${outcome.trials.length} segments, ${(outcome.flops / dj.flops).toFixed(2)}x) ${outcome.reason}`,
     );
   }
   const defaultFlops = perDrop.reduce((a, p) => a + p.defaultFlops, 0);
@@ -233,7 +237,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     fixed: fixed.map((f) => {
       const passed = f.perDrop.filter((p) => p.pass);
       return {
-        steps: f.steps,
+        steps: f.knobs.steps,
         flops: f.flops,
         ratio: f.flops / defaultFlops,
         passed: passed.length,

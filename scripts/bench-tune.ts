@@ -49,10 +49,14 @@ const refuse = (line: string): never => {
 };
 if (!Number.isInteger(k) || k < 1) refuse(`--k is a whole number of drops, got ${args.k}`);
 if (!Number.isFinite(margin)) refuse(`--margin is a number (a gate margin, e.g. 0.01), got ${args.margin}`);
-const fixed = args.fixed === undefined ? [] : args.fixed.split(',').map(Number);
-if (fixed.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--fixed is a comma-separated list of step counts, e.g. 150 or 60,150, got ${args.fixed}`);
-const sizes = args.sizes === undefined ? [quick ? 3 : 8] : args.sizes.split(',').map(Number);
-if (sizes.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--sizes is a comma-separated list of products per catalogue drop, e.g. 1,8,2, got ${args.sizes}`);
+/** A comma-separated list of whole numbers >= 1, or a one-line refusal naming the flag. */
+const counts = (flag: string, value: string | undefined, fallback: number[], what: string): number[] => {
+  const list = value === undefined ? fallback : value.split(',').map(Number);
+  if (list.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--${flag} is a comma-separated list of ${what}, got ${value}`);
+  return list;
+};
+const fixed = counts('fixed', args.fixed, [], 'step counts, e.g. 150 or 60,150');
+const sizes = counts('sizes', args.sizes, [quick ? 3 : 8], 'products per catalogue drop, e.g. 1,8,2');
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
