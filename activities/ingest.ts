@@ -35,6 +35,12 @@ export interface QuarantineRecord {
 const MAX_REASON = 3000;
 const DIGEST = /^[0-9a-f]{64}$/;
 
+/** Where a drop goes: its line, and the cycle's ingest key (one per cycle and drop). */
+interface Target {
+  line: string;
+  key: string;
+}
+
 const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
 /**
@@ -160,7 +166,9 @@ export function ingestActivities(deps: ActivityDeps) {
     return dir;
   }
 
-  async function reject(line: string, req: DropRequest, digest: string, bytes: Uint8Array | undefined, why: string): Promise<never> {
+  /** `to`: the line and the cycle's ingest key, recorded with the quarantined drop so that a retry of this attempt says the same. */
+  async function reject(to: Target, req: DropRequest, digest: string, bytes: Uint8Array | undefined, why: string): Promise<never> {
+    const { line } = to;
     const reason = clip(why, MAX_REASON);
     const dir = await quarantine({ line, digest, file: req.path, reason, at: new Date().toISOString() }, bytes);
     await deps.registry.recordDrop({
@@ -171,16 +179,22 @@ export function ingestActivities(deps: ActivityDeps) {
       counts: { records: 0, train: 0, heldOut: 0, probes: 0 },
       reason,
       storedPath: dir,
+      ingestKey: to.key,
     });
-    throw ApplicationFailure.nonRetryable(reason, ErrorType.InvalidData, { line, digest, file: req.path, quarantine: dir });
+    return quarantined(line, digest, req.path, reason, dir);
+  }
+
+  function quarantined(line: string, digest: string, file: string, reason: string, dir: string): never {
+    throw ApplicationFailure.nonRetryable(reason, ErrorType.InvalidData, { line, digest, file, quarantine: dir });
   }
 
   const acts = {
     /** Ingests one drop for `line`: validate, store, record, register suites. Idempotent by (line, digest). */
     async ingestDrop(input: { line: string; request: DropRequest; key: string }): Promise<IngestResult> {
       const { line } = input;
+      const to: Target = { line, key: input.key };
       const checked = DropRequest.safeParse(input.request);
-      if (!checked.success) return rejectRequest(line, input.request, explain(checked.error));
+      if (!checked.success) return rejectRequest(to, input.request, explain(checked.error));
       const request = checked.data;
       const previous = await deps.registry.getDrop(line, request.digest);
       if (previous) {
@@ -191,34 +205,37 @@ export function ingestActivities(deps: ActivityDeps) {
           const again = await deps.registry.reacceptDrop(line, request.digest, input.key);
           return request.kind === 'feedback' ? feedbackAccepted(request.digest, again.counts) : accepted(line, request, again);
         }
+        // This cycle's earlier attempt quarantined it and died before saying so: the retry says it.
+        if (previous.status === 'quarantined' && previous.ingestKey === input.key)
+          return quarantined(line, request.digest, request.path, previous.reason ?? 'quarantined', previous.storedPath);
         return { status: 'duplicate', digest: request.digest, previousStatus: previous.status };
       }
       const read = await readDropFile(request.path, deps.dataDir);
-      if ('problem' in read) return reject(line, request, request.digest, undefined, `${request.path}: ${read.problem}`);
+      if ('problem' in read) return reject(to, request, request.digest, undefined, `${request.path}: ${read.problem}`);
       const { bytes } = read;
       const digest = sha256Hex(bytes);
       if (digest !== request.digest) {
         return reject(
-          line,
+          to,
           request,
           request.digest,
           bytes,
           `${request.path}: the file changed after it was sent (sent ${request.digest.slice(0, 12)}, read ${digest.slice(0, 12)}); send it again`,
         );
       }
-      if (request.kind === 'feedback') return ingestFeedback(line, request, digest, bytes, input.key);
+      if (request.kind === 'feedback') return ingestFeedback(to, request, digest, bytes);
       let parsed;
       try {
         parsed = parseDrop(bytes, request.path);
       } catch (err) {
-        if (err instanceof DropFormatError) return reject(line, request, digest, bytes, err.message);
+        if (err instanceof DropFormatError) return reject(to, request, digest, bytes, err.message);
         throw err;
       }
       // A cycle trains on the drop: one with nothing to train on (only held-out text or probes) is refused here,
       // with the reason, rather than accepted and then failing its cycle at the adapt step.
       if (parsed.train.length === 0)
         return reject(
-          line,
+          to,
           request,
           digest,
           bytes,
@@ -240,7 +257,7 @@ export function ingestActivities(deps: ActivityDeps) {
         storedPath: deps.store.pathOf(stored),
         ingestKey: input.key,
       });
-      for (const s of suites) await deps.registry.ensureSuite({ line, name: s.name, kind: s.kind, dataDigest: digest, dropDigest: digest });
+      await registerSuites(line, digest, suites);
       return { status: 'accepted', digest, counts: { train: parsed.train.length, heldOut: parsed.heldOut.length, probes: parsed.probes.length }, suites };
     },
 
@@ -288,12 +305,12 @@ export function ingestActivities(deps: ActivityDeps) {
    * under its own digest when it carries a valid one, else under the digest of the request itself; the file
    * it names is not read.
    */
-  function rejectRequest(line: string, raw: unknown, problem: string): Promise<never> {
+  function rejectRequest(to: Target, raw: unknown, problem: string): Promise<never> {
     const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
     const digest = typeof r.digest === 'string' && DIGEST.test(r.digest) ? r.digest : sha256Hex(safeJson(raw));
     const path = typeof r.path === 'string' ? clip(r.path, 500) : '(no path)';
     const source = SourceName.safeParse(r.source).success ? (r.source as string) : 'invalid-request';
-    return reject(line, { path, digest, source }, digest, undefined, `drop request for ${path} is invalid: ${problem}`);
+    return reject(to, { path, digest, source }, digest, undefined, `drop request for ${path} is invalid: ${problem}`);
   }
 
   /**
@@ -301,12 +318,13 @@ export function ingestActivities(deps: ActivityDeps) {
    * with its line, as a data drop's does), stored and recorded like a drop; it defines no suites. Counted as
    * train = training ratings and prompts, heldOut = the held-out ones the RL guards check.
    */
-  async function ingestFeedback(line: string, request: DropRequest, digest: string, bytes: Uint8Array, key: string): Promise<IngestResult> {
+  async function ingestFeedback(to: Target, request: DropRequest, digest: string, bytes: Uint8Array): Promise<IngestResult> {
+    const { line, key } = to;
     let fb;
     try {
       fb = parseFeedback(bytes, request.path);
     } catch (err) {
-      if (err instanceof DropFormatError) return reject(line, request, digest, bytes, err.message);
+      if (err instanceof DropFormatError) return reject(to, request, digest, bytes, err.message);
       throw err;
     }
     const train = fb.ratings.length + fb.prompts.length;
@@ -314,7 +332,7 @@ export function ingestActivities(deps: ActivityDeps) {
     // The RL guards check fresh greedy answers, which only a verifier can score: a held-out verifier prompt is needed.
     if (fb.prompts.length + fb.ratings.length === 0 || fb.heldOutPrompts.length === 0)
       return reject(
-        line,
+        to,
         request,
         digest,
         bytes,
@@ -337,13 +355,25 @@ export function ingestActivities(deps: ActivityDeps) {
     return { status: 'accepted', digest, counts: { train: counts.train, heldOut: counts.heldOut, probes: counts.probes }, suites: [] };
   }
 
-  function accepted(line: string, request: DropRequest, row: { counts: { train: number; heldOut: number; probes: number } }): Promise<IngestResult> {
-    return deps.drops.get(request.digest).then((parsed) => ({
-      status: 'accepted' as const,
+  /** A drop's suites, each idempotent by (line, name). */
+  async function registerSuites(line: string, digest: string, suites: SuiteRef[]): Promise<void> {
+    for (const s of suites) await deps.registry.ensureSuite({ line, name: s.name, kind: s.kind, dataDigest: digest, dropDigest: digest });
+  }
+
+  /**
+   * A drop recorded as accepted before (this cycle's earlier attempt, or a failed cycle's): its suites are
+   * registered again, idempotently, because an attempt whose worker died between recording the drop and
+   * registering its suites left them missing, and the cycle's evaluation would then find no suite to record.
+   */
+  async function accepted(line: string, request: DropRequest, row: { counts: { train: number; heldOut: number; probes: number } }): Promise<IngestResult> {
+    const suites = suitesOfDrop(line, request.source, request.digest, await deps.drops.get(request.digest));
+    await registerSuites(line, request.digest, suites);
+    return {
+      status: 'accepted',
       digest: request.digest,
       counts: { train: row.counts.train, heldOut: row.counts.heldOut, probes: row.counts.probes },
-      suites: suitesOfDrop(line, request.source, request.digest, parsed),
-    }));
+      suites,
+    };
   }
 }
 

@@ -402,8 +402,11 @@ export async function accountFor(s: ChaosStack, sent: { line: string; digest: st
         const handle = s.client.workflow.getHandle(`cycle:${line}:${n}`);
         try {
           const d = await handle.describe();
-          if (d.status.name !== 'COMPLETED') problems.push(`cycle:${line}:${n} is ${d.status.name}`);
-          else results.push(await handle.result());
+          if (d.status.name !== 'COMPLETED') {
+            // The line recorded the innermost failure message: it says which step broke and why.
+            const why = state.recent.find((c) => c.cycleId === `cycle:${line}:${n}`)?.reason;
+            problems.push(`cycle:${line}:${n} is ${d.status.name}${why ? ` (${why})` : ''}`);
+          } else results.push(await handle.result());
         } catch (err) {
           if (!(err instanceof WorkflowNotFoundError)) throw err;
           problems.push(`cycle:${line}:${n} does not exist`);
