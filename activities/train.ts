@@ -14,6 +14,7 @@ import { ErrorType } from '../schemas/contracts/errors.ts';
 import { progressSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
 import type { ModelConfig } from '../schemas/io.ts';
+import type { TrainingRunInfo } from '../registry/types.ts';
 import type { TrainInput, TrainingOutcome } from './types.ts';
 
 /** What the training activity heartbeats; a retry reads it back to resume. */
@@ -122,6 +123,21 @@ export function trainingData(deps: ActivityDeps) {
   return { trainingSources, initialWeights };
 }
 
+/** A finished run's outcome as recorded (its loss curve is not kept: empty). */
+function recordedOutcome(run: TrainingRunInfo): TrainingOutcome {
+  return {
+    weightsDigest: run.artifactDigest!,
+    steps: run.steps,
+    tokens: run.tokens,
+    flops: run.flops,
+    wallMs: run.wallMs,
+    backend: run.backend ?? 'unknown',
+    finalLoss: run.finalLoss ?? 0,
+    resumedFromStep: run.checkpoints.find((c) => c.resumed)?.step ?? 0,
+    lossCurve: [],
+  };
+}
+
 export function trainingActivities(deps: ActivityDeps) {
   const { trainingSources, initialWeights } = trainingData(deps);
 
@@ -142,7 +158,7 @@ export function trainingActivities(deps: ActivityDeps) {
       const ctx = Context.current();
       const backend = await initBackend();
       const previous = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
-      await deps.registry.startTrainingRun({
+      const run = await deps.registry.startTrainingRun({
         line: input.line,
         key: input.key,
         // A transfer's parent is its teacher (the line's stable version); its base is the new foundation version.
@@ -151,6 +167,12 @@ export function trainingActivities(deps: ActivityDeps) {
         seed: input.recipe.seed,
         drops: input.dropDigest ? [input.dropDigest] : [],
       });
+      // An earlier attempt finished this run and its worker died before Temporal heard: the record is the outcome.
+      // Training again would redo steps and, where kernels round differently (another backend), record one set of
+      // weights with the run and register another with the version.
+      if (run.status === 'completed') return recordedOutcome(run);
+      if (run.status === 'failed')
+        throw ApplicationFailure.create({ message: run.error ?? `training run ${input.key} failed`, type: 'TrainingRunFailedError', nonRetryable: true });
       let init: Weights, reference: Weights | undefined, sources: Awaited<ReturnType<typeof trainingSources>>;
       let config: ModelConfig, teacher: { config: ModelConfig; weights: Weights } | undefined;
       try {
@@ -179,7 +201,9 @@ export function trainingActivities(deps: ActivityDeps) {
       const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
       let lastCheckpoint = resumeDigest;
       // Recorded with the run, so `perennial verify` re-hashes every checkpoint the version was trained through.
-      const checkpoints: { digest: string; step: number }[] = lastCheckpoint ? [{ digest: lastCheckpoint, step: resumedFromStep }] : [];
+      const checkpoints: { digest: string; step: number; resumed?: true }[] = lastCheckpoint
+        ? [{ digest: lastCheckpoint, step: resumedFromStep, resumed: true }]
+        : [];
       let lastCheckpointStep = resume ? resumedFromStep : undefined;
       let lastLoss = previous?.loss;
       let lastSignal = 0;
@@ -255,8 +279,10 @@ export function trainingActivities(deps: ActivityDeps) {
         resumedFromStep,
         lossCurve: result.lossCurve.slice(-50),
       };
-      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs), checkpoints });
-      return outcome;
+      const finished = await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs), checkpoints });
+      // Another attempt of this run (one the server had given up on, still running on a stalled worker) finished
+      // first: its weights are the record, so they are the candidate.
+      return finished.artifactDigest === weightsDigest ? outcome : recordedOutcome(finished);
     },
   };
 }

@@ -112,7 +112,7 @@ export const FinishTrainingRunInput = z.object({
   weightsDigest: Digest.optional(),
   /** Checkpoints written (or resumed from), so verification covers them. */
   checkpoints: z
-    .array(z.object({ digest: Digest, step: Count }))
+    .array(z.object({ digest: Digest, step: Count, resumed: z.literal(true).optional() }))
     .max(100_000)
     .optional(),
   error: z.string().max(8000).optional(),

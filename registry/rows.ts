@@ -66,7 +66,8 @@ export async function foundationVersionOf(
       .where(eq(lines.name, wanted.line)),
   );
   if (!row) throw new NotFoundError(`line ${wanted.line}`);
-  if (row.kind !== 'foundation') throw new InvalidInputError(`createVersion: ${wanted.line} is an application line; ${line.name} can only sit on a foundation version`);
+  if (row.kind !== 'foundation')
+    throw new InvalidInputError(`createVersion: ${wanted.line} is an application line; ${line.name} can only sit on a foundation version`);
   if (row.id === null) throw new NotFoundError(`version ${wanted.line}@${wanted.version}`);
   return { id: row.id, line: wanted.line, version: wanted.version };
 }
@@ -224,6 +225,7 @@ export function toRunInfo(run: typeof trainingRuns.$inferSelect, line: string, d
     backend: run.backend,
     finalLoss: run.finalLoss,
     artifactDigest: run.artifactDigest,
+    checkpoints: run.checkpoints,
     error: run.error,
     version,
     drops,

@@ -71,7 +71,8 @@ export class TrainingRegistry extends LinesRegistry {
       /** Same as artifactDigest (the training activity's name for it). */
       weightsDigest?: string;
       /** The checkpoints the run wrote or resumed from; `verify` re-hashes them with the version. */
-      checkpoints?: { digest: string; step: number }[];
+      /** `resumed`: the checkpoint this run started from (a retry's, or a search trial's handed over). */
+      checkpoints?: { digest: string; step: number; resumed?: true }[];
       error?: string;
     },
     actor: string = DEFAULT_ACTOR,

@@ -76,6 +76,8 @@ export interface TrainingRunInfo {
   backend: string | null;
   finalLoss: number | null;
   artifactDigest: string | null;
+  /** The checkpoints it wrote (and the one it resumed from, marked `resumed`), as recorded when it finished. */
+  checkpoints: { digest: string; step: number; resumed?: true }[];
   error: string | null;
   /** The version this run produced, once created. */
   version: number | null;

@@ -32,7 +32,7 @@ export const trainingRuns = pgTable(
     artifactDigest: text(),
     /** The checkpoints the run wrote or resumed from (migration 0003), re-hashed by `perennial verify`. */
     checkpoints: jsonb()
-      .$type<{ digest: string; step: number }[]>()
+      .$type<{ digest: string; step: number; resumed?: true }[]>()
       .notNull()
       .default(sql`'[]'::jsonb`),
     error: text(),

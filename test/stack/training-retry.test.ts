@@ -1,0 +1,119 @@
+/**
+ * trainCandidate retried after its run was already recorded, on a real registry, store, model and backend in the
+ * SDK's activity test environment. A worker can die after `finishTrainingRun` committed and before Temporal heard
+ * the activity complete; the server's retry must return what was recorded, not train again (redoing steps and, on
+ * a backend whose kernels round differently, registering other weights than the run records). Likewise a run
+ * recorded as failed stays failed, and of two attempts racing (a stalled worker the server gave up on, and its
+ * retry) the one that finished first is the candidate.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ingestActivities } from '../../activities/ingest.ts';
+import { trainingActivities, type TrainingHeartbeat } from '../../activities/train.ts';
+import type { TrainInput, TrainingOutcome } from '../../activities/types.ts';
+import { sha256Hex } from '../../domain/drops.ts';
+import { DropCache } from '../../domain/suites.ts';
+import { PRESETS } from '../../model/config.ts';
+import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+
+let t: TestRegistry;
+let dropDigest: string;
+const line = 'retried';
+const config = PRESETS.tiny;
+const deps = () => ({
+  registry: t.registry,
+  store: t.store,
+  drops: new DropCache(t.store),
+  dataDir: t.dir,
+  client: {} as Client, // no progressTo: nothing is signalled
+  codeRevision: 'rev-a',
+  workflowQueue: 'unused',
+});
+
+beforeAll(async () => {
+  t = await openTestRegistry('training_retry');
+  await t.registry.ensureLine({ name: line, kind: 'foundation', ...FIXTURE_LINE, modelConfig: config, actor: 'test' });
+  const dir = join(t.dir, 'drops');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'ferry.jsonl');
+  const text =
+    Array.from({ length: 40 }, (_, i) => JSON.stringify({ text: `the ferry leaves pier ${i % 7} at ${(i % 9) + 6} every morning.` })).join('\n') + '\n';
+  writeFileSync(file, text);
+  const ingested = await ingestActivities(deps()).ingestDrop({
+    line,
+    request: { path: file, digest: sha256Hex(Buffer.from(text)), source: 'ferry' },
+    key: 'k1',
+  });
+  if (ingested.status !== 'accepted') throw new Error(`drop not accepted: ${ingested.status}`);
+  dropDigest = ingested.digest;
+}, 120_000);
+afterAll(async () => t?.close());
+
+const input = (key: string, recipe: Partial<TrainInput['recipe']> = {}): TrainInput => ({
+  line,
+  key,
+  init: null,
+  dropDigest,
+  replay: [],
+  recipe: { ...FIXTURE_LINE.recipe, steps: 60, checkpointEvery: 20, learningRate: 0.003, ...recipe },
+  modelConfig: config,
+});
+
+/** One attempt, with the heartbeat details the server hands a retry; returns its outcome and the steps it trained. */
+async function attempt(i: TrainInput, heartbeatDetails?: TrainingHeartbeat) {
+  const env = new MockActivityEnvironment(heartbeatDetails ? { heartbeatDetails } : {});
+  const steps: number[] = [];
+  env.on('heartbeat', (d: unknown) => steps.push((d as TrainingHeartbeat).step));
+  const outcome: TrainingOutcome = await env.run(() => trainingActivities(deps()).trainCandidate(i));
+  return { outcome, steps };
+}
+
+const auditCount = async (action: string, key: string) =>
+  (await t.app.sql<{ n: number }[]>`select count(*)::int as n from audit_log where action = ${action} and subject = ${`${line}/run/${key}`}`)[0]!.n;
+
+it('returns the recorded outcome to a retry of an attempt that finished the run, training nothing', { timeout: 120_000 }, async () => {
+  const first = await attempt(input('finished'));
+  expect(first.outcome.steps).toBe(60);
+  // The retry gets the first attempt's last heartbeat (its checkpoint at step 40), as the server would hand it over.
+  const checkpoint = (await t.registry.getTrainingRun('finished'))!.checkpoints.find((c) => c.step === 40)!;
+  const retry = await attempt(input('finished'), { step: 40, checkpoint: checkpoint.digest, checkpointStep: 40 });
+  expect(retry.steps).toEqual([]); // no heartbeat: no step trained
+  const { lossCurve: _curve, ...recorded } = first.outcome;
+  expect(retry.outcome).toMatchObject({ ...recorded, lossCurve: [] });
+  expect(await auditCount('training.finish', 'finished')).toBe(1);
+});
+
+it('says where a recorded run resumed from', { timeout: 120_000 }, async () => {
+  const cut = await attempt(input('resumed'));
+  const from = (await t.registry.getTrainingRun('resumed'))!.checkpoints.find((c) => c.step === 20)!;
+  // A run that resumed at step 20 (as a search's winning trial hands over its checkpoint).
+  const resumed = await attempt({ ...input('resumed-2'), resumeFrom: from.digest });
+  expect(cut.outcome.resumedFromStep).toBe(0);
+  expect(resumed.outcome.resumedFromStep).toBe(20);
+  expect((await attempt({ ...input('resumed-2'), resumeFrom: from.digest })).outcome).toMatchObject({
+    resumedFromStep: 20,
+    weightsDigest: resumed.outcome.weightsDigest,
+  });
+});
+
+it('fails a retry of a run recorded as failed, non-retryable, with the recorded reason', async () => {
+  await t.registry.startTrainingRun({ line, key: 'diverged', parentVersion: null, recipe: input('diverged').recipe, seed: 7, drops: [dropDigest] });
+  await t.registry.finishTrainingRun('diverged', { status: 'failed', error: 'training diverged at step 12 (loss Infinity)' });
+  const err = await attempt(input('diverged')).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  expect(err).toMatchObject({ nonRetryable: true, message: 'training diverged at step 12 (loss Infinity)' });
+});
+
+it('of two attempts racing on one run, both return the weights of the one that finished first', { timeout: 120_000 }, async () => {
+  // Different seeds stand in for kernels that round differently: the two attempts train different weights.
+  const [a, b] = await Promise.all([attempt(input('raced', { seed: 7 })), attempt(input('raced', { seed: 8, steps: 60 }))]);
+  const run = (await t.registry.getTrainingRun('raced'))!;
+  expect(a.outcome.weightsDigest).toBe(run.artifactDigest);
+  expect(b.outcome.weightsDigest).toBe(run.artifactDigest);
+  expect(a.steps.length + b.steps.length).toBeGreaterThan(0);
+  expect(await auditCount('training.finish', 'raced')).toBe(1);
+});
