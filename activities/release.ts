@@ -293,7 +293,15 @@ export function releaseActivities(deps: ActivityDeps) {
     },
 
     /** Appends an audit entry for a human or system event that moves nothing (a report, an approval). */
-    async recordEvent(input: { actor: string; action: string; line: string; version?: number; payload: Record<string, unknown> }): Promise<void> {
+    /** Idempotent by `eventKey`: a re-run (a replayed local activity) finds the entry the first run appended. */
+    async recordEvent(input: {
+      actor: string;
+      action: string;
+      line: string;
+      version?: number;
+      payload: Record<string, unknown>;
+      eventKey?: string;
+    }): Promise<void> {
       await registry.recordEvent(input);
     },
 

@@ -2,7 +2,7 @@
  * The registry's base: its dependencies, and the audit facade every write goes through (each write is one
  * transaction that appends its audit entry last, so a change and its record commit together or not at all).
  */
-import { and, asc, eq, gt } from 'drizzle-orm';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { auditLog } from '../schemas/db/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import {
@@ -16,7 +16,8 @@ import {
   sealAuditRoot,
   verifyAuditLog,
 } from './audit.ts';
-import type { Database } from './db.ts';
+import { LOCKS, type Database } from './db.ts';
+import { RegistryConflictError } from '../schemas/contracts/errors.ts';
 import { RecordEventInput, parseInput } from './inputs.ts';
 import type { Keys, Verifier } from './signing.ts';
 import type { Json, RegistryDeps } from './types.ts';
@@ -46,16 +47,33 @@ export class RegistryCore {
     return this.db.transaction((t) => appendAuditEntry(t, input));
   }
 
-  /** Appends an audit entry for an event that changes no registry row (an approval, a regression report). */
-  async recordEvent(input: { actor: string; action: string; line: string; version?: number; payload: Json }): Promise<AuditEntry> {
+  /**
+   * Appends an audit entry for an event that changes no registry row (an approval, a regression report). With
+   * `eventKey` (kept in the entry's details) it is idempotent: the key's entry, when there is one, is returned.
+   */
+  async recordEvent(input: { actor: string; action: string; line: string; version?: number; payload: Json; eventKey?: string }): Promise<AuditEntry> {
     const p = parseInput('recordEvent', RecordEventInput, input);
+    const subject = p.version === undefined ? p.line : `${p.line}@${p.version}`;
     return this.db.transaction(async (tx) => {
       await lineRow(tx, p.line);
+      if (p.eventKey !== undefined) {
+        // The chain's lock (which the append takes anyway) first, so two attempts cannot both miss the entry.
+        await tx.execute(sql.raw(`select pg_advisory_xact_lock(${LOCKS.audit[0]}, ${LOCKS.audit[1]})`));
+        const [prior] = await tx
+          .select()
+          .from(auditLog)
+          .where(sql`${auditLog.details} ? 'eventKey' and ${auditLog.details}->>'eventKey' = ${p.eventKey}`);
+        if (prior) {
+          if (prior.action !== p.action || prior.subject !== subject)
+            throw new RegistryConflictError(`event key ${p.eventKey} was already used for ${prior.action} ${prior.subject} (audit entry ${prior.seq})`);
+          return prior;
+        }
+      }
       return appendAuditEntry(tx, {
         actor: p.actor,
         action: p.action,
-        subject: p.version === undefined ? p.line : `${p.line}@${p.version}`,
-        details: p.payload,
+        subject,
+        details: p.eventKey === undefined ? p.payload : { ...p.payload, eventKey: p.eventKey },
       });
     });
   }

@@ -155,6 +155,8 @@ export const RecordEventInput = z.object({
   line: Name,
   version: VersionNumber.optional(),
   payload: JsonObject,
+  /** The recording step's key: an event recorded again under it returns the first entry (the audit holds one). */
+  eventKey: Key.optional(),
 });
 
 export const OverrideGateInput = z.object({ id: z.number().int().positive(), actor: Actor, reason: Reason });

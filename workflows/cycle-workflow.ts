@@ -18,7 +18,18 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { IngestActivities, LocalRegistryActivities, SuiteRef, TrainingQueueActivities } from '../activities/types.ts';
-import { DEFAULT_MAX_NEGATIVE_FLIP_RATE, DEFAULT_MIN_FOUNDATION_GAIN_SHARE, combineGates, evaluateGate, evaluateInheritance, interventionRecipe, planInterventions, wantsPlasticity, type GateDecision, type Metrics } from './gate.ts';
+import {
+  DEFAULT_MAX_NEGATIVE_FLIP_RATE,
+  DEFAULT_MIN_FOUNDATION_GAIN_SHARE,
+  combineGates,
+  evaluateGate,
+  evaluateInheritance,
+  interventionRecipe,
+  planInterventions,
+  wantsPlasticity,
+  type GateDecision,
+  type Metrics,
+} from './gate.ts';
 import {
   approveUpdate,
   cycleStateQuery,
@@ -199,7 +210,11 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
           gateRules: snapshot.spec.gateRules,
           suites: [...snapshot.suites, ...ingested.suites],
           newSuites: ingested.suites.map((s) => s.name),
-          features: { trainRecords: ingested.counts?.train ?? 0, newSuites: ingested.suites.length, ...(startPlasticity ? { plasticity: startPlasticity.ratio } : {}) },
+          features: {
+            trainRecords: ingested.counts?.train ?? 0,
+            newSuites: ingested.suites.length,
+            ...(startPlasticity ? { plasticity: startPlasticity.ratio } : {}),
+          },
           trainingQueue,
         },
       ],
@@ -227,18 +242,19 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
         modelConfig: snapshot.spec.modelConfig,
       }));
       state.rl = rlState(rlRun);
-    } else trained = await heavy.trainCandidate({
-      ...(resumeFrom ? { resumeFrom } : {}),
-      line,
-      key,
-      init,
-      dropDigest: drop?.digest ?? null,
-      ...(teacher ? { teacher } : {}),
-      replay,
-      recipe,
-      modelConfig: snapshot.spec.modelConfig,
-      progressTo: input.parentId,
-    });
+    } else
+      trained = await heavy.trainCandidate({
+        ...(resumeFrom ? { resumeFrom } : {}),
+        line,
+        key,
+        init,
+        dropDigest: drop?.digest ?? null,
+        ...(teacher ? { teacher } : {}),
+        replay,
+        recipe,
+        modelConfig: snapshot.spec.modelConfig,
+        progressTo: input.parentId,
+      });
   } catch (err) {
     // A failure no retry can fix (divergence, a corrupt checkpoint, a shape mismatch) is a verdict: the drop is
     // marked failed (out of replay and the gate, free to be sent again with another recipe) and the line goes on.
@@ -277,7 +293,9 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
   // Plasticity (how teachable the candidate still is) costs two short probe trainings, so it is measured only on
   // a line that gates on it or defends it. Versioned: histories recorded before it replay without the call.
   const plasticity =
-    wantsPlasticity(snapshot.spec.gateRules, recipe) && patched('plasticity-v1') ? await evals.measurePlasticity({ line, version, seed: recipe.seed }) : undefined;
+    wantsPlasticity(snapshot.spec.gateRules, recipe) && patched('plasticity-v1')
+      ? await evals.measurePlasticity({ line, version, seed: recipe.seed })
+      : undefined;
   if (plasticity) state.plasticity = plasticity.ratio;
 
   enter('gate');
@@ -335,6 +353,8 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       line,
       version,
       payload: { reason: report.reason, evidence: report.evidenceDigest ?? null, confirmed: finding.confirmed, detail: finding.detail },
+      // One entry per report, also when this local activity runs again on replay.
+      eventKey: `${key}:regression:${handled}`,
     });
     if (finding.confirmed) {
       enter('rollback');
@@ -358,7 +378,14 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
       await setDropStatus('rejected', why);
       return finish(answered ? 'rejected-by-reviewer' : 'approval-expired', why, decision);
     }
-    await light.recordEvent({ actor: review!.request.actor, action: 'release.approved', line, version, payload: { reason: review!.request.reason ?? null } });
+    await light.recordEvent({
+      actor: review!.request.actor,
+      action: 'release.approved',
+      line,
+      version,
+      payload: { reason: review!.request.reason ?? null },
+      eventKey: `${key}:approved`,
+    });
   }
 
   // Promote: compare-and-swap on the epoch the cycle started from, so an operator's rollback in the meantime wins.

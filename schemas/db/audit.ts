@@ -27,6 +27,10 @@ export const auditLog = pgTable(
   },
   (t) => [
     uniqueIndex('audit_log_hash_key').on(t.hash),
+    // One entry per recorded event's key (migration 0008): recordEvent is idempotent by it.
+    uniqueIndex('audit_log_event_key')
+      .on(sql`(${t.details}->>'eventKey')`)
+      .where(sql`${t.details} ? 'eventKey'`),
     check('audit_log_seq_positive', sql`${t.seq} >= 1`),
     check('audit_log_genesis', sql`(${t.seq} = 1) = (${t.prevHash} = '0000000000000000000000000000000000000000000000000000000000000000')`),
     check('audit_log_action_format', sql`${t.action} ~ '^[a-z][a-z_]*(\\.[a-z][a-z_]*)*$'`),

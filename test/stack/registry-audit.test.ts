@@ -235,6 +235,36 @@ describe('the append path', () => {
   });
 });
 
+describe('recorded events', () => {
+  it('records an event once per event key, also when attempts race, and refuses the key for another event', async () => {
+    const before = (await t.registry.listAudit()).length;
+    const event = {
+      actor: 'rev',
+      action: 'release.approved',
+      line: 'audited',
+      version: 1,
+      payload: { reason: 'looks good' },
+      eventKey: 'cycle:audited:1/abc:approved',
+    };
+    // A local activity that committed and ran again on replay, and attempts at once.
+    const first = await t.registry.recordEvent(event);
+    const again = await Promise.all(Array.from({ length: 5 }, () => t.registry.recordEvent(event)));
+    expect(again.map((e) => e.seq)).toEqual(Array(5).fill(first.seq));
+    expect(first.details).toEqual({ reason: 'looks good', eventKey: event.eventKey });
+    const entries = await t.registry.listAudit();
+    expect(entries.length).toBe(before + 1);
+    expect(entries.filter((e) => e.action === 'release.approved')).toHaveLength(1);
+    await expect(t.registry.recordEvent({ ...event, action: 'regression.reported' })).rejects.toThrow(
+      /event key cycle:audited:1\/abc:approved was already used for release.approved audited@1/,
+    );
+    // Without a key every call is an entry of its own, as before.
+    await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: {} });
+    await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: {} });
+    expect((await t.registry.listAudit()).length).toBe(before + 3);
+    expect((await t.registry.verifyAudit()).ok).toBe(true);
+  });
+});
+
 describe('signed roots recorded in the database', () => {
   it('fails verification when roots.jsonl is deleted or truncated', async () => {
     await t.registry.exportAuditRoot();

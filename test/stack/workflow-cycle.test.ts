@@ -119,7 +119,7 @@ describe('cycleWorkflow with stub activities', () => {
     });
   });
 
-  it('below a line\'s plasticityFloor, measures the starting version, trains with interventions and records them in the recipe', async () => {
+  it("below a line's plasticityFloor, measures the starting version, trains with interventions and records them in the recipe", async () => {
     const line = `wf-floor-${suffix}`;
     const base = stubs(line);
     const ratios: Record<number, number> = { 1: 0.6, 2: 0.97 };
@@ -194,7 +194,13 @@ describe('cycleWorkflow with stub activities', () => {
       // The recheck compares the canary with the champion on every suite, none of them counted as new.
       expect(run.inputs('evaluateVersions')[1]).toMatchObject({ versions: [2, 1], suites: [{ name: 'old' }, { name: 'new' }] });
       expect(run.inputs('recordEvent')).toEqual([
-        expect.objectContaining({ action: 'regression.reported', actor: 'ops', version: 2, payload: expect.objectContaining({ confirmed: true }) }),
+        expect.objectContaining({
+          action: 'regression.reported',
+          actor: 'ops',
+          version: 2,
+          payload: expect.objectContaining({ confirmed: true }),
+          eventKey: expect.stringMatching(/^cycle:.*:regression:1$/),
+        }),
       ]);
       expect(run.inputs('settleCanary')).toEqual([
         expect.objectContaining({ line, version: 2, actor: 'ops', reason: expect.stringMatching(/^automatic rollback: answers got worse/) }),
@@ -252,7 +258,15 @@ describe('cycleWorkflow with stub activities', () => {
       expect(await handle.executeUpdate(approveUpdate, { args: [{ version: 2, actor: 'rev', reason: 'looks good' }] })).toEqual({ version: 2, approved: true });
       const result = await handle.result();
       expect(result.verdict).toBe('promoted');
-      expect(run.inputs('recordEvent')).toEqual([expect.objectContaining({ action: 'release.approved', actor: 'rev', payload: { reason: 'looks good' } })]);
+      // Keyed by the cycle, so a re-run of the local activity on replay records no second approval.
+      expect(run.inputs('recordEvent')).toEqual([
+        expect.objectContaining({
+          action: 'release.approved',
+          actor: 'rev',
+          payload: { reason: 'looks good' },
+          eventKey: expect.stringMatching(/^cycle:.*:approved$/),
+        }),
+      ]);
       expect(run.inputs('moveChannel')[1]).toMatchObject({ channel: 'stable', actor: 'rev' });
     });
   });
