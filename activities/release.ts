@@ -261,7 +261,8 @@ export function releaseActivities(deps: ActivityDeps) {
         gateDecisionId: decision.id,
         requestKey: input.requestKey,
       });
-      return { line: input.line, channel: 'stable', from: current?.version ?? null, to: input.version, epoch: moved.epoch, releaseId: moved.releaseId };
+      // `moved.from`, not the channel read above: on a retry after the move committed, stable already holds the version.
+      return { line: input.line, channel: 'stable', from: moved.from, to: input.version, epoch: moved.epoch, releaseId: moved.releaseId };
     },
 
     /** Sets a drop's final status (a gate or a reviewer rejected its candidate). Idempotent. */
@@ -336,6 +337,10 @@ export function releaseActivities(deps: ActivityDeps) {
   };
 
   async function settle(input: { line: string; version: number; actor: string; reason: string; requestKey: string }): Promise<ChannelMove | null> {
+    // A re-run (a replayed local activity, a retry after the commit) reports the move its first run made: by now
+    // canary has left the version, and the checks below would say there was nothing to move.
+    const done = await registry.getReleaseByKey(input.line, input.requestKey);
+    if (done) return { line: input.line, channel: done.channel, from: done.fromVersion, to: done.toVersion, epoch: done.epoch, releaseId: done.id };
     const now = await registry.getChannels(input.line);
     const canary = now.find((c) => c.channel === 'canary');
     const stable = now.find((c) => c.channel === 'stable')?.version ?? null;

@@ -173,6 +173,17 @@ export class ReleasesRegistry extends EvaluationsRegistry {
     }
   }
 
+  /** The release a move with `requestKey` recorded, or null: how a retried step finds what its first attempt did. */
+  async getReleaseByKey(line: string, requestKey: string): Promise<ReleaseInfo | null> {
+    const l = await lineRow(this.db, line);
+    const [row] = await this.db
+      .select({ r: releases, channel: channels.name })
+      .from(releases)
+      .innerJoin(channels, eq(channels.id, releases.channelId))
+      .where(and(eq(releases.lineId, l.id), eq(releases.requestKey, requestKey)));
+    return row ? toReleaseInfo(row.r, line, row.channel) : null;
+  }
+
   /** Releases of a line (optionally of one channel), oldest first. */
   async listReleases(line: string, opts: { channel?: string } = {}): Promise<ReleaseInfo[]> {
     const l = await lineRow(this.db, line);
