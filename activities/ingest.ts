@@ -365,8 +365,13 @@ export function ingestActivities(deps: ActivityDeps) {
    * registered again, idempotently, because an attempt whose worker died between recording the drop and
    * registering its suites left them missing, and the cycle's evaluation would then find no suite to record.
    */
-  async function accepted(line: string, request: DropRequest, row: { counts: { train: number; heldOut: number; probes: number } }): Promise<IngestResult> {
-    const suites = suitesOfDrop(line, request.source, request.digest, await deps.drops.get(request.digest));
+  async function accepted(
+    line: string,
+    request: DropRequest,
+    row: { source: string; counts: { train: number; heldOut: number; probes: number } },
+  ): Promise<IngestResult> {
+    // Named by the source the drop was recorded under: a failed drop sent again under another name keeps its suites.
+    const suites = suitesOfDrop(line, row.source, request.digest, await deps.drops.get(request.digest));
     await registerSuites(line, request.digest, suites);
     return {
       status: 'accepted',

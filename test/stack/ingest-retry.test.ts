@@ -42,6 +42,11 @@ function ingestDyingAt(method: 'ensureSuite' | 'recordDrop', when: 'before' | 'a
       return typeof value === 'function' ? value.bind(target) : value;
     },
   }) as Registry;
+  return ingestWith(registry);
+}
+
+/** The ingest activities over `registry`. */
+function ingestWith(registry: Registry) {
   return ingestActivities({
     registry,
     store: t.store,
@@ -108,4 +113,20 @@ it('quarantines again on the retry of an attempt that died after recording the q
     status: 'duplicate',
     previousStatus: 'quarantined',
   });
+});
+
+it('keeps the suites of a failed drop sent again under another source name', async () => {
+  const text = ['{"text": "the ferry leaves at nine"}', '{"text": "the ferry returns at five", "split": "heldout"}', ''].join('\n');
+  const first = writeDrop('ferry.jsonl', text);
+  const ingest = ingestWith(t.registry);
+  const accepted = await ingest.ingestDrop({ line, request: first, key: 'cycle:ingest-retry:4/a' });
+  expect(accepted.status).toBe('accepted');
+  const before = (await t.registry.listSuites(line)).map((s) => s.name);
+  await t.registry.failDrop(line, first.digest, 'cycle:ingest-retry:4/a', 'test: the cycle failed');
+  // The same bytes under another name: accepted anew, gated on the suites it had, not on a second copy of them.
+  const renamed = writeDrop('ferry-v2.jsonl', text);
+  expect(renamed.digest).toBe(first.digest);
+  const again = await ingest.ingestDrop({ line, request: renamed, key: 'cycle:ingest-retry:5/a' });
+  expect(again).toMatchObject({ status: 'accepted', suites: [{ name: `ferry-${first.digest.slice(0, 8)}` }] });
+  expect((await t.registry.listSuites(line)).map((s) => s.name)).toEqual(before);
 });
