@@ -43,7 +43,7 @@ export function rlActivities(deps: ActivityDeps) {
       const ctx = Context.current();
       const backend = await initBackend();
       const recipe = rlRecipeOf(input.recipe);
-      await deps.registry.startTrainingRun({
+      const run = await deps.registry.startTrainingRun({
         line: input.line,
         key: input.key,
         parentVersion: input.reference.version,
@@ -51,6 +51,8 @@ export function rlActivities(deps: ActivityDeps) {
         seed: recipe.seed,
         drops: [input.dropDigest],
       });
+      // An earlier attempt recorded the run failed and died before saying so: it stays failed, for the same reason.
+      if (run.status === 'failed') throw ApplicationFailure.nonRetryable(run.error ?? `RL run ${input.key} failed`, ErrorType.InvalidData);
       const fail = async (message: string): Promise<never> => {
         await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: message });
         throw ApplicationFailure.nonRetryable(message, ErrorType.InvalidData);
@@ -109,7 +111,15 @@ export function rlActivities(deps: ActivityDeps) {
         resumedFromStep: 0,
         lossCurve: [],
       };
-      await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...training, checkpoints: [] });
+      // A run an earlier attempt completed is trained again (its checks are not kept with the run) from the same
+      // seed; where that gives other weights (another backend's rounding), the run's record and this outcome would
+      // disagree, so the cycle ends with the reason rather than register weights the run does not record.
+      const finished = await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...training, checkpoints: [] });
+      if (finished.artifactDigest !== weightsDigest)
+        throw ApplicationFailure.nonRetryable(
+          `RL run ${input.key} was already completed by an earlier attempt with weights ${finished.artifactDigest?.slice(0, 12)}, and this attempt trained ${weightsDigest.slice(0, 12)} (on ${backend}); send the feedback again`,
+          ErrorType.RegistryConflict,
+        );
       const first = result.checks[0]!;
       const last = result.checks[result.checks.length - 1]!;
       return {

@@ -11,8 +11,10 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestActivities } from '../../activities/ingest.ts';
+import { rlActivities } from '../../activities/rl.ts';
+import type { RlOutcome } from '../../activities/types.ts';
 import { trainingActivities, type TrainingHeartbeat } from '../../activities/train.ts';
 import type { TrainInput, TrainingOutcome } from '../../activities/types.ts';
 import { sha256Hex } from '../../domain/drops.ts';
@@ -116,4 +118,82 @@ it('of two attempts racing on one run, both return the weights of the one that f
   expect(b.outcome.weightsDigest).toBe(run.artifactDigest);
   expect(a.steps.length + b.steps.length).toBeGreaterThan(0);
   expect(await auditCount('training.finish', 'raced')).toBe(1);
+});
+
+describe('trainRl retried after its run was recorded', () => {
+  const rl = { steps: 4, checkEvery: 2, promptsPerStep: 2, samplesPerPrompt: 2, maxTokens: 4 };
+  let feedback: string;
+  let reference: { line: string; version: number };
+  const rlInput = (key: string) => ({ line, key, reference, dropDigest: feedback, replay: [], recipe: { ...input(key).recipe, rl }, modelConfig: config });
+  const rlAttempt = async (key: string) => {
+    const env = new MockActivityEnvironment();
+    const out: RlOutcome = await env.run(() => rlActivities(deps()).trainRl(rlInput(key)));
+    return out;
+  };
+
+  beforeAll(async () => {
+    // A version to start from (trained for real), and a feedback drop of verifier prompts.
+    const base = await attempt(input('rl-base'));
+    const v = await t.registry.createVersion({
+      line,
+      trainingRunKey: 'rl-base',
+      parentVersion: null,
+      weightsDigest: base.outcome.weightsDigest,
+      files: [],
+      recipe: input('rl-base').recipe,
+      drops: [dropDigest],
+      codeRevision: 'rev-a',
+      seed: 7,
+      backend: base.outcome.backend,
+      compute: { tokens: base.outcome.tokens, flops: base.outcome.flops, wallMs: base.outcome.wallMs, steps: base.outcome.steps },
+    });
+    reference = { line, version: v.version };
+    const file = join(t.dir, 'drops', 'say.jsonl');
+    const text =
+      ['one', 'two', 'three', 'four', 'five'].map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' } })).join('\n') + '\n';
+    writeFileSync(file, text);
+    const ingested = await ingestActivities(deps()).ingestDrop({
+      line,
+      request: { path: file, digest: sha256Hex(Buffer.from(text)), source: 'say', kind: 'feedback' },
+      key: 'k-fb',
+    });
+    if (ingested.status !== 'accepted') throw new Error(`feedback not accepted: ${ingested.status}`);
+    feedback = ingested.digest;
+  }, 120_000);
+
+  it('trains a completed run again to the same weights on the same backend', { timeout: 120_000 }, async () => {
+    const first = await rlAttempt('rl-again');
+    const again = await rlAttempt('rl-again');
+    expect(again.training.weightsDigest).toBe(first.training.weightsDigest);
+    expect(await auditCount('training.finish', 'rl-again')).toBe(1);
+  });
+
+  it('ends with the reason, non-retryable, when the recorded run has other weights than the retry trained', { timeout: 120_000 }, async () => {
+    await t.registry.startTrainingRun({
+      line,
+      key: 'rl-other',
+      parentVersion: reference.version,
+      recipe: rlInput('rl-other').recipe,
+      seed: 7,
+      drops: [feedback],
+    });
+    const other = await t.store.put(Buffer.from('weights another backend rounded differently'));
+    await t.registry.finishTrainingRun('rl-other', { status: 'completed', steps: 4, artifactDigest: other });
+    const err = await rlAttempt('rl-other').catch((e: unknown) => e);
+    expect(err).toMatchObject({ nonRetryable: true, type: 'RegistryConflictError' });
+    expect((err as Error).message).toMatch(new RegExp(`already completed by an earlier attempt with weights ${other.slice(0, 12)}`));
+  });
+
+  it('fails a retry of a run recorded as failed with the recorded reason', async () => {
+    await t.registry.startTrainingRun({
+      line,
+      key: 'rl-failed',
+      parentVersion: reference.version,
+      recipe: rlInput('rl-failed').recipe,
+      seed: 7,
+      drops: [feedback],
+    });
+    await t.registry.finishTrainingRun('rl-failed', { status: 'failed', error: 'rl: the recipe asks for 0 prompts a step' });
+    await expect(rlAttempt('rl-failed')).rejects.toMatchObject({ nonRetryable: true, message: 'rl: the recipe asks for 0 prompts a step' });
+  });
 });
