@@ -293,8 +293,10 @@ export function releaseActivities(deps: ActivityDeps) {
       return { dropFailed: failed !== null || (drop?.status === 'failed' && drop.ingestKey === input.key) };
     },
 
-    /** Appends an audit entry for a human or system event that moves nothing (a report, an approval). */
-    /** Idempotent by `eventKey`: a re-run (a replayed local activity) finds the entry the first run appended. */
+    /**
+     * Appends an audit entry for a human or system event that moves nothing (a report, an approval). Idempotent by
+     * `eventKey`: a re-run (a replayed local activity) finds the entry the first run appended.
+     */
     async recordEvent(input: {
       actor: string;
       action: string;
