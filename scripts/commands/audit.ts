@@ -68,12 +68,16 @@ export function register(program: Command) {
     .action(async (o: { after: number; limit: number; subject?: string; json?: boolean }) => {
       const { registry, close } = openRegistry();
       try {
-        const entries = await registry.listAudit({ after: o.after, limit: o.limit, ...(o.subject ? { subject: o.subject } : {}) });
+        // One past the page, to say when the log goes on (a page that ends silently reads as the end of the log).
+        const page = await registry.listAudit({ after: o.after, limit: o.limit + 1, ...(o.subject ? { subject: o.subject } : {}) });
+        const entries = page.slice(0, o.limit);
         output(o.json, entries, () => {
           for (const e of entries)
             console.log(
               `${String(e.seq).padStart(6)} ${e.at.toISOString()} ${e.actor.padEnd(14)} ${e.action.padEnd(18)} ${e.subject} ${JSON.stringify(e.details)}`,
             );
+          if (page.length > entries.length)
+            console.log(`(more entries follow: perennial audit log --after ${entries.at(-1)!.seq}${o.subject ? ` --subject ${o.subject}` : ''})`);
         });
       } finally {
         await close();

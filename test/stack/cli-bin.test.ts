@@ -131,6 +131,18 @@ describe('the perennial bin on a real stack', () => {
     expect(r.code).toBe(1);
   });
 
+  it('says when the audit log goes on past the page it prints', async () => {
+    const page = await perennial('audit', 'log', '--limit', '2');
+    expect(page.code).toBe(0);
+    const lines = page.out.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toBe('(more entries follow: perennial audit log --after 2)');
+    // The last page says nothing more; JSON stays the array of entries.
+    const all = await loop.registry.listAudit({ limit: 1_000_000 });
+    expect((await perennial('audit', 'log', '--after', String(all.at(-1)!.seq - 1))).out.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse((await perennial('audit', 'log', '--limit', '2', '--json')).out)).toHaveLength(2);
+  });
+
   it('runs through an npx-style symlink', async () => {
     const r = await runBin(['line', 'list'], { env, bin: npxStyleLink() });
     expect(r.code).toBe(0);
