@@ -13,6 +13,9 @@ import { appDatabaseUrl, connectDatabase, migrateDatabase, type Connection } fro
 import { Registry } from '../../registry/registry.ts';
 import { loadOrCreateKeys, type Keys } from '../../registry/signing.ts';
 import { DEFAULT_RECIPE } from '../../schemas/defaults.ts';
+import type { Client } from '@temporalio/client';
+import type { ActivityDeps } from '../../activities/deps.ts';
+import { DropCache } from '../../domain/suites.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -115,6 +118,23 @@ export async function openTestRegistry(prefix: string, opts: { max?: number } = 
       await app.close();
       await database.drop();
     },
+  };
+}
+
+/**
+ * What the activities need, over a test registry, to be called directly (in the SDK's activity test environment
+ * or plainly): no Temporal client (nothing the tests call signals a workflow) and no workflow queue.
+ */
+export function activityDeps(t: TestRegistry, overrides: Partial<ActivityDeps> = {}): ActivityDeps {
+  return {
+    registry: t.registry,
+    store: t.store,
+    drops: new DropCache(t.store),
+    dataDir: t.dir,
+    client: {} as Client,
+    codeRevision: 'test',
+    workflowQueue: 'unused',
+    ...overrides,
   };
 }
 

@@ -5,19 +5,17 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../domain/drops.ts';
 import { evaluationActivities } from '../../activities/evaluate.ts';
 import { ingestActivities } from '../../activities/ingest.ts';
-import { DropCache } from '../../domain/suites.ts';
 import type { SuiteRef } from '../../activities/types.ts';
 import { PRESETS } from '../../model/config.ts';
 import { initWeights } from '../../model/transformer.ts';
 import { saveModel } from '../../model/weights.ts';
-import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 let admin: postgres.Sql;
@@ -25,15 +23,7 @@ let suites: SuiteRef[];
 const line = 'cached';
 const config = PRESETS.tiny;
 
-const deps = (codeRevision: string) => ({
-  registry: t.registry,
-  store: t.store,
-  drops: new DropCache(t.store),
-  dataDir: t.dir,
-  client: {} as Client, // evaluation signals nothing
-  codeRevision,
-  workflowQueue: 'unused',
-});
+const deps = (codeRevision: string) => activityDeps(t, { codeRevision });
 
 beforeAll(async () => {
   t = await openTestRegistry('evaluation_cache');

@@ -6,14 +6,12 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sha256Hex } from '../../domain/drops.ts';
 import { ingestActivities } from '../../activities/ingest.ts';
-import { DropCache } from '../../domain/suites.ts';
 import type { Registry } from '../../registry/index.ts';
-import { openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 const line = 'ingest-retry';
@@ -47,15 +45,7 @@ function ingestDyingAt(method: 'ensureSuite' | 'recordDrop', when: 'before' | 'a
 
 /** The ingest activities over `registry`. */
 function ingestWith(registry: Registry) {
-  return ingestActivities({
-    registry,
-    store: t.store,
-    drops: new DropCache(t.store),
-    dataDir: t.dir,
-    client: {} as Client, // ingest signals nothing
-    codeRevision: 'test',
-    workflowQueue: 'unused',
-  });
+  return ingestActivities(activityDeps(t, { registry }));
 }
 
 function writeDrop(name: string, text: string) {

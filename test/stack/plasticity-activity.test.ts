@@ -2,16 +2,14 @@
  * The training queue's measurePlasticity activity on a real registry, store, model and tfjs backend (in the SDK's
  * activity test environment, because it heartbeats): it measures a version once and records it.
  */
-import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluationActivities } from '../../activities/evaluate.ts';
-import { DropCache } from '../../domain/suites.ts';
 import { PRESETS } from '../../model/config.ts';
 import type { PlasticityRecord } from '../../model/plasticity.ts';
 import { initWeights } from '../../model/transformer.ts';
 import { saveModel } from '../../model/weights.ts';
-import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 const line = 'plastic-act';
@@ -42,15 +40,7 @@ afterAll(async () => {
 
 describe('measurePlasticity (activity)', () => {
   it('measures an untrained version as exactly a fresh model (ratio 1), records it, and returns the record on a retry', async () => {
-    const acts = evaluationActivities({
-      registry: t.registry,
-      store: t.store,
-      drops: new DropCache(t.store),
-      dataDir: t.dir,
-      client: {} as Client,
-      codeRevision: 'rev-a',
-      workflowQueue: 'unused',
-    });
+    const acts = evaluationActivities(activityDeps(t, { codeRevision: 'rev-a' }));
     const record: PlasticityRecord = await new MockActivityEnvironment().run(() => acts.measurePlasticity({ line, version: 1, seed: 3 }));
     expect(record.ratio).toBeCloseTo(1, 9);
     expect(record.weightNormGrowth).toBeCloseTo(1, 9);

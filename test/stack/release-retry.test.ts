@@ -5,26 +5,16 @@
  * reported its rejected candidate as still on canary; and a gate override reported stable as moving from the
  * version it moved to.
  */
-import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.ts';
-import { DropCache } from '../../domain/suites.ts';
-import { openTestRegistry, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, openTestRegistry, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 let acts: ReturnType<typeof createActivities>;
 
 beforeAll(async () => {
   t = await openTestRegistry('release_retry');
-  acts = createActivities({
-    registry: t.registry,
-    store: t.store,
-    drops: new DropCache(t.store),
-    dataDir: t.dir,
-    client: {} as Client, // nothing here signals
-    codeRevision: 'test',
-    workflowQueue: 'unused',
-  });
+  acts = createActivities(activityDeps(t));
 });
 afterAll(async () => t?.close());
 

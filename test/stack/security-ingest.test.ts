@@ -9,13 +9,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Client } from '@temporalio/client';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_DROP_BYTES, sha256Hex } from '../../domain/drops.ts';
 import { ingestActivities } from '../../activities/ingest.ts';
-import { DropCache } from '../../domain/suites.ts';
-import { openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
 import { anyDrop, hugeLine, tryParse } from '../../scripts/chaos/fuzz.ts';
 
 let t: TestRegistry;
@@ -30,15 +28,7 @@ beforeAll(async () => {
   await seedLine(t.registry, line);
   dropDir = join(t.dir, 'incoming');
   mkdirSync(dropDir, { recursive: true });
-  ingest = ingestActivities({
-    registry: t.registry,
-    store: t.store,
-    drops: new DropCache(t.store),
-    dataDir: t.dir,
-    client: {} as Client, // ingest signals nothing
-    codeRevision: 'test',
-    workflowQueue: 'unused',
-  });
+  ingest = ingestActivities(activityDeps(t));
 });
 afterAll(async () => t?.close());
 

@@ -6,31 +6,21 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestActivities } from '../../activities/ingest.ts';
 import type { TrainingOutcome } from '../../activities/types.ts';
 import { trainingActivities, type TrainingHeartbeat } from '../../activities/train.ts';
 import { sha256Hex } from '../../domain/drops.ts';
-import { DropCache } from '../../domain/suites.ts';
 import { PRESETS } from '../../model/config.ts';
-import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 let dropDigest: string;
 const line = 'beating';
 const config = PRESETS.tiny;
-const deps = (trainingHeartbeatMs?: number) => ({
-  registry: t.registry,
-  store: t.store,
-  drops: new DropCache(t.store),
-  dataDir: t.dir,
-  client: {} as Client, // no progressTo: nothing is signalled
-  codeRevision: 'rev-a',
-  workflowQueue: 'unused',
-  ...(trainingHeartbeatMs ? { trainingHeartbeatMs } : {}),
-});
+// No progressTo: nothing is signalled.
+const deps = (trainingHeartbeatMs?: number) => activityDeps(t, { codeRevision: 'rev-a', ...(trainingHeartbeatMs ? { trainingHeartbeatMs } : {}) });
 
 beforeAll(async () => {
   t = await openTestRegistry('training_heartbeat');
@@ -38,9 +28,14 @@ beforeAll(async () => {
   const dir = join(t.dir, 'drops');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'mill.jsonl');
-  const text = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `the mill by the river opens at ${i % 12} and closes at ${(i % 12) + 8}.` })).join('\n') + '\n';
+  const text =
+    Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `the mill by the river opens at ${i % 12} and closes at ${(i % 12) + 8}.` })).join('\n') + '\n';
   writeFileSync(file, text);
-  const ingested = await ingestActivities(deps()).ingestDrop({ line, request: { path: file, digest: sha256Hex(Buffer.from(text)), source: 'mill' }, key: 'k1' });
+  const ingested = await ingestActivities(deps()).ingestDrop({
+    line,
+    request: { path: file, digest: sha256Hex(Buffer.from(text)), source: 'mill' },
+    key: 'k1',
+  });
   if (ingested.status !== 'accepted') throw new Error(`drop not accepted: ${ingested.status}`);
   dropDigest = ingested.digest;
 }, 120_000);

@@ -8,7 +8,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,23 +17,15 @@ import type { RlOutcome } from '../../activities/types.ts';
 import { trainingActivities, type TrainingHeartbeat } from '../../activities/train.ts';
 import type { TrainInput, TrainingOutcome } from '../../activities/types.ts';
 import { sha256Hex } from '../../domain/drops.ts';
-import { DropCache } from '../../domain/suites.ts';
 import { PRESETS } from '../../model/config.ts';
-import { FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
+import { activityDeps, FIXTURE_LINE, openTestRegistry, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 let dropDigest: string;
 const line = 'retried';
 const config = PRESETS.tiny;
-const deps = () => ({
-  registry: t.registry,
-  store: t.store,
-  drops: new DropCache(t.store),
-  dataDir: t.dir,
-  client: {} as Client, // no progressTo: nothing is signalled
-  codeRevision: 'rev-a',
-  workflowQueue: 'unused',
-});
+// No progressTo: nothing is signalled.
+const deps = () => activityDeps(t, { codeRevision: 'rev-a' });
 
 beforeAll(async () => {
   t = await openTestRegistry('training_retry');
@@ -131,6 +122,12 @@ describe('trainRl retried after its run was recorded', () => {
     return out;
   };
 
+  /** A run as an earlier attempt left it: started, finished `as` given, and its worker gone. */
+  const recordRun = async (key: string, as: Parameters<typeof t.registry.finishTrainingRun>[1]) => {
+    await t.registry.startTrainingRun({ line, key, parentVersion: reference.version, recipe: rlInput(key).recipe, seed: 7, drops: [feedback] });
+    await t.registry.finishTrainingRun(key, as);
+  };
+
   beforeAll(async () => {
     // A version to start from (trained for real), and a feedback drop of verifier prompts.
     const base = await attempt(input('rl-base'));
@@ -169,31 +166,15 @@ describe('trainRl retried after its run was recorded', () => {
   });
 
   it('ends with the reason, non-retryable, when the recorded run has other weights than the retry trained', { timeout: 120_000 }, async () => {
-    await t.registry.startTrainingRun({
-      line,
-      key: 'rl-other',
-      parentVersion: reference.version,
-      recipe: rlInput('rl-other').recipe,
-      seed: 7,
-      drops: [feedback],
-    });
     const other = await t.store.put(Buffer.from('weights another backend rounded differently'));
-    await t.registry.finishTrainingRun('rl-other', { status: 'completed', steps: 4, artifactDigest: other });
+    await recordRun('rl-other', { status: 'completed', steps: 4, artifactDigest: other });
     const err = await rlAttempt('rl-other').catch((e: unknown) => e);
     expect(err).toMatchObject({ nonRetryable: true, type: 'RegistryConflictError' });
     expect((err as Error).message).toMatch(new RegExp(`already completed by an earlier attempt with weights ${other.slice(0, 12)}`));
   });
 
   it('fails a retry of a run recorded as failed with the recorded reason', async () => {
-    await t.registry.startTrainingRun({
-      line,
-      key: 'rl-failed',
-      parentVersion: reference.version,
-      recipe: rlInput('rl-failed').recipe,
-      seed: 7,
-      drops: [feedback],
-    });
-    await t.registry.finishTrainingRun('rl-failed', { status: 'failed', error: 'rl: the recipe asks for 0 prompts a step' });
+    await recordRun('rl-failed', { status: 'failed', error: 'rl: the recipe asks for 0 prompts a step' });
     await expect(rlAttempt('rl-failed')).rejects.toMatchObject({ nonRetryable: true, message: 'rl: the recipe asks for 0 prompts a step' });
   });
 });
