@@ -273,7 +273,8 @@ export function trainingActivities(deps: ActivityDeps) {
         steps: result.steps,
         tokens: result.tokens,
         flops: result.flops,
-        wallMs: Math.round(result.wallMs),
+        // Resumed from a checkpoint (a retry, or a search trial's), the steps before it count too.
+        wallMs: Math.round(result.totalWallMs),
         backend: backend,
         finalLoss: result.finalLoss,
         resumedFromStep,

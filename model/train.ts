@@ -105,6 +105,11 @@ export interface TrainResult {
   flops: number;
   /** Wall time of this call (not of steps done before a resume). */
   wallMs: number;
+  /**
+   * Wall time of the steps behind these weights: this call's and, after a resume, the time its checkpoint
+   * recorded (steps redone after a crash count once; a checkpoint from before wall time was kept adds none).
+   */
+  totalWallMs: number;
   /** The tfjs backend that ran: 'tensorflow', 'wasm' or 'cpu'. */
   backend: string;
 }
@@ -342,6 +347,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const meta = { ...expected, config: JSON.stringify(config), recipe: canonicalJson(recipe), seed: String(recipe.seed) };
   const resumed = opts.resume ? resumeFrom(opts.resume, expected, recipe.steps) : undefined;
   const start = resumed?.weights ?? opts.init;
+  const wallBefore = Number(resumed?.metadata.wallMs ?? 0) || 0;
+  const wallSoFar = () => wallBefore + performance.now() - started;
 
   const params = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, t] of start) params.set(name, { shape: [...t.shape], data: t.data.slice() });
@@ -424,7 +431,10 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         await opts.onProgress?.({ step, steps: recipe.steps, loss: mean, learningRate: lr, tokensPerSecond });
       }
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && opts.onCheckpoint) {
-        await opts.onCheckpoint(writeCheckpoint(step, snapshot(), { ...meta, lossEvery: String(lossEvery) }, log), step);
+        await opts.onCheckpoint(
+          writeCheckpoint(step, snapshot(), { ...meta, lossEvery: String(lossEvery), wallMs: String(Math.round(wallSoFar())) }, log),
+          step,
+        );
       }
       // Let timers and I/O run (heartbeats, cancellation): the step itself is synchronous.
       await yieldToEventLoop();
@@ -437,6 +447,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   }
 
   const tokens = step * tokensPerStep;
+  const elapsed = performance.now() - started;
   const weights: Weights = new Map();
   for (const [name, p] of finalWeights) weights.set(name, { shape: p.shape, data: p.data });
   return {
@@ -448,7 +459,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     lossEvery,
     tokens,
     flops: tokens * flopsPerToken(config),
-    wallMs: performance.now() - started,
+    wallMs: elapsed,
+    totalWallMs: wallBefore + elapsed,
     backend: backendName(),
   };
 }

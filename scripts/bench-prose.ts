@@ -124,7 +124,7 @@ try {
     trainingTokens: run?.tokens ?? steps * recipe.batchSize * config.context,
     trainingFlops: run?.flops ?? steps * recipe.batchSize * config.context * flopsPerToken(config),
     // From the cycle's history: a retried training activity resumes from its last checkpoint, and the run's
-    // own wallMs covers only that last attempt.
+    // own wallMs counts the steps behind its weights once, not the work a killed attempt lost.
     trainingSeconds: training.seconds,
     trainingAttempts: training.attempts,
     tokensPerSecond: training.seconds > 0 ? (run?.tokens ?? 0) / training.seconds : null,

@@ -68,6 +68,11 @@ describe('trainModel', () => {
     expect(resumed.steps).toBe(steps);
     expect(weightsDigest(resumed.weights)).toBe(weightsDigest(full.weights));
     expect(resumed.lossCurve).toEqual(full.lossCurve);
+    // Wall time travels with the checkpoint: the resumed run counts the steps before it, once.
+    const before = Number(readCheckpoint(checkpoints.get(k)!).metadata.wallMs);
+    expect(before).toBeGreaterThan(0);
+    expect(resumed.totalWallMs - resumed.wallMs).toBeCloseTo(before, 6);
+    expect(full.totalWallMs).toBe(full.wallMs);
     const last = readCheckpoint(checkpoints.get(steps)!);
     expect(last.step).toBe(steps);
     expect(last.config).toEqual(config);

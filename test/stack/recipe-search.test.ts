@@ -37,6 +37,12 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     expect(recipe.search).toBeUndefined();
     expect(recipe.steps).toBe(chosen[0]!.toStep);
     expect(recipe.steps).toBeLessThan(60);
+    // The candidate resumed from the chosen trial's last checkpoint: its wall time is that trial's segments', not
+    // the moment the resumed run took.
+    const chain = trials.filter((t) => t.trial === chosen[0]!.trial);
+    const chainWall = chain.reduce((a, t) => a + t.wallMs, 0);
+    // (Each segment's wall time also holds what its run did after its last checkpoint: a few ms.)
+    expect(v.compute.wallMs).toBeGreaterThanOrEqual(0.8 * chainWall);
 
     // Each trial segment is an activity of the search workflow.
     const history = await loop.client.workflow.getHandle(`${summary.cycleId}:search`).fetchHistory();
