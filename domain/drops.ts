@@ -46,7 +46,7 @@ function isHeldOut(text: string): boolean {
   return createHash('sha256').update(text).digest().readUInt32BE(0) % 1000 < HELD_OUT_PER_MILLE;
 }
 
-/** Parses and validates a drop. Throws DropFormatError naming the file and line on the first bad record. */
+/** Parses and validates a drop. Throws DropFormatError naming the file and line of the first bad record (and counting the rest). */
 export function parseDrop(bytes: Uint8Array, file: string): ParsedDrop {
   if (bytes.length === 0) throw new DropFormatError(file, undefined, 'the file is empty');
   if (bytes.length > MAX_DROP_BYTES) throw new DropFormatError(file, undefined, `the file is ${bytes.length} bytes, over the ${MAX_DROP_BYTES}-byte limit`);
@@ -69,25 +69,24 @@ export function parseDrop(bytes: Uint8Array, file: string): ParsedDrop {
       if (text) (isHeldOut(text) ? drop.heldOut : drop.train).push(text);
     }
   } else {
-    lines.forEach((raw, i) => {
-      if (!raw.trim()) return;
+    forEachRecord(file, lines, (raw, line) => {
       let value: unknown;
       try {
         value = JSON.parse(raw);
       } catch (err) {
-        throw new DropFormatError(file, i + 1, `not valid JSON (${jsonProblem(err)})`);
+        throw new DropFormatError(file, line, `not valid JSON (${jsonProblem(err)})`);
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        throw new DropFormatError(file, i + 1, 'expected a JSON object like {"text": "..."} or {"prompt": "...", "completion": "..."}');
+        throw new DropFormatError(file, line, 'expected a JSON object like {"text": "..."} or {"prompt": "...", "completion": "..."}');
       }
       if ('prompt' in value || 'completion' in value) {
         const probe = ProbeRecord.safeParse(value);
-        if (!probe.success) throw new DropFormatError(file, i + 1, recordProblem(probe.error));
+        if (!probe.success) throw new DropFormatError(file, line, recordProblem(probe.error));
         drop.probes.push(probe.data);
         return;
       }
       const record = TextRecord.safeParse(value);
-      if (!record.success) throw new DropFormatError(file, i + 1, recordProblem(record.error));
+      if (!record.success) throw new DropFormatError(file, line, recordProblem(record.error));
       const split = record.data.split ?? (isHeldOut(record.data.text) ? 'heldout' : 'train');
       (split === 'heldout' ? drop.heldOut : drop.train).push(record.data.text);
     });
@@ -101,6 +100,33 @@ export function parseDrop(bytes: Uint8Array, file: string): ParsedDrop {
   }
   return drop;
 }
+
+/**
+ * Reads each non-blank line (1-based `line`) with `read`. A line it refuses does not stop the others: the error
+ * names the first bad line and its problem, then how many more there are and the first of their line numbers,
+ * so one pass over the file finds what to fix. Nothing of a record's content goes into the message.
+ */
+export function forEachRecord(file: string, lines: string[], read: (raw: string, line: number) => void): void {
+  let first: DropFormatError | undefined;
+  const more: number[] = [];
+  lines.forEach((raw, i) => {
+    if (!raw.trim()) return;
+    try {
+      read(raw, i + 1);
+    } catch (err) {
+      if (!(err instanceof DropFormatError)) throw err;
+      if (first) more.push(i + 1);
+      else first = err;
+    }
+  });
+  if (!first) return;
+  if (!more.length) throw first;
+  const shown = `${more.slice(0, MORE_SHOWN).join(', ')}${more.length > MORE_SHOWN ? ', …' : ''}`;
+  throw new DropFormatError(file, first.line, `${first.problem}; ${more.length} more bad line${more.length > 1 ? 's' : ''}: ${shown}`);
+}
+
+/** How many further bad lines an error names by number. */
+const MORE_SHOWN = 5;
 
 const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
 

@@ -5,7 +5,7 @@
  * (by prompt, so a prompt never sits on both sides). Pure.
  */
 import { createHash } from 'node:crypto';
-import { DropFormatError, jsonProblem, MAX_DROP_BYTES, MAX_RECORD_BYTES } from './drops.ts';
+import { DropFormatError, forEachRecord, jsonProblem, MAX_DROP_BYTES, MAX_RECORD_BYTES } from './drops.ts';
 import { type VerifierSpec, validateVerifier } from './verifiers.ts';
 
 /** A logged answer with its rating in [0, 1]. */
@@ -65,7 +65,7 @@ function record(value: unknown, file: string, line: number): Rating | VerifierPr
   return { prompt: v.prompt, completion: v.completion, reward: v.reward };
 }
 
-/** Parses and validates a feedback drop; throws DropFormatError naming the file and line on the first bad record. */
+/** Parses and validates a feedback drop; throws DropFormatError naming the file and line of the first bad record (and counting the rest). */
 export function parseFeedback(bytes: Uint8Array, file: string): ParsedFeedback {
   if (bytes.length === 0) throw new DropFormatError(file, undefined, 'the file is empty');
   if (bytes.length > MAX_DROP_BYTES) throw new DropFormatError(file, undefined, `the file is over the ${MAX_DROP_BYTES}-byte limit`);
@@ -77,16 +77,15 @@ export function parseFeedback(bytes: Uint8Array, file: string): ParsedFeedback {
   }
   const out: ParsedFeedback = { ratings: [], prompts: [], heldOutRatings: [], heldOutPrompts: [] };
   const seen = new Set<string>();
-  content.split('\n').forEach((raw, i) => {
-    if (!raw.trim()) return;
-    if (Buffer.byteLength(raw) > MAX_RECORD_BYTES) throw new DropFormatError(file, i + 1, `the line is over ${MAX_RECORD_BYTES} bytes`);
+  forEachRecord(file, content.split('\n'), (raw, line) => {
+    if (Buffer.byteLength(raw) > MAX_RECORD_BYTES) throw new DropFormatError(file, line, `the line is over ${MAX_RECORD_BYTES} bytes`);
     let value: unknown;
     try {
       value = JSON.parse(raw);
     } catch (err) {
-      throw new DropFormatError(file, i + 1, `not valid JSON (${jsonProblem(err)})`);
+      throw new DropFormatError(file, line, `not valid JSON (${jsonProblem(err)})`);
     }
-    const r = record(value, file, i + 1);
+    const r = record(value, file, line);
     // Identical records are counted once (a re-sent line is not twice the evidence).
     const key = JSON.stringify(r);
     if (seen.has(key)) return;

@@ -49,4 +49,12 @@ describe('reading a drop', () => {
     expect(fails(enc('['.repeat(100_000) + ']'.repeat(100_000)), 'deep.jsonl')).toMatch(/line 1: /);
     expect(fails(enc('\n\n  \n'), 'blank.txt')).toBe('blank.txt: the file holds no records');
   });
+
+  it('names the first bad record and counts the rest, so one pass finds every line to fix', () => {
+    const lines = ['{"text":"ok"}', '{oops', '{"text": 5}', '', '{"text":"ok too"}', '[1]', '{"prompt":"p"}'];
+    expect(fails(enc(lines.join('\n')), 'two.jsonl')).toMatch(/^two\.jsonl: line 2: not valid JSON \([^)]*\); 3 more bad lines: 3, 6, 7$/);
+    const many = ['{"text":"ok"}', ...Array.from({ length: 9 }, () => '{"text": 5}')].join('\n');
+    expect(fails(enc(many), 'many.jsonl')).toMatch(/^many\.jsonl: line 2: text: [^;]*; 8 more bad lines: 3, 4, 5, 6, 7, …$/);
+    expect(fails(enc('{"text":"ok"}\n{"text": 5}\n{"text":"fine"}\n'), 'one.jsonl')).toMatch(/^one\.jsonl: line 2: text: [^;]*$/);
+  });
 });

@@ -62,6 +62,9 @@ describe('reading a feedback drop', () => {
       /line 2: reward: must be a number between 0 and 1/,
     );
     expect(fails('\n{"prompt":"a","completion":"b"')).toMatch(/line 2: not valid JSON/);
+    expect(fails('{"prompt":"a","completion":"b","reward":3}\n{"prompt":"a","completion":"b","reward":1}\n{oops')).toMatch(
+      /line 1: reward: must be a number between 0 and 1; 1 more bad line: 3$/,
+    );
     expect(fails('{"prompt":"","verifier":{"kind":"exact","answer":"1"}}')).toMatch(/line 1: prompt: must be a non-empty string/);
     expect(fails('{"prompt":"a","verifier":{"kind":"exact","answer":"1"},"note":1}')).toMatch(/line 1: unexpected field "note"/);
     expect(fails('')).toMatch(/the file is empty/);
