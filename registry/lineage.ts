@@ -42,7 +42,7 @@ export class LineageRegistry extends ReleasesRegistry {
             'key', r.key, 'parentVersion', r.parent_number, 'recipe', r.recipe, 'seed', r.seed, 'status', r.status,
             'steps', r.steps, 'tokens', r.tokens, 'flops', r.flops, 'wallMs', r.wall_ms, 'backend', r.backend,
             'finalLoss', r.final_loss, 'artifactDigest', r.artifact_digest, 'error', r.error,
-            'startedAt', r.started_at, 'finishedAt', r.finished_at,
+            'startedAt', r.started_at, 'finishedAt', r.finished_at, 'checkpoints', r.checkpoints,
             'drops', coalesce((select json_agg(d.digest order by d.id) from training_run_drops rd join data_drops d on d.id = rd.drop_id where rd.run_id = r.id), '[]'))
           from training_runs r where r.version_id = t.id),
         'parents', coalesce((

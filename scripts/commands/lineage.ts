@@ -1,9 +1,15 @@
 /** `perennial lineage <line>@<version>`: drops -> training run -> version -> parents -> foundation -> releases -> applications. */
 import type { Command } from 'commander';
-import type { Lineage } from '../../registry/registry.ts';
+import type { Lineage, TrainingRunInfo } from '../../registry/registry.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
 const short = (digest: string) => digest.slice(0, 12);
+
+/** Where a run took over from a checkpoint: a retry after a lost attempt, or a recipe-search trial's handed over. */
+function resumedNote(checkpoints: TrainingRunInfo['checkpoints']): string {
+  const at = checkpoints.find((c) => c.resumed);
+  return at ? `; resumed at step ${at.step} from checkpoint ${short(at.digest)}` : '';
+}
 
 /** The lineage as the indented chain a person reads. */
 export function formatLineage(l: Lineage): string {
@@ -25,7 +31,8 @@ export function formatLineage(l: Lineage): string {
   const r = l.trainingRun;
   out.push(
     r
-      ? `  ${r.key}: ${r.status}, ${r.steps} steps, ${r.tokens} tokens, final loss ${r.finalLoss ?? '-'}, from parent ${r.parentVersion ?? 'none'}`
+      ? `  ${r.key}: ${r.status}, ${r.steps} steps, ${r.tokens} tokens, final loss ${r.finalLoss ?? '-'}, from parent ${r.parentVersion ?? 'none'}` +
+          resumedNote(r.checkpoints)
       : '  (none recorded)',
   );
   out.push('parents');

@@ -179,7 +179,7 @@ export async function seedVersion(
     drops?: string[];
     foundation?: { line: string; version: number };
     key?: string;
-    checkpoints?: { digest: string; step: number }[];
+    checkpoints?: { digest: string; step: number; resumed?: true }[];
   } = {},
 ): Promise<{ version: number; manifestDigest: string; weightsDigest: string; key: string }> {
   const key = opts.key ?? `run-${line}-${randomBytes(6).toString('hex')}`;

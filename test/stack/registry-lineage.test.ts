@@ -1,16 +1,24 @@
 /** Lineage: which data, run, parents and foundation produced a version, where it was released, who runs it now. */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 const drops: Record<string, string> = {};
 const runs: Record<string, string> = {};
+let resumedFrom = '';
 
 /** One release cycle: drop -> run -> version -> gate -> candidate -> canary -> stable. */
-async function cycle(line: string, tag: string, parent: number | null, foundation?: { line: string; version: number }): Promise<number> {
+async function cycle(
+  line: string,
+  tag: string,
+  parent: number | null,
+  foundation?: { line: string; version: number },
+  checkpoints?: { digest: string; step: number; resumed?: true }[],
+): Promise<number> {
   drops[tag] = await seedDrop(t.registry, line, tag);
-  const v = await seedVersion(t, line, { parent, drops: [drops[tag]!], ...(foundation ? { foundation } : {}), key: `cycle:${line}:${tag}` });
+  const v = await seedVersion(t, line, { parent, drops: [drops[tag]!], ...(foundation ? { foundation } : {}), key: `cycle:${line}:${tag}`, checkpoints });
   runs[tag] = v.key;
   const gate = await t.registry.recordGateDecision({
     line,
@@ -45,7 +53,12 @@ beforeAll(async () => {
   await t.registry.bindApplication({ app: 'legacy', line: 'support', channel: 'stable', policy: 'hold', actor: 'ops' });
   await t.registry.bindApplication({ app: 'helpdesk', line: 'support', channel: 'stable', policy: 'follow', actor: 'ops' });
   await cycle('support', 's2', s1, { line: 'base', version: base1 });
-  await cycle('support', 's3', 2, { line: 'base', version: base1 });
+  // s3's run took over from a checkpoint (a retried attempt's, or a search trial's) at step 5.
+  resumedFrom = await t.store.put(randomBytes(64));
+  await cycle('support', 's3', 2, { line: 'base', version: base1 }, [
+    { digest: resumedFrom, step: 5, resumed: true },
+    { digest: await t.store.put(randomBytes(64)), step: 10 },
+  ]);
   // A failed candidate that was never released.
   await seedVersion(t, 'support', { parent: 3, foundation: { line: 'base', version: base1 } });
 });
@@ -119,13 +132,17 @@ describe('lineage', () => {
     expect(human.status).toBe(0);
     expect(human.stdout).toMatch(/^support@3 {2}\(application line/);
     expect(human.stdout).toContain(`${drops.s3!.slice(0, 12)} s3 accepted`);
+    expect(human.stdout).toMatch(
+      new RegExp(`training run\n {2}cycle:support:s3: completed, 10 steps, .*; resumed at step 5 from checkpoint ${resumedFrom.slice(0, 12)}\n`),
+    );
     expect(human.stdout).toMatch(/parents\n {2}support@2 <- drops [0-9a-f]{12}\n {2}support@1 <- drops/);
     expect(human.stdout).toMatch(/foundation\n {2}base@1/);
     expect(human.stdout).toMatch(/support@stable: 2 -> 3 \(epoch 3\) by loop: cycle s3 \[gate decision \d+\]/);
     expect(human.stdout).toContain('helpdesk -> support@stable (follow)');
     const json = run('support@2', '--json');
     expect(json.status).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ version: { version: 2 }, parents: [{ version: { version: 1 } }] });
+    expect(JSON.parse(json.stdout)).toMatchObject({ version: { version: 2 }, parents: [{ version: { version: 1 } }], trainingRun: { checkpoints: [] } });
+    expect(run('support@2').stdout).toMatch(/from parent 1\n/);
     expect(run('support@nope').status).toBe(1);
   });
 });
