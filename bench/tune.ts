@@ -31,7 +31,28 @@ export interface TuneOptions {
    * what a hand-picked cheaper recipe gives on this stream, the bar a search has to clear.
    */
   fixed?: number[];
+  /**
+   * Judge the default recipe's update every this many steps as well (training resumes exactly from each
+   * checkpoint, so the default arm's weights and verdicts are unchanged): how its gate margin rises over the
+   * horizon, and how early a failing update could be told from a passing one.
+   */
+  curve?: number;
   log?: (s: string) => void;
+}
+
+/** The default recipe's gate margin over its horizon, per drop (`curve`). */
+export interface TuneCurve {
+  every: number;
+  /** Per drop: the verdict at the end, the margin and verdict at each judged step, and the first step it passed at. */
+  perDrop: { drop: string; pass: boolean; margins: { step: number; margin: number; pass: boolean }[]; firstPassAt: number | null }[];
+  /**
+   * The first judged step at which every passing update's margin is above every failing one's (null: none before
+   * the end, or no drop of one kind): the earliest a threshold could stop the failing updates without losing a
+   * passing one, had it known the threshold.
+   */
+  separatedAt: number | null;
+  /** The ratio to the default recipe's FLOPs had every failing update stopped at `separatedAt` (the best such a stop can do). */
+  ratioIfStoppedThere: number | null;
 }
 
 /** A fixed recipe at another horizon on its own chain of versions. */
@@ -82,6 +103,7 @@ export interface TuneResult {
   drops: number;
   perDrop: TuneDrop[];
   fixed: TuneFixed[];
+  curve?: TuneCurve;
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
@@ -127,6 +149,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   const def = arm(base);
   const fixed = (o.fixed ?? []).map((steps) => arm(atHorizon(base, steps)));
   let autoCur = o.start;
+  const curves: TuneCurve['perDrop'] = [];
   const history: Knobs[] = [];
   const perDrop: TuneDrop[] = [];
   for (let i = 1; i <= o.drops.length; i++) {
@@ -136,9 +159,9 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       return { pass: d.verdict === 'pass', margin: gateMargin(d), summary: d.summary };
     };
     // One update of a fixed-recipe arm from its champion; the arm keeps it when the gate passes.
-    const update = async (a: Arm) => {
+    const update = async (a: Arm, every?: number) => {
       const champion = metricsOf(a.cur, i);
-      const t = await train(a.cur, i, a.knobs);
+      const t = every ? await trainJudged(a.cur, i, a.knobs, every, judgeAgainst(champion)) : await train(a.cur, i, a.knobs);
       const j = judgeAgainst(champion)(metricsOf(t.weights, i));
       if (j.pass) a.cur = t.weights;
       a.flops += t.flops;
@@ -146,7 +169,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       return { ...j, flops: t.flops };
     };
     // Default: the recipe as given.
-    const dj = await update(def);
+    const dj = await update(def, o.curve);
     // Fixed horizons, each on its own chain.
     for (const f of fixed) {
       const j = await update(f);
@@ -224,6 +247,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   }
   const defaultFlops = perDrop.reduce((a, p) => a + p.defaultFlops, 0);
   const autoFlops = perDrop.reduce((a, p) => a + p.autoFlops, 0);
+  const curve = o.curve ? curveOf(o.curve, base.steps, curves, defaultFlops, flopsPerStep) : undefined;
   return {
     defaultFlops,
     autoFlops,
@@ -245,7 +269,26 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
         perDrop: f.perDrop,
       };
     }),
+    ...(curve ? { curve } : {}),
   };
+
+  /** `train`, in segments of `every` steps resumed from each one's checkpoint, judging the weights after each. */
+  async function trainJudged(init: Weights, i: number, k: Knobs, every: number, judge: (m: Record<string, Metrics>) => { pass: boolean; margin: number }) {
+    let resume: Uint8Array | undefined;
+    const margins: TuneCurve['perDrop'][number]['margins'] = [];
+    for (let from = 0; ; from += every) {
+      const to = Math.min(k.steps, from + every);
+      const res = await trainWithStop(init, i, k, from, to, resume, every, async (b, step) => {
+        if (step === to) resume = b;
+      });
+      const j = judge(metricsOf(res.weights, i));
+      margins.push({ step: to, margin: j.margin, pass: j.pass });
+      if (to >= k.steps) {
+        curves.push({ drop: o.drops[i - 1]!.name, pass: j.pass, margins, firstPassAt: margins.find((m) => m.pass)?.step ?? null });
+        return res;
+      }
+    }
+  }
 
   function trainWithStop(
     init: Weights,
@@ -270,6 +313,28 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       shouldStop: () => from + calls++ >= to,
     });
   }
+}
+
+/** The curve's summary: where passing and failing updates separate, and what stopping the failing ones there saves. */
+export function curveOf(every: number, steps: number, perDrop: TuneCurve['perDrop'], defaultFlops: number, flopsPerStep: number): TuneCurve {
+  const passing = perDrop.filter((d) => d.pass);
+  const failing = perDrop.filter((d) => !d.pass);
+  const at = (d: TuneCurve['perDrop'][number], step: number) => d.margins.find((m) => m.step === step)?.margin ?? Number.NaN;
+  let separatedAt: number | null = null;
+  if (passing.length && failing.length)
+    for (const { step } of passing[0]!.margins) {
+      if (Math.min(...passing.map((d) => at(d, step))) > Math.max(...failing.map((d) => at(d, step)))) {
+        separatedAt = step;
+        break;
+      }
+    }
+  const saved = separatedAt === null ? 0 : failing.length * (steps - separatedAt) * flopsPerStep;
+  return {
+    every,
+    perDrop,
+    separatedAt,
+    ratioIfStoppedThere: separatedAt === null ? null : (defaultFlops - saved) / defaultFlops,
+  };
 }
 
 function gcd(a: number, b: number): number {

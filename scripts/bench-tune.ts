@@ -26,12 +26,13 @@ const { values: args } = scriptArgs('bench:tune', {
     gate: { type: 'string' },
     fixed: { type: 'string' },
     sizes: { type: 'string' },
+    curve: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)]`,
   );
   process.exit(0);
 }
@@ -56,6 +57,8 @@ const counts = (flag: string, value: string | undefined, fallback: number[], wha
   return list;
 };
 const fixed = counts('fixed', args.fixed, [], 'step counts, e.g. 150 or 60,150');
+const curve = args.curve === undefined ? 0 : Number(args.curve);
+if (args.curve !== undefined && (!Number.isInteger(curve) || curve < 1)) refuse(`--curve is a whole number of steps, e.g. 25, got ${args.curve}`);
 const sizes = counts('sizes', args.sizes, [quick ? 3 : 8], 'products per catalogue drop, e.g. 1,8,2');
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
@@ -85,6 +88,8 @@ const start = (
     },
   })
 ).weights;
+/** The mean margin over passing drops; none passed: no mean (NaN in the result, null in its JSON). */
+const marginText = (m: number) => (Number.isFinite(m) ? m.toFixed(4) : '- (no drop passed)');
 const result = await runTune({
   config,
   start,
@@ -96,6 +101,7 @@ const result = await runTune({
   width: Number(args.width),
   margin,
   fixed,
+  ...(curve ? { curve } : {}),
   gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 });
@@ -110,14 +116,28 @@ const out = {
 if (args.json) process.stdout.write(JSON.stringify(out) + '\n');
 else {
   console.log(
-    `default: ${result.passedDefault}/${result.drops} drops passed, ${result.defaultFlops.toExponential(3)} FLOPs, mean gate margin ${result.gateMarginDefault.toFixed(4)}`,
+    `default: ${result.passedDefault}/${result.drops} drops passed, ${result.defaultFlops.toExponential(3)} FLOPs, mean gate margin ${marginText(result.gateMarginDefault)}`,
   );
   console.log(
-    `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${result.gateMarginAuto.toFixed(4)}`,
+    `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${marginText(result.gateMarginAuto)}`,
   );
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
   for (const f of result.fixed)
     console.log(
-      `fixed ${f.steps} steps: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${f.gateMargin.toFixed(4)}`,
+      `fixed ${f.steps} steps: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${marginText(f.gateMargin)}`,
     );
+  const c = result.curve;
+  if (c) {
+    console.log(`default recipe's gate margin every ${c.every} steps:`);
+    // A step whose update passes the gate is starred.
+    for (const d of c.perDrop)
+      console.log(
+        `  ${d.drop} ${d.pass ? 'pass' : 'fail'}${d.firstPassAt === null ? '' : ` (first passes at ${d.firstPassAt})`}: ${d.margins.map((m) => `${m.step}:${m.margin.toFixed(3)}${m.pass ? '*' : ''}`).join(' ')}`,
+      );
+    console.log(
+      c.separatedAt === null
+        ? '  passing and failing updates do not separate before the end (or all drops went one way)'
+        : `  passing and failing updates separate at step ${c.separatedAt}; stopping every failing one there would give a ratio of ${c.ratioIfStoppedThere!.toFixed(3)}`,
+    );
+  }
 }

@@ -5,7 +5,7 @@ import { preset } from '../../model/config.ts';
 import { initWeights } from '../../model/transformer.ts';
 import { streamScenario } from '../../bench/scenario.ts';
 import { dropFromBytes } from '../../bench/stream.ts';
-import { type TuneResult, runTune } from '../../bench/tune.ts';
+import { type TuneOptions, type TuneResult, curveOf, runTune } from '../../bench/tune.ts';
 import { evaluateGate } from '../../workflows/gate.ts';
 import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 import { GateRules } from '../../schemas/io.ts';
@@ -16,11 +16,12 @@ const rules = GateRules.parse(DEFAULT_GATE_RULES);
 
 describe('runTune with fixed horizons', () => {
   let r: TuneResult;
+  let curved: TuneResult;
   beforeAll(async () => {
     await initBackend({ force: 'wasm' });
     const s = streamScenario(3, { drops: 2, productsPerDrop: 2, paragraphs: 2, withLoad: 'none' });
     const read = (d: { name: string; content: string }) => dropFromBytes(new TextEncoder().encode(d.content), d.name);
-    r = await runTune({
+    const options: TuneOptions = {
       config,
       start: initWeights(config, 1),
       drops: s.drops.map(read),
@@ -30,8 +31,10 @@ describe('runTune with fixed horizons', () => {
       gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
       budgetFactor: 0.5,
       fixed: [4, 8],
-    });
-  }, 120_000);
+    };
+    r = await runTune(options);
+    curved = await runTune({ ...options, fixed: [], curve: 3 });
+  }, 180_000);
 
   it('charges each arm its own steps and names every drop', () => {
     expect(r.fixed.map((f) => f.steps)).toEqual([4, 8]);
@@ -45,5 +48,45 @@ describe('runTune with fixed horizons', () => {
     const same = r.fixed[1]!;
     expect(same.flops).toBe(r.defaultFlops);
     expect(same.perDrop.map((p) => [p.pass, p.margin])).toEqual(r.perDrop.map((p) => [p.defaultPass, p.defaultMargin]));
+  });
+
+  it('judges the default recipe along its horizon without changing what it trains', () => {
+    expect(r.curve).toBeUndefined();
+    const c = curved.curve!;
+    expect(c.every).toBe(3);
+    expect(c.perDrop.map((d) => d.margins.map((m) => m.step))).toEqual([
+      [3, 6, 8],
+      [3, 6, 8],
+    ]);
+    // Resumed from each checkpoint, the default arm ends with exactly the weights of one uninterrupted run.
+    expect(curved.perDrop.map((p) => [p.defaultPass, p.defaultMargin, p.defaultFlops])).toEqual(
+      r.perDrop.map((p) => [p.defaultPass, p.defaultMargin, p.defaultFlops]),
+    );
+    expect(c.perDrop.map((d) => [d.pass, d.margins.at(-1)!.margin, d.margins.at(-1)!.pass])).toEqual(
+      r.perDrop.map((p) => [p.defaultPass, p.defaultMargin, p.defaultPass]),
+    );
+    for (const d of c.perDrop) expect(d.firstPassAt).toBe(d.margins.find((m) => m.pass)?.step ?? null);
+  });
+});
+
+describe('curveOf', () => {
+  const d = (drop: string, pass: boolean, ...m: number[]) => ({
+    drop,
+    pass,
+    margins: m.map((margin, j) => ({ step: (j + 1) * 10, margin, pass: margin >= 0 })),
+    firstPassAt: null,
+  });
+
+  it('finds the first step where every passing update is above every failing one, and what stopping there saves', () => {
+    const c = curveOf(10, 30, [d('a', true, -0.9, -0.2, 0.1), d('b', false, -0.5, -0.3, -0.1), d('c', true, -0.4, -0.1, 0.2)], 90, 1);
+    // Step 10: -0.9 (passing) is below -0.5 (failing); step 20: -0.2 > -0.3.
+    expect(c.separatedAt).toBe(20);
+    // One failing update stopped 10 steps early, out of 3 x 30 steps.
+    expect(c.ratioIfStoppedThere).toBeCloseTo(80 / 90);
+  });
+
+  it('gives null when all drops went one way', () => {
+    const c = curveOf(10, 20, [d('a', true, -1, 0.1)], 20, 1);
+    expect([c.separatedAt, c.ratioIfStoppedThere]).toEqual([null, null]);
   });
 });
