@@ -1,9 +1,9 @@
 /** `perennial drop <line> <file>`: send a data drop to a line (signal-with-start of its workflow). */
 import type { Command } from 'commander';
-import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
+import { CliArgs, parseCliArgs, type RecipeSearch } from '../../schemas/io.ts';
 import { output } from './context.ts';
 import { sendFile } from './send.ts';
-import { autoRecipeArg } from './line.ts';
+import { autoRecipeArg, describeSearch } from './line.ts';
 
 export function register(program: Command) {
   program
@@ -26,7 +26,10 @@ export function register(program: Command) {
         if (effectiveRecipe)
           console.log(
             `recipe for this drop: ${Object.entries(effectiveRecipe)
-              .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : v}${k in recipe! ? ' (override)' : ''}`)
+              .map(
+                ([k, v]) =>
+                  `${k} ${k === 'search' ? `auto (${describeSearch(v as RecipeSearch)})` : typeof v === 'object' ? JSON.stringify(v) : v}${k in recipe! ? ' (override)' : ''}`,
+              )
               .join(', ')}`,
           );
         if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);

@@ -162,9 +162,19 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
   );
   if (recipe.search)
     out.push(
-      `recipe search: auto (${JSON.stringify(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`,
+      `recipe search: auto (${describeSearch(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`,
     );
   return out.join('\n');
+}
+
+/** Recipe `auto`'s settings in words, with the defaults the search applies to those not set (schemas/io.ts RecipeSearch). */
+export function describeSearch(search: NonNullable<Recipe['search']>): string {
+  return [
+    search.budgetFlops === undefined ? "budget twice the recipe's training FLOPs" : `budget ${search.budgetFlops.toExponential(2)} training FLOPs`,
+    search.budgetWallMs === undefined ? 'no wall-time limit' : `at most ${search.budgetWallMs} ms`,
+    `${search.width ?? 4} trials in the first bracket`,
+    `margin ${search.margin ?? 0}`,
+  ].join(', ');
 }
 
 /** `--recipe auto` as the JSON override it stands for (with `--search-budget`), any other value as given. */

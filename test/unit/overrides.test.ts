@@ -7,6 +7,7 @@ import { ZodError } from 'zod';
 import { numberRanges } from '../../activities/release.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import { CliArgs, explain, GateRules, mergeDeep, parseCliArgs } from '../../schemas/io.ts';
+import { describeSearch, formatRules } from '../../scripts/commands/line.ts';
 
 describe('mergeDeep', () => {
   it('changes only the keys an override names, at any depth', () => {
@@ -46,5 +47,18 @@ describe('numberRanges', () => {
     expect(numberRanges([7, 1, 2, 3])).toBe('1-3, 7');
     expect(numberRanges([4])).toBe('4');
     expect(numberRanges([])).toBe('');
+  });
+});
+
+describe('recipe auto in words', () => {
+  it('names every search setting, with the defaults the search applies to those not set', () => {
+    const rules = GateRules.parse(DEFAULT_GATE_RULES);
+    expect(formatRules(rules, { ...DEFAULT_RECIPE, search: {} })).toContain(
+      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0): each cycle",
+    );
+    expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01 })).toBe(
+      'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01',
+    );
+    expect(formatRules(rules, DEFAULT_RECIPE)).not.toContain('recipe search');
   });
 });
