@@ -27,10 +27,10 @@ export interface TuneOptions {
   margin?: number;
   width?: number;
   /**
-   * Fixed horizons to run as well, each the default recipe at that many steps (warmup scaled) on its own chain:
-   * what a hand-picked cheaper recipe gives on this stream, the bar a search has to clear.
+   * Fixed recipes to run as well, each the default recipe at that many steps (warmup scaled), optionally at another
+   * batch size, on its own chain: what a hand-picked cheaper recipe gives on this stream, the bar a search has to clear.
    */
-  fixed?: number[];
+  fixed?: (number | { steps: number; batchSize: number })[];
   /**
    * Judge the default recipe's update every this many steps as well (training resumes exactly from each
    * checkpoint, so the default arm's weights and verdicts are unchanged): how its gate margin rises over the
@@ -55,9 +55,10 @@ export interface TuneCurve {
   ratioIfStoppedThere: number | null;
 }
 
-/** A fixed recipe at another horizon on its own chain of versions. */
+/** A fixed recipe at another horizon (or batch size) on its own chain of versions. */
 export interface TuneFixed {
   steps: number;
+  batchSize: number;
   flops: number;
   /** flops / the default recipe's. */
   ratio: number;
@@ -126,13 +127,13 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     l2Pull: k.l2Pull,
     rewarm: true,
   });
-  const train = (init: Weights, i: number, k: Knobs) =>
+  const train = (init: Weights, i: number, k: Knobs, batchSize = o.recipe.batchSize) =>
     trainModel({
       config: o.config,
       init,
       reference: k.l2Pull > 0 ? init : undefined,
       sources: continueSources(o.drops, o.base, i, strategyFor(k), 'new-drop'),
-      recipe: { ...o.recipe, ...k, rewarm: true, seed: deriveSeed(1, i) },
+      recipe: { ...o.recipe, ...k, batchSize, rewarm: true, seed: deriveSeed(1, i) },
     });
   const base: Knobs = {
     steps: o.recipe.steps,
@@ -144,10 +145,10 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   };
 
   /** A fixed recipe on its own chain: the default recipe, and each fixed horizon. */
-  type Arm = { knobs: Knobs; cur: Weights; flops: number; perDrop: TuneFixed['perDrop'] };
-  const arm = (knobs: Knobs): Arm => ({ knobs, cur: o.start, flops: 0, perDrop: [] });
+  type Arm = { knobs: Knobs; batchSize: number; cur: Weights; flops: number; perDrop: TuneFixed['perDrop'] };
+  const arm = (knobs: Knobs, batchSize = o.recipe.batchSize): Arm => ({ knobs, batchSize, cur: o.start, flops: 0, perDrop: [] });
   const def = arm(base);
-  const fixed = (o.fixed ?? []).map((steps) => arm(atHorizon(base, steps)));
+  const fixed = (o.fixed ?? []).map((f) => (typeof f === 'number' ? arm(atHorizon(base, f)) : arm(atHorizon(base, f.steps), f.batchSize)));
   let autoCur = o.start;
   const curves: TuneCurve['perDrop'] = [];
   const history: Knobs[] = [];
@@ -161,7 +162,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     // One update of a fixed-recipe arm from its champion; the arm keeps it when the gate passes.
     const update = async (a: Arm, every?: number) => {
       const champion = metricsOf(a.cur, i);
-      const t = every ? await trainJudged(a.cur, i, a.knobs, every, judgeAgainst(champion)) : await train(a.cur, i, a.knobs);
+      const t = every ? await trainJudged(a.cur, i, a.knobs, every, judgeAgainst(champion)) : await train(a.cur, i, a.knobs, a.batchSize);
       const j = judgeAgainst(champion)(metricsOf(t.weights, i));
       if (j.pass) a.cur = t.weights;
       a.flops += t.flops;
@@ -173,7 +174,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     // Fixed horizons, each on its own chain.
     for (const f of fixed) {
       const j = await update(f);
-      o.log?.(`drop ${i}: fixed ${f.knobs.steps} steps ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
+      o.log?.(`drop ${i}: fixed ${f.knobs.steps} steps${f.batchSize === o.recipe.batchSize ? '' : ` at batch ${f.batchSize}`} ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
     }
 
     // Auto: the loop's search from this chain's champion.
@@ -262,6 +263,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       const passed = f.perDrop.filter((p) => p.pass);
       return {
         steps: f.knobs.steps,
+        batchSize: f.batchSize,
         flops: f.flops,
         ratio: f.flops / defaultFlops,
         passed: passed.length,

@@ -32,7 +32,7 @@ const { values: args } = scriptArgs('bench:tune', {
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[,N] (also the default recipe at N steps, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)]`,
   );
   process.exit(0);
 }
@@ -56,7 +56,13 @@ const counts = (flag: string, value: string | undefined, fallback: number[], wha
   if (list.some((n) => !Number.isInteger(n) || n < 1)) refuse(`--${flag} is a comma-separated list of ${what}, got ${value}`);
   return list;
 };
-const fixed = counts('fixed', args.fixed, [], 'step counts, e.g. 150 or 60,150');
+// `--fixed 150,300@8`: the default recipe at 150 steps, and at 300 steps with batches of 8.
+const fixed = (args.fixed === undefined ? [] : args.fixed.split(',')).map((entry) => {
+  const m = /^(\d+)(?:@(\d+))?$/.exec(entry);
+  if (!m || Number(m[1]) < 1 || (m[2] !== undefined && Number(m[2]) < 1))
+    refuse(`--fixed is a comma-separated list of step counts, each optionally @ a batch size, e.g. 150 or 60,300@8, got ${args.fixed}`);
+  return m![2] === undefined ? Number(m![1]) : { steps: Number(m![1]), batchSize: Number(m![2]) };
+});
 const curve = args.curve === undefined ? 0 : Number(args.curve);
 if (args.curve !== undefined && (!Number.isInteger(curve) || curve < 1)) refuse(`--curve is a whole number of steps, e.g. 25, got ${args.curve}`);
 const sizes = counts('sizes', args.sizes, [quick ? 3 : 8], 'products per catalogue drop, e.g. 1,8,2');
@@ -124,7 +130,7 @@ else {
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
   for (const f of result.fixed)
     console.log(
-      `fixed ${f.steps} steps: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${marginText(f.gateMargin)}`,
+      `fixed ${f.steps} steps${f.batchSize === recipe.batchSize ? '' : ` at batch ${f.batchSize}`}: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${marginText(f.gateMargin)}`,
     );
   const c = result.curve;
   if (c) {

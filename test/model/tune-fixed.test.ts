@@ -1,4 +1,4 @@
-/** bench:tune's fixed-horizon arms (bench/tune.ts): the default recipe at another horizon, on its own chain. */
+/** bench:tune's fixed arms (bench/tune.ts): the default recipe at another horizon or batch size, on its own chain. */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../model/backend.ts';
 import { preset } from '../../model/config.ts';
@@ -30,24 +30,33 @@ describe('runTune with fixed horizons', () => {
       knobs: { replayRatio: 0.5, replayBudget: 100, l2Pull: 0 },
       gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
       budgetFactor: 0.5,
-      fixed: [4, 8],
+      fixed: [4, 8, { steps: 8, batchSize: 2 }, { steps: 8, batchSize: 4 }],
     };
     r = await runTune(options);
     curved = await runTune({ ...options, fixed: [], curve: 3 });
   }, 180_000);
 
   it('charges each arm its own steps and names every drop', () => {
-    expect(r.fixed.map((f) => f.steps)).toEqual([4, 8]);
+    expect(r.fixed.map((f) => [f.steps, f.batchSize])).toEqual([
+      [4, 4],
+      [8, 4],
+      [8, 2],
+      [8, 4],
+    ]);
     expect(r.fixed[0]!.flops * 2).toBeCloseTo(r.defaultFlops);
     expect(r.fixed[0]!.ratio).toBeCloseTo(0.5);
+    // Half the batch at the full horizon: trained at that batch size, so half the FLOPs.
+    expect(r.fixed[2]!.flops * 2).toBeCloseTo(r.defaultFlops);
     expect(r.fixed.every((f) => f.perDrop.map((p) => p.drop).join() === r.perDrop.map((p) => p.drop).join())).toBe(true);
     expect(r.fixed.every((f) => f.passed === f.perDrop.filter((p) => p.pass).length)).toBe(true);
   });
 
   it('at the default horizon trains exactly what the default recipe trains', () => {
-    const same = r.fixed[1]!;
-    expect(same.flops).toBe(r.defaultFlops);
-    expect(same.perDrop.map((p) => [p.pass, p.margin])).toEqual(r.perDrop.map((p) => [p.defaultPass, p.defaultMargin]));
+    // As 8 steps, or as 8 steps at the default's own batch size.
+    for (const same of [r.fixed[1]!, r.fixed[3]!]) {
+      expect(same.flops).toBe(r.defaultFlops);
+      expect(same.perDrop.map((p) => [p.pass, p.margin])).toEqual(r.perDrop.map((p) => [p.defaultPass, p.defaultMargin]));
+    }
   });
 
   it('judges the default recipe along its horizon without changing what it trains', () => {
