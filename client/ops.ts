@@ -88,8 +88,13 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
     requestedBy: opts.requestedBy,
     ...(opts.kind ? { kind: opts.kind } : {}),
   });
+  const state = await lineState(t.client, line).catch(() => null);
+  const earlier = (state?.recent ?? []).filter((c) => c.digest === request.digest);
+  const already = state ? alreadyTaken(state, request.digest) : undefined;
   // A drop whose cycle failed may be sent again: the cycles it already had are not the answer to this send.
-  const priorCycles = ((await lineState(t.client, line).catch(() => null))?.recent ?? []).filter((c) => c.digest === request.digest).map((c) => c.cycleId);
+  // Content the line has taken (and not failed) is ignored by the line workflow: its last cycle is the answer.
+  const answer = already === 'taken' ? earlier.at(-1) : undefined;
+  const priorCycles = earlier.filter((c) => c !== answer).map((c) => c.cycleId);
   const handle = await t.client.workflow.signalWithStart(lineWorkflow, {
     workflowId: lineWorkflowId(line),
     taskQueue: t.taskQueue,
@@ -97,7 +102,29 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
     signal: dataDropSignal,
     signalArgs: [request],
   });
-  return { request, workflowId: handle.workflowId, runId: handle.signaledRunId, priorCycles };
+  return {
+    request,
+    workflowId: handle.workflowId,
+    runId: handle.signaledRunId,
+    priorCycles,
+    ...(already ? { already: { state: already, ...(answer ? { cycle: answer } : {}) } } : {}),
+  };
+}
+
+/**
+ * Whether the line workflow will ignore a drop of this digest, as its signal handler decides: `pending` (queued
+ * or running now: its cycle is still to come) or `taken` (done; a failed drop is forgotten and may be sent again).
+ */
+export function alreadyTaken(state: LineState, digest: string): 'pending' | 'taken' | undefined {
+  if (state.current?.digest === digest || state.queue.some((d) => d.digest === digest)) return 'pending';
+  return state.seen.includes(digest) ? 'taken' : undefined;
+}
+
+/** One line for a person: what a send of content the line already has will do. */
+export function describeAlready(already: { state: 'pending' | 'taken'; cycle?: CycleSummary }): string {
+  if (already.state === 'pending') return 'the line has this content queued or running already; its cycle is the answer to this send';
+  const c = already.cycle;
+  return `the line took this content before (${c ? `${c.cycleId}: ${c.verdict} - ${c.reason}` : 'in a cycle older than its recent history'}); it takes a content digest once, so this send starts no new cycle`;
 }
 
 /** The line workflow's live state, or null when it has not been started. */

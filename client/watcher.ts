@@ -14,7 +14,8 @@ export interface WatcherOptions {
   /** The line every file goes to; without it, each subfolder of `dir` is a line's folder. */
   line?: string;
   ledgerPath: string;
-  send: (line: string, path: string) => Promise<{ digest: string }>;
+  /** Sends one file; `note`, when given, is logged after the send (e.g. that the line had this content already). */
+  send: (line: string, path: string) => Promise<{ digest: string; note?: string }>;
   settleMs?: number;
   log?: (line: string) => void;
 }
@@ -80,11 +81,11 @@ export class DropWatcher {
         this.seen.set(path, { size: st.size, mtimeMs: st.mtimeMs, since: now });
         if (this.opts.settleMs > 0) continue;
       } else if (now - prev.since < this.opts.settleMs) continue;
-      const { digest } = await this.opts.send(line, path);
+      const { digest, note } = await this.opts.send(line, path);
       this.record({ line, path, digest, size: st.size, mtimeMs: st.mtimeMs, sentAt: new Date().toISOString() });
       this.sent.add(key);
       this.seen.delete(path);
-      this.opts.log(`sent ${path} -> ${line} (${digest.slice(0, 12)})`);
+      this.opts.log(`sent ${path} -> ${line} (${digest.slice(0, 12)})${note ? `: ${note}` : ''}`);
       count++;
     }
     return count;

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs, type RecipeSearch } from '../../schemas/io.ts';
 import { output } from './context.ts';
+import { describeAlready } from '../../client/ops.ts';
 import { sendFile } from './send.ts';
 import { autoRecipeArg, describeSearch } from './line.ts';
 
@@ -23,6 +24,7 @@ export function register(program: Command) {
       const { sent, effectiveRecipe, result, target } = await sendFile(line, file, { source, recipe, wait: o.wait });
       output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
         console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
+        if (sent.already) console.log(describeAlready(sent.already));
         if (effectiveRecipe)
           console.log(
             `recipe for this drop: ${Object.entries(effectiveRecipe)
@@ -33,7 +35,7 @@ export function register(program: Command) {
               .join(', ')}`,
           );
         if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
-        else
+        else if (sent.already?.state !== 'taken')
           console.log(
             `follow it with: perennial status ${line} --watch${target.uiUrl ? `, or in the UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows/${encodeURIComponent(sent.workflowId)}` : ''}`,
           );

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { output } from './context.ts';
+import { describeAlready } from '../../client/ops.ts';
 import { sendFile } from './send.ts';
 
 export function register(program: Command) {
@@ -19,8 +20,9 @@ export function register(program: Command) {
       const { sent, effectiveRecipe, result } = await sendFile(line, file, { source, recipe, kind: 'feedback', wait: o.wait });
       output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
         console.log(`sent feedback ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
+        if (sent.already) console.log(describeAlready(sent.already));
         if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
-        else console.log(`follow it with: perennial status ${line} --watch`);
+        else if (sent.already?.state !== 'taken') console.log(`follow it with: perennial status ${line} --watch`);
       });
       if (result && result.verdict !== 'promoted') process.exitCode = 3;
     });

@@ -36,7 +36,9 @@ export async function sendFile(line: string, file: string, o: SendFileOptions) {
       requestedBy: process.env.USER,
       ...(o.kind ? { kind: o.kind } : {}),
     });
-    const result = o.wait ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
+    // Content the line took before, in a cycle it no longer lists: there is no cycle to wait for.
+    const nothingToCome = sent.already?.state === 'taken' && !sent.already.cycle;
+    const result = o.wait && !nothingToCome ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
     return { sent, effectiveRecipe, result, target };
   } finally {
     await close();

@@ -1,7 +1,7 @@
 /** `perennial watch <dir>`: send each new file in a drop folder to its line exactly once (across restarts too). */
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
-import { sendDrop } from '../../client/ops.ts';
+import { describeAlready, sendDrop } from '../../client/ops.ts';
 import { DropWatcher, ledgerFor } from '../../client/watcher.ts';
 import { openClient, readableFile, readableFolder } from './context.ts';
 
@@ -23,8 +23,10 @@ export function register(program: Command) {
         settleMs: o.once ? 0 : args.settle,
         // A file removed between the scan and the send is refused (the next scan no longer lists it), never
         // sent as the digest of nothing.
-        send: async (line, path) =>
-          (await sendDrop({ client, taskQueue: target.taskQueue }, line, readableFile(path, 'watch'), { requestedBy: 'watch' })).request,
+        send: async (line, path) => {
+          const sent = await sendDrop({ client, taskQueue: target.taskQueue }, line, readableFile(path, 'watch'), { requestedBy: 'watch' });
+          return { digest: sent.request.digest, ...(sent.already ? { note: describeAlready(sent.already) } : {}) };
+        },
         log: (line) => console.log(line),
       });
       try {

@@ -81,6 +81,14 @@ describe('the perennial CLI', () => {
       expect(sent.code).toBe(0);
       expect(JSON.parse(sent.out).result).toMatchObject({ verdict: 'promoted', version: seed });
     }
+    // The same content again (a copy under another name): the line takes a digest once, and the CLI says so
+    // at once, with that content's cycle as the answer (it used to wait 15 minutes for a cycle that never came).
+    const copy = join(loop.dataDir, 'cli-1-copy.jsonl');
+    writeFileSync(copy, readFileSync(join(loop.dataDir, 'cli-1.jsonl')));
+    const again = await cli('drop', line, copy, '--wait');
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).toMatch(/the line took this content before \(cycle:\S+: promoted - [^)]*\); it takes a content digest once/);
+    expect(again.out).toMatch(new RegExp(`: promoted \\(${line}@1\\)`));
     const versions = JSON.parse((await cli('versions', line, '--json')).out);
     expect(versions.map((v: { version: number; parent: number | null }) => [v.version, v.parent])).toEqual([
       [1, null],
