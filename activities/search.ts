@@ -110,10 +110,17 @@ function gcd(a: number, b: number): number {
 /** Workflow-queue (local) activities of the search: its context from the registry, and the record. */
 export function searchRegistryActivities(deps: ActivityDeps) {
   return {
-    /** What a search needs before its first trial: training FLOPs per step and the recipes chosen on earlier drops. Read-only. */
+    /**
+     * What a search needs before its first trial: training FLOPs per step and the recipes chosen on earlier drops,
+     * this line's own or, while it has none, those of the other lines on its foundation line with its shape (`historyFrom` names
+     * them: the warm start's provenance in the activity's result). Read-only.
+     */
     async recipeSearchContext(input: { line: string; modelConfig: ModelConfig; batchSize: number }) {
-      const history = await deps.registry.chosenRecipes(input.line);
-      return { flopsPerStep: input.batchSize * input.modelConfig.context * flopsPerToken(input.modelConfig), history };
+      const own = await deps.registry.chosenRecipes(input.line);
+      const elsewhere = own.length ? [] : await deps.registry.chosenRecipesElsewhere(input.line);
+      const history = own.length ? own : elsewhere.map(({ line: _line, ...h }) => h);
+      const historyFrom = own.length ? [input.line] : [...new Set(elsewhere.map((h) => h.line))];
+      return { flopsPerStep: input.batchSize * input.modelConfig.context * flopsPerToken(input.modelConfig), history, historyFrom };
     },
     /** Records every trial segment of a search; idempotent by (cycle key, trial, rung). */
     async recordRecipeTrials(input: {

@@ -19,6 +19,26 @@ beforeAll(async () => {
 afterAll(async () => loop?.close());
 
 describe('recipe auto on real Temporal and PostgreSQL', () => {
+  // First: a line with no search of its own starts from the other lines' chosen recipes (the last test), and this
+  // one is about the search's own halving.
+  it('rejects the drop with the best trial numbers when no recipe can pass', async () => {
+    const line = `hopeless-${suffix}`;
+    // No byte-level model gets its held-out loss under 0.01: every trial fails the floor.
+    await loop.createLine(line, { recipe: { search: { width: 2 } }, gateRules: { floors: { loss: 0.01, exactMatch: 0 } } });
+    const { request } = await sendDrop(loop, line, writeDrop('b.jsonl', 2, 30), { recipe: { search: { width: 2, margin: 0 } } });
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('rejected');
+    expect(summary.reason).toMatch(/recipe search found no passing recipe/);
+    expect(summary.reason).toMatch(/best trial t\d+ \(\d+ steps, lr [\d.e-]+, margin -?[\d.]+\): failed on/);
+    const trials = await loop.registry.listTrials(line);
+    expect(trials.length).toBeGreaterThanOrEqual(3);
+    expect(trials.some((t) => t.status === 'chosen')).toBe(false);
+    expect(trials.some((t) => t.status === 'pruned')).toBe(true);
+    expect(summary.version).toBeUndefined();
+    const drop = await loop.registry.getDrop(line, request.digest);
+    expect(drop?.status).toBe('rejected');
+  });
+
   it('searches with several trial activities, records the trials against the version, and promotes', async () => {
     const line = `auto-${suffix}`;
     await loop.createLine(line, { recipe: { search: { width: 2 } } });
@@ -50,21 +70,17 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     expect(scheduled.length).toBe(trials.length);
   });
 
-  it('rejects the drop with the best trial numbers when no recipe can pass', async () => {
-    const line = `hopeless-${suffix}`;
-    // No byte-level model gets its held-out loss under 0.01: every trial fails the floor.
-    await loop.createLine(line, { recipe: { search: { width: 2 } }, gateRules: { floors: { loss: 0.01, exactMatch: 0 } } });
-    const { request } = await sendDrop(loop, line, writeDrop('b.jsonl', 2, 30), { recipe: { search: { width: 2, margin: 0 } } });
+  it("starts a new line's first search from the recipes chosen on the other lines on its foundation with its shape", async () => {
+    const [chosen] = (await loop.registry.listTrials(`auto-${suffix}`)).filter((t) => t.status === 'chosen');
+    expect(chosen).toBeDefined();
+    const line = `sibling-${suffix}`;
+    await loop.createLine(line, { recipe: { search: { width: 2 } } });
+    const { request } = await sendDrop(loop, line, writeDrop('c.jsonl', 3, 30));
     const summary = await waitForCycle(loop.client, line, request.digest);
-    expect(summary.verdict).toBe('rejected');
-    expect(summary.reason).toMatch(/recipe search found no passing recipe/);
-    expect(summary.reason).toMatch(/best trial t\d+ \(\d+ steps, lr [\d.e-]+, margin -?[\d.]+\): failed on/);
+    expect(summary.verdict).toBe('promoted');
     const trials = await loop.registry.listTrials(line);
-    expect(trials.length).toBeGreaterThanOrEqual(3);
-    expect(trials.some((t) => t.status === 'chosen')).toBe(false);
-    expect(trials.some((t) => t.status === 'pruned')).toBe(true);
-    expect(summary.version).toBeUndefined();
-    const drop = await loop.registry.getDrop(line, request.digest);
-    expect(drop?.status).toBe('rejected');
+    // Its first trial is the warm start: the first line's chosen recipe, tried alone at its own horizon.
+    expect(trials[0]).toMatchObject({ source: 'history', rung: 0, fromStep: 0, toStep: chosen!.toStep });
+    expect(trials[0]!.recipe).toEqual(chosen!.recipe);
   });
 });

@@ -247,7 +247,7 @@ async function recordSearch(harness: Harness, save: Save) {
   const line = 'replay-search';
   const stubs: StubActivities = {
     ...promotingStubs(line),
-    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: [] }),
+    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: [], historyFrom: [] }),
     // Trials pass from a quarter of the base recipe's horizon on: the first bracket (an eighth) fails, the second passes.
     runRecipeTrial: async (input) => ({
       steps: input.stopAt,
