@@ -37,6 +37,11 @@ export interface TuneOptions {
    * horizon, and how early a failing update could be told from a passing one.
    */
   curve?: number;
+  /**
+   * Recipes chosen on other lines (a sibling on the same foundation), newest last: auto's warm start while this
+   * stream has chosen none of its own, as the loop's search starts a new line.
+   */
+  history?: Knobs[];
   log?: (s: string) => void;
 }
 
@@ -105,6 +110,8 @@ export interface TuneResult {
   perDrop: TuneDrop[];
   fixed: TuneFixed[];
   curve?: TuneCurve;
+  /** The recipes auto chose on this stream, oldest first (a sibling's `history`). */
+  chosen: Knobs[];
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
@@ -174,7 +181,9 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     // Fixed horizons, each on its own chain.
     for (const f of fixed) {
       const j = await update(f);
-      o.log?.(`drop ${i}: fixed ${f.knobs.steps} steps${f.batchSize === o.recipe.batchSize ? '' : ` at batch ${f.batchSize}`} ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`);
+      o.log?.(
+        `drop ${i}: fixed ${f.knobs.steps} steps${f.batchSize === o.recipe.batchSize ? '' : ` at batch ${f.batchSize}`} ${j.pass ? 'pass' : 'fail'} margin ${j.margin.toFixed(4)} (${j.summary})`,
+      );
     }
 
     // Auto: the loop's search from this chain's champion.
@@ -185,7 +194,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     const init = autoCur;
     const outcome = await searchRecipe({
       base,
-      history: [...history].reverse(),
+      history: [...(history.length ? history : (o.history ?? []))].reverse(),
       budgetFlops: (o.budgetFactor ?? 2) * base.steps * flopsPerStep,
       flopsPerStep,
       margin: o.margin ?? 0,
@@ -272,6 +281,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       };
     }),
     ...(curve ? { curve } : {}),
+    chosen: history,
   };
 
   /** `train`, in segments of `every` steps resumed from each one's checkpoint, judging the weights after each. */

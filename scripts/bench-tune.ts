@@ -13,6 +13,7 @@ import { runTune } from '../bench/tune.ts';
 import { DEFAULT_GATE_RULES } from '../schemas/defaults.ts';
 import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
 import { evaluateGate } from '../workflows/gate.ts';
+import type { GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { scriptArgs } from '../bench/args.ts';
 
 const { values: args } = scriptArgs('bench:tune', {
@@ -27,12 +28,13 @@ const { values: args } = scriptArgs('bench:tune', {
     fixed: { type: 'string' },
     sizes: { type: 'string' },
     curve: { type: 'string' },
+    sibling: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)]`,
   );
   process.exit(0);
 }
@@ -65,6 +67,9 @@ const fixed = (args.fixed === undefined ? [] : args.fixed.split(',')).map((entry
 });
 const curve = args.curve === undefined ? 0 : Number(args.curve);
 if (args.curve !== undefined && (!Number.isInteger(curve) || curve < 1)) refuse(`--curve is a whole number of steps, e.g. 25, got ${args.curve}`);
+const sibling = args.sibling === undefined ? undefined : Number(args.sibling);
+if (sibling !== undefined && (!Number.isInteger(sibling) || sibling === 7))
+  refuse(`--sibling is a whole-number stream seed other than 7 (the first line's), got ${args.sibling}`);
 const sizes = counts('sizes', args.sizes, [quick ? 3 : 8], 'products per catalogue drop, e.g. 1,8,2');
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
@@ -96,27 +101,54 @@ const start = (
 ).weights;
 /** The mean margin over passing drops; none passed: no mean (NaN in the result, null in its JSON). */
 const marginText = (m: number) => (Number.isFinite(m) ? m.toFixed(4) : '- (no drop passed)');
-const result = await runTune({
+const common = {
   config,
   start,
-  drops,
   base,
   recipe,
   knobs,
   budgetFactor: Number(args.budget),
   width: Number(args.width),
   margin,
-  fixed,
-  ...(curve ? { curve } : {}),
-  gate: (suites, candidate, champion) => evaluateGate({ rules, suites, candidate, champion }),
+  gate: (suites: GateSuite[], candidate: Record<string, Metrics>, champion: Record<string, Metrics>) => evaluateGate({ rules, suites, candidate, champion }),
   log,
-});
+};
+const result = await runTune({ ...common, drops, fixed, ...(curve ? { curve } : {}) });
+// A second line on the same foundation (the same starting model and general text), with drops of another seed:
+// its auto arm cold (no history: the search a new line paid before) and warm (the first line's chosen recipes,
+// as the loop's search starts a new line beside settled ones).
+const siblingResult = sibling === undefined ? undefined : await siblingRun(sibling);
+async function siblingRun(seed: number) {
+  const other = streamScenario(seed, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
+  const siblingDrops = other.drops.map(read);
+  log(`sibling line: stream seed ${seed}, cold`);
+  const cold = await runTune({ ...common, drops: siblingDrops });
+  log(`sibling line: stream seed ${seed}, warm from the first line's ${result.chosen.length} chosen recipe(s)`);
+  const warm = await runTune({ ...common, drops: siblingDrops, history: result.chosen });
+  const arm = (r: typeof cold) => ({
+    autoFlops: r.autoFlops,
+    ratio: r.ratio,
+    passedAuto: r.passedAuto,
+    gateMarginAuto: r.gateMarginAuto,
+    firstDropAutoFlops: r.perDrop[0]!.autoFlops,
+    firstDropTrials: r.perDrop[0]!.autoTrials,
+  });
+  return {
+    seed,
+    defaultFlops: cold.defaultFlops,
+    passedDefault: cold.passedDefault,
+    gateMarginDefault: cold.gateMarginDefault,
+    cold: arm(cold),
+    warm: arm(warm),
+  };
+}
 const out = {
   preset: quick ? 'quick' : 'full',
   productsPerDrop: sizes,
   backend: backend.label,
   gateRules: rules,
   ...result,
+  ...(siblingResult ? { sibling: siblingResult } : {}),
   elapsedMs: Math.round(performance.now() - started),
 };
 if (args.json) process.stdout.write(JSON.stringify(out) + '\n');
@@ -132,6 +164,17 @@ else {
     console.log(
       `fixed ${f.steps} steps${f.batchSize === recipe.batchSize ? '' : ` at batch ${f.batchSize}`}: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${marginText(f.gateMargin)}`,
     );
+  const sib = siblingResult;
+  if (sib) {
+    console.log(`sibling line (stream seed ${sib.seed}): default ${sib.passedDefault}/${result.drops} passed, ${sib.defaultFlops.toExponential(3)} FLOPs`);
+    for (const [name, a] of [
+      ['cold', sib.cold],
+      ['warm', sib.warm],
+    ] as const)
+      console.log(
+        `  auto ${name}: ${a.passedAuto}/${result.drops} passed, ratio ${a.ratio.toFixed(3)}, first drop ${a.firstDropTrials} segment(s) ${a.firstDropAutoFlops.toExponential(3)} FLOPs, mean gate margin ${marginText(a.gateMarginAuto)}`,
+      );
+  }
   const c = result.curve;
   if (c) {
     console.log(`default recipe's gate margin every ${c.every} steps:`);

@@ -17,6 +17,7 @@ const rules = GateRules.parse(DEFAULT_GATE_RULES);
 describe('runTune with fixed horizons', () => {
   let r: TuneResult;
   let curved: TuneResult;
+  let warm: TuneResult;
   beforeAll(async () => {
     await initBackend({ force: 'wasm' });
     const s = streamScenario(3, { drops: 2, productsPerDrop: 2, paragraphs: 2, withLoad: 'none' });
@@ -34,6 +35,12 @@ describe('runTune with fixed horizons', () => {
     };
     r = await runTune(options);
     curved = await runTune({ ...options, fixed: [], curve: 3 });
+    // A sibling line's chosen recipe: 4 steps at twice the rate.
+    warm = await runTune({
+      ...options,
+      fixed: [],
+      history: [{ steps: 4, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 1, replayRatio: 0.5, l2Pull: 0 }],
+    });
   }, 180_000);
 
   it('charges each arm its own steps and names every drop', () => {
@@ -75,6 +82,12 @@ describe('runTune with fixed horizons', () => {
       r.perDrop.map((p) => [p.defaultPass, p.defaultMargin, p.defaultPass]),
     );
     for (const d of c.perDrop) expect(d.firstPassAt).toBe(d.margins.find((m) => m.pass)?.step ?? null);
+  });
+
+  it("tries a sibling line's chosen recipe first while the stream has chosen none of its own", () => {
+    expect(warm.perDrop[0]!.trials[0]).toMatchObject({ source: 'history', steps: '0-4/4', learningRate: 2e-2 });
+    // Without it, the first drop starts with the grid.
+    expect(r.perDrop[0]!.trials[0]!.source).toBe('grid');
   });
 });
 
