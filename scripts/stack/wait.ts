@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** Polls `probe` until it returns true; `probe` may throw to give up at once (a process died). */
@@ -13,13 +14,43 @@ export async function waitFor(what: string, timeoutMs: number, probe: () => Prom
   throw new Error(`${what} did not answer within ${Math.round(timeoutMs / 1000)} s`);
 }
 
-/** A TCP port on 127.0.0.1 that nothing listens on right now. */
-export function freePort(): Promise<number> {
+/**
+ * A TCP port on 127.0.0.1 that nothing is bound to right now, for a server started a moment later. It is drawn
+ * below the kernel's ephemeral range: a port the kernel hands out (port 0) comes from that range, where any
+ * outgoing connection may take it as its local port before the server binds it (a PostgreSQL start in CI
+ * failed so: "could not bind IPv4 address: Address already in use"). Falls back to the kernel's choice.
+ */
+export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let i = 0; i < 50 && low > 12_000; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    if (await canBind(port)) return port;
+  }
+  return bindAndRelease(0);
+}
+
+/** The first port of the kernel's ephemeral range (Linux), or 0 where it cannot be read. */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+const canBind = (port: number) =>
+  bindAndRelease(port).then(
+    () => true,
+    () => false,
+  );
+
+/** Binds 127.0.0.1:port (0: any), releases it, and gives the port. */
+function bindAndRelease(port: number): Promise<number> {
   return new Promise((ok, fail) => {
     const server = createServer();
     server.unref();
     server.on('error', fail);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
       server.close(() => (typeof address === 'object' && address ? ok(address.port) : fail(new Error('no port'))));
     });
