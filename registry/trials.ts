@@ -1,9 +1,16 @@
 /** The registry's trials module (issue 15): every trial of a cycle's recipe search, and the warm-start query. The Registry facade composes it. */
-import { and, asc, desc, eq, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, ne, sql, type SQL } from 'drizzle-orm';
 import { lines, recipeTrials, trainingRuns, versions } from '../schemas/db/index.ts';
 import { appendAuditEntry } from './audit.ts';
 import { DEFAULT_ACTOR, lineRow } from './rows.ts';
 import { VerificationRegistry } from './verification.ts';
+
+/** A recipe a search chose, with the features of its drop and its gate margin (a warm start). */
+export interface ChosenRecipe {
+  recipe: Record<string, unknown>;
+  features: Record<string, unknown>;
+  margin: number | null;
+}
 
 /** One trial segment as the search reports it (domain/recipe-search.ts TrialRecord, plus what the cycle knows). */
 export interface TrialInput {
@@ -122,45 +129,42 @@ export class TrialsRegistry extends VerificationRegistry {
   }
 
   /** The recipes chosen by this line's earlier searches, newest first, with the features of their drops (the warm start). */
-  async chosenRecipes(line: string, limit = 20): Promise<{ recipe: Record<string, unknown>; features: Record<string, unknown>; margin: number | null }[]> {
+  async chosenRecipes(line: string, limit = 20): Promise<ChosenRecipe[]> {
     const [l] = await this.db.select({ id: lines.id }).from(lines).where(eq(lines.name, line));
     if (!l) return [];
-    return this.db
-      .select({ recipe: recipeTrials.recipe, features: recipeTrials.features, margin: recipeTrials.margin })
-      .from(recipeTrials)
-      .where(and(eq(recipeTrials.lineId, l.id), eq(recipeTrials.status, 'chosen')))
-      .orderBy(desc(recipeTrials.id))
-      .limit(limit);
+    return (await this.chosenWhere(eq(lines.id, l.id), limit)).map(({ line: _line, ...h }) => h);
   }
 
   /**
    * The recipes chosen on the other lines of this line's foundation line (or the other foundation lines) and model
-   * shape, newest first, each with its line: where a line with no search of its own starts (a new application line beside others on the
-   * same foundation).
+   * shape, newest first, each with its line: where a line with no search of its own starts (a new application line
+   * beside others on the same foundation).
    */
-  async chosenRecipesElsewhere(
-    line: string,
-    limit = 20,
-  ): Promise<{ line: string; recipe: Record<string, unknown>; features: Record<string, unknown>; margin: number | null }[]> {
+  async chosenRecipesElsewhere(line: string, limit = 20): Promise<(ChosenRecipe & { line: string })[]> {
     const [l] = await this.db
       .select({ id: lines.id, foundationLineId: lines.foundationLineId, modelConfig: lines.modelConfig })
       .from(lines)
       .where(eq(lines.name, line));
     if (!l) return [];
+    return this.chosenWhere(
+      and(
+        ne(lines.id, l.id),
+        // The same foundation line (none, for foundation lines): so also the same kind.
+        sql`${lines.foundationLineId} is not distinct from ${l.foundationLineId}::bigint`,
+        // jsonb equality: the same shape whatever the key order it was stored in.
+        sql`${lines.modelConfig} = ${JSON.stringify(l.modelConfig)}::jsonb`,
+      )!,
+      limit,
+    );
+  }
+
+  /** Chosen trials of the lines `which` selects, newest first. */
+  private chosenWhere(which: SQL, limit: number) {
     return this.db
       .select({ line: lines.name, recipe: recipeTrials.recipe, features: recipeTrials.features, margin: recipeTrials.margin })
       .from(recipeTrials)
       .innerJoin(lines, eq(lines.id, recipeTrials.lineId))
-      .where(
-        and(
-          eq(recipeTrials.status, 'chosen'),
-          ne(lines.id, l.id),
-          // The same foundation line (none, for foundation lines): so also the same kind.
-          sql`${lines.foundationLineId} is not distinct from ${l.foundationLineId}::bigint`,
-          // jsonb equality: the same shape whatever the key order it was stored in.
-          sql`${lines.modelConfig} = ${JSON.stringify(l.modelConfig)}::jsonb`,
-        ),
-      )
+      .where(and(eq(recipeTrials.status, 'chosen'), which))
       .orderBy(desc(recipeTrials.id))
       .limit(limit);
   }

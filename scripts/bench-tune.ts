@@ -16,6 +16,8 @@ import { evaluateGate } from '../workflows/gate.ts';
 import type { GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { scriptArgs } from '../bench/args.ts';
 
+/** The seed of the first line's stream of drops. */
+const STREAM_SEED = 7;
 const { values: args } = scriptArgs('bench:tune', {
   options: {
     quick: { type: 'boolean', default: false },
@@ -68,15 +70,18 @@ const fixed = (args.fixed === undefined ? [] : args.fixed.split(',')).map((entry
 const curve = args.curve === undefined ? 0 : Number(args.curve);
 if (args.curve !== undefined && (!Number.isInteger(curve) || curve < 1)) refuse(`--curve is a whole number of steps, e.g. 25, got ${args.curve}`);
 const sibling = args.sibling === undefined ? undefined : Number(args.sibling);
-if (sibling !== undefined && (!Number.isInteger(sibling) || sibling === 7))
-  refuse(`--sibling is a whole-number stream seed other than 7 (the first line's), got ${args.sibling}`);
+if (sibling !== undefined && (!Number.isInteger(sibling) || sibling === STREAM_SEED))
+  refuse(`--sibling is a whole-number stream seed other than ${STREAM_SEED} (the first line's), got ${args.sibling}`);
 const sizes = counts('sizes', args.sizes, [quick ? 3 : 8], 'products per catalogue drop, e.g. 1,8,2');
 const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
   : { steps: 300, batchSize: 16, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 20, weightDecay: 0.01, gradClip: 1 };
 const knobs = { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3 };
-const s = streamScenario(7, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
+/** The stream of drops of seed `seed` (the first line's is STREAM_SEED), shaped by the flags. */
+const streamOf = (seed: number) =>
+  streamScenario(seed, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
+const s = streamOf(STREAM_SEED);
 const read = (d: { name: string; content: string }) => dropFromBytes(new TextEncoder().encode(d.content), d.name);
 const base = read(s.base);
 const drops = s.drops.map(read);
@@ -119,8 +124,7 @@ const result = await runTune({ ...common, drops, fixed, ...(curve ? { curve } : 
 // as the loop's search starts a new line beside settled ones).
 const siblingResult = sibling === undefined ? undefined : await siblingRun(sibling);
 async function siblingRun(seed: number) {
-  const other = streamScenario(seed, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
-  const siblingDrops = other.drops.map(read);
+  const siblingDrops = streamOf(seed).drops.map(read);
   log(`sibling line: stream seed ${seed}, cold`);
   const cold = await runTune({ ...common, drops: siblingDrops });
   log(`sibling line: stream seed ${seed}, warm from the first line's ${result.chosen.length} chosen recipe(s)`);
