@@ -31,12 +31,14 @@ const { values: args } = scriptArgs('bench:tune', {
     sizes: { type: 'string' },
     curve: { type: 'string' },
     sibling: { type: 'string' },
+    replay: { type: 'string' },
+    l2: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)] [--replay R (the recipe's replay ratio, default 0.5)] [--l2 L (its L2 pull, default 1e-3)]`,
   );
   process.exit(0);
 }
@@ -77,7 +79,11 @@ const config = quick ? preset('tiny', { context: 64 }) : preset('small');
 const recipe = quick
   ? { steps: 120, batchSize: 16, learningRate: 2e-2, minLearningRate: 2e-3, warmupSteps: 10, weightDecay: 0.01, gradClip: 1 }
   : { steps: 300, batchSize: 16, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 20, weightDecay: 0.01, gradClip: 1 };
-const knobs = { replayRatio: 0.5, replayBudget: 5000, l2Pull: 1e-3 };
+const replayRatio = args.replay === undefined ? 0.5 : Number(args.replay);
+if (!(replayRatio >= 0 && replayRatio < 1)) refuse(`--replay is a replay ratio in [0, 1), e.g. 0.8, got ${args.replay}`);
+const l2Pull = args.l2 === undefined ? 1e-3 : Number(args.l2);
+if (!(l2Pull >= 0)) refuse(`--l2 is an L2 pull >= 0, e.g. 1e-2, got ${args.l2}`);
+const knobs = { replayRatio, replayBudget: 5000, l2Pull };
 /** The stream of drops of seed `seed` (the first line's is STREAM_SEED), shaped by the flags. */
 const streamOf = (seed: number) =>
   streamScenario(seed, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
@@ -151,6 +157,7 @@ const out = {
   productsPerDrop: sizes,
   backend: backend.label,
   gateRules: rules,
+  knobs,
   ...result,
   ...(siblingResult ? { sibling: siblingResult } : {}),
   elapsedMs: Math.round(performance.now() - started),
