@@ -4,7 +4,7 @@
  * versions, each update judged by a gate the caller passes in (the release gate). Training runs in process with
  * the loop's trainer, and a promoted trial continues from its in-memory checkpoint exactly as the loop's does.
  */
-import { type Knobs, type TrialOutcome, atHorizon, gateMargin, searchRecipe } from '../domain/recipe-search.ts';
+import { type Knobs, type TrialOutcome, atHorizon, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
 import type { GateDecision, GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { flopsPerToken, type ModelConfig } from '../model/config.ts';
 import { deriveSeed } from '../model/random.ts';
@@ -163,8 +163,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   for (let i = 1; i <= o.drops.length; i++) {
     const gateSuites: GateSuite[] = suites.filter((s) => s.drop <= i).map((s) => ({ name: key(s), kind: s.kind, isNew: s.drop === i }));
     const judgeAgainst = (champion: Record<string, Metrics>) => (m: Record<string, Record<string, number | undefined>>) => {
-      const d = o.gate(gateSuites, m as Record<string, Metrics>, champion);
-      return { pass: d.verdict === 'pass', margin: gateMargin(d), summary: d.summary };
+      return judgedOf(o.gate(gateSuites, m as Record<string, Metrics>, champion), gateSuites);
     };
     // One update of a fixed-recipe arm from its champion; the arm keeps it when the gate passes.
     const update = async (a: Arm, every?: number) => {

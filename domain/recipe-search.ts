@@ -14,8 +14,11 @@
  * line converges in one trial. The base recipe's own compute is held back from the budget for the last resort (when
  * the budget covers it), so a search never fails a drop the base recipe alone would have passed for want of budget,
  * and the base recipe is taken when it passes even below the margin asked (it is what the line would have trained).
+ * A warm start or the base recipe that fails because the update forgot (an old suite failed, not the drop's) is
+ * tried again at its horizon with more replay, when the budget covers it without the base recipe's share: a
+ * cheaper recipe would not keep more of the old ground, more rehearsal of it can.
  */
-import type { GateDecision } from '../schemas/contracts/gate.ts';
+import type { GateDecision, GateSuite } from '../schemas/contracts/gate.ts';
 
 /** The searched part of a recipe. */
 export interface Knobs {
@@ -32,7 +35,7 @@ export interface TrialPlan {
   knobs: Knobs;
   /** 0: the warm start from history; 1..: brackets of rising horizon. */
   bracket: number;
-  source: 'history' | 'grid' | 'base';
+  source: 'history' | 'grid' | 'base' | 'repair';
 }
 
 /** One training segment of a trial: from `fromStep` (0, or its checkpoint `resume`) up to `toStep`. */
@@ -60,6 +63,19 @@ export interface Judged {
   pass: boolean;
   margin: number;
   summary: string;
+  /** The update failed on a suite it was not trained for (an earlier drop's, or the general text): it forgot. */
+  forgot?: boolean;
+}
+
+/** A gate decision as the search reads it: verdict, margin, and whether an old suite (not the drop's) failed. Pure. */
+export function judgedOf(decision: GateDecision, suites: GateSuite[]): Judged {
+  const old = new Set(suites.filter((s) => !s.isNew).map((s) => s.name));
+  return {
+    pass: decision.verdict === 'pass',
+    margin: gateMargin(decision),
+    summary: decision.summary,
+    forgot: decision.suites.some((s) => !s.pass && old.has(s.suite)),
+  };
 }
 
 export type TrialStatus = 'chosen' | 'passed' | 'kept' | 'pruned' | 'failed' | 'rejected';
@@ -82,6 +98,8 @@ export interface TrialRecord {
   /** Whether this segment finished the trial's recipe (its horizon): only those can be chosen. */
   complete: boolean;
   summary: string;
+  /** The gate failed it on a suite it was not trained for (see Judged). */
+  forgot?: boolean;
   status: TrialStatus;
   checkpoint?: string;
   weights?: string;
@@ -121,6 +139,13 @@ export interface SearchOptions {
    * drifted (20 of 300 steps became 3 at 38, 6 at 75, 12 at 150 instead of 10).
    */
   rescaleFromGrid?: boolean;
+  /**
+   * A recipe of the line's (a warm start, or the base recipe) that failed because the update forgot is tried again
+   * at its horizon with more replay (default true): the line learns the drop with that recipe but loses old
+   * ground, and a cheaper recipe from the grid would not keep more of it. Once the base recipe has run, the compute
+   * held back for it is free for the repair. False is the plan before that rule, for histories that ran it.
+   */
+  repair?: boolean;
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
@@ -144,6 +169,8 @@ export function gateMargin(decision: GateDecision): number {
 }
 
 const round = (x: number) => Math.max(1, Math.round(x));
+/** A repair's replay ratio: 0.3 more, at most 0.9 (some of every batch stays the new drop). */
+const moreReplay = (r: number) => Math.min(0.9, Math.round((r + 0.3) * 100) / 100);
 const clampLr = (x: number) => Math.min(0.05, Math.max(1e-6, x));
 
 /** `knobs` at another horizon: warmup scaled with it (at most a quarter), the floor of the rate kept below the rate. */
@@ -194,7 +221,13 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   // Held back for the base recipe (the last resort) when the budget covers it; the base recipe's own runs may use it.
   const baseCost = o.base.steps * o.flopsPerStep;
   const reserve = o.reserveBase !== false && o.budgetFlops >= baseCost ? baseCost : 0;
-  const limitFor = (r: TrialRun) => (key(r.trial.knobs) === key(o.base) ? o.budgetFlops : o.budgetFlops - reserve);
+  const repair = o.repair !== false;
+  // Once the base recipe ran to its horizon (as a warm start), its held-back compute is free for a repair (only:
+  // short grid trials after it spent it and passed nothing, measured on the full bench:tune stream).
+  const baseRan = () => repair && trials.some((t) => t.complete && key(t.knobs) === key(o.base));
+  const limitOf = (k: Knobs, source: TrialPlan['source']) =>
+    key(k) === key(o.base) || (source === 'repair' && baseRan()) ? o.budgetFlops : o.budgetFlops - reserve;
+  const limitFor = (r: TrialRun) => limitOf(r.trial.knobs, r.trial.source);
 
   /** Runs what fits in the budget (in the order given) and records each segment. */
   const runRung = async (runs: TrialRun[]): Promise<TrialRecord[]> => {
@@ -255,6 +288,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
         margin: j.margin,
         pass: j.pass,
         summary: j.summary,
+        ...(j.forgot ? { forgot: true } : {}),
         status: 'kept',
         ...(out.checkpoint ? { checkpoint: out.checkpoint } : {}),
         ...(out.weights ? { weights: out.weights } : {}),
@@ -282,6 +316,20 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     return { chosen, best, trials, flops: spent, reason };
   };
 
+  /**
+   * The repair of a complete trial that failed because it forgot: its recipe with more replay, alone at its
+   * horizon (with `repair`, when the budget covers it and that recipe has not run). Chosen when it passes.
+   */
+  const repaired = async (failed: TrialRecord | undefined, bracket: number): Promise<TrialRecord | null> => {
+    if (!repair || !failed || !failed.complete || failed.pass || failed.status === 'failed' || !failed.forgot) return null;
+    const k = { ...failed.knobs, replayRatio: moreReplay(failed.knobs.replayRatio) };
+    if (k.replayRatio <= failed.knobs.replayRatio || seen.has(key(k))) return null;
+    // Only when it fits: the compute held back for the base recipe stays for it, and the search goes on without.
+    if (spent + k.steps * o.flopsPerStep > limitOf(k, 'repair')) return null;
+    seen.add(key(k));
+    return choose(await runRung([{ trial: plan(k, bracket, 'repair'), rung: 0, fromStep: 0, toStep: k.steps }]));
+  };
+
   // Warm start: recipes that passed before, each alone at its own horizon (one rung: no halving of one).
   const seen = new Set<string>();
   const warm = o.history.filter((k) => (seen.has(key(k)) ? false : (seen.add(key(k)), true))).slice(0, o.warm ?? 2);
@@ -290,7 +338,16 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     const w = choose(recs);
     if (w) return done(w, `a recipe that passed on an earlier drop passed again (${k.steps} steps, margin ${w.margin!.toFixed(4)})`);
     if (stopped) break;
+    const r = await repaired(recs[0], 0);
+    if (r)
+      return done(
+        r,
+        `a recipe that passed on an earlier drop forgot; with replay ${r.knobs.replayRatio} it passed (${k.steps} steps, margin ${r.margin!.toFixed(4)})`,
+      );
+    if (stopped) break;
   }
+  // A warm start that did not run (the budget stopped the ones before it) is not a reason to skip the base recipe.
+  const baseTried = () => (repair ? trials.some((t) => key(t.knobs) === key(o.base)) : seen.has(key(o.base)));
 
   const S = o.base.steps;
   const horizons = [...new Set([round(S / 8), round(S / 4), round(S / 2)])].filter((h) => h < S);
@@ -338,13 +395,15 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     configs = next.length ? next : configs.slice(0, 2);
   }
   // Last resort: the base recipe as given (its compute was held back), unless it already ran or time is out.
-  if (!seen.has(key(o.base))) {
+  if (!baseTried()) {
     const before = stopped;
     stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
     const w = choose(recs);
     if (w)
       return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
+    const r = await repaired(recs[0], horizons.length + 1);
+    if (r) return done(r, `the base recipe forgot; with replay ${r.knobs.replayRatio} it passed (${S} steps, margin ${r.margin!.toFixed(4)})`);
     stopped ||= before;
   }
   // The base recipe (as the last resort or as a warm start) passed, below the margin: still what the line would have trained.

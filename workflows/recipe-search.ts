@@ -8,7 +8,7 @@ import { ActivityFailure, patched, proxyActivities, proxyLocalActivities } from 
 import type { LocalRegistryActivities, SuiteRef, TrainingQueueActivities, VersionRef } from '../activities/types.ts';
 import type { GateRules, ModelConfig, Recipe } from '../schemas/io.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
-import { type DropFeatures, type Knobs, type TrialOutcome, dropDistance, gateMargin, searchRecipe } from '../domain/recipe-search.ts';
+import { type DropFeatures, type Knobs, type TrialOutcome, dropDistance, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
 import { evaluateGate } from './gate.ts';
 import { evaluation, registryLocal, training } from './options.ts';
 
@@ -91,6 +91,8 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     baseOnPass,
     // Searches started before every bracket was scaled from the grid's full-horizon recipes keep their plan.
     rescaleFromGrid: patched('search-rescale-from-grid-v1'),
+    // Searches started before a recipe that forgot was repaired with more replay keep the plan they ran with.
+    repair: patched('search-repair-v1'),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({
@@ -100,7 +102,7 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
         champion: against.metrics,
         baseline: against.label,
       });
-      return { pass: decision.verdict === 'pass', margin: gateMargin(decision), summary: decision.summary };
+      return judgedOf(decision, suites);
     },
     run: (runs) =>
       Promise.all(

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 import { startTestLoop, writeTextDrop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
@@ -82,5 +83,28 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     // Its first trial is the warm start: the first line's chosen recipe, tried alone at its own horizon.
     expect(trials[0]).toMatchObject({ source: 'history', rung: 0, fromStep: 0, toStep: chosen!.toStep });
     expect(trials[0]!.recipe).toEqual(chosen!.recipe);
+  });
+
+  it('tries a warm start that forgot an old suite again with more replay, as a repair trial of the search', async () => {
+    const line = `forgets-${suffix}`;
+    await loop.createLine(line, { recipe: { search: { width: 2 } } });
+    const first = await sendDrop(loop, line, writeDrop('d.jsonl', 5, 30));
+    expect((await waitForCycle(loop.client, line, first.request.digest)).verdict).toBe('promoted');
+    const [warm] = (await loop.registry.listTrials(line)).filter((t) => t.status === 'chosen');
+    // From now on the first drop's text suite has a floor no model reaches: every update fails on an old suite.
+    const old = (await loop.registry.listSuites(line)).find((s) => s.kind === 'text')!;
+    await loop.registry.updateLine({
+      name: line,
+      gateRules: { ...DEFAULT_GATE_RULES, suites: { [old.name]: { floors: { loss: 0.01 } } } },
+      actor: 'test',
+      reason: 'an old suite no update can pass',
+    });
+    const second = await sendDrop(loop, line, writeDrop('e.jsonl', 6, 30));
+    expect((await waitForCycle(loop.client, line, second.request.digest)).verdict).toBe('rejected');
+    const trials = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === second.request.digest);
+    expect(trials[0]).toMatchObject({ source: 'history', recipe: warm!.recipe });
+    expect(trials[0]!.summary).toContain(old.name);
+    const replay = (warm!.recipe as { replayRatio: number }).replayRatio;
+    expect(trials[1]).toMatchObject({ source: 'repair', toStep: warm!.toStep, recipe: { ...warm!.recipe, replayRatio: Math.min(0.9, replay + 0.3) } });
   });
 });

@@ -1,6 +1,6 @@
 /** The pure recipe-search plan (domain/recipe-search.ts): cheapest first, budget-bounded, warm-started, safe on crashes. */
 import { describe, expect, it } from 'vitest';
-import { type Knobs, type TrialRun, atHorizon, gateMargin, searchRecipe } from '../../domain/recipe-search.ts';
+import { type Knobs, type TrialRun, atHorizon, gateMargin, judgedOf, searchRecipe } from '../../domain/recipe-search.ts';
 
 const base: Knobs = { steps: 80, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 8, replayRatio: 0.3, l2Pull: 1e-3 };
 
@@ -135,5 +135,100 @@ describe('searchRecipe', () => {
     const before = await search(false);
     expect(before.chosen!.knobs.steps).toBe(150);
     expect(before.chosen!.knobs.warmupSteps).toBe(12);
+  });
+
+  it('a recipe of the line that forgot is tried again with more replay, on the compute held back for the base recipe', async () => {
+    // The full horizon learns the drop; below replay 0.6 the update forgets an old suite. Nothing shorter passes.
+    const runs: TrialRun[] = [];
+    const run = async (rs: TrialRun[]) =>
+      rs.map((r) => {
+        runs.push(r);
+        const learnt = r.toStep >= 80;
+        const kept = r.trial.knobs.replayRatio >= 0.6;
+        return {
+          ok: true as const,
+          steps: r.toStep,
+          flops: (r.toStep - r.fromStep) * 10,
+          wallMs: 1,
+          checkpoint: `${r.trial.id}@${r.toStep}`,
+          metrics: { s: { loss: learnt ? 0.5 : 1.5 }, old: { loss: kept ? 0.5 : 1.5 } },
+        };
+      });
+    const judge = (m: Record<string, Record<string, number | undefined>>) => {
+      const worst = Math.max(m.s!.loss!, m.old!.loss!);
+      return { pass: worst <= 1, margin: 1 - worst, summary: `loss ${worst}`, forgot: m.old!.loss! > 1 };
+    };
+    // The base recipe ran as the line's earlier recipe and forgot: its repair at replay 0.6 takes the compute that
+    // was held back for the base recipe (which has run), 1,600 FLOPs in all.
+    const out = await searchRecipe({ base, history: [base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, run, judge });
+    expect(out.chosen).toMatchObject({ source: 'repair', toStep: 80, knobs: { ...base, replayRatio: 0.6 } });
+    expect(out.trials.map((t) => t.source)).toEqual(['history', 'repair']);
+    expect(out.trials[0]!.forgot).toBe(true);
+    expect(out.flops).toBe(1600);
+    expect(out.reason).toMatch(/^a recipe that passed on an earlier drop forgot; with replay 0\.6 it passed/);
+    // As the last resort: the base recipe forgets after the grid found nothing, and its repair passes.
+    const last = await searchRecipe({ base, history: [], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, run, judge });
+    expect(last.chosen).toMatchObject({ source: 'repair', toStep: 80 });
+    expect(last.trials.at(-2)!.source).toBe('base');
+    expect(last.reason).toMatch(/^the base recipe forgot; with replay 0\.6/);
+    // The plan before the rule (kept for histories that ran it) rejects both.
+    const old = await searchRecipe({ base, history: [base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, repair: false, run, judge });
+    expect(old.chosen).toBeNull();
+    expect(old.trials).toHaveLength(1);
+    // An update that failed to learn its drop (no old suite failed) is not repaired with replay.
+    const unlearnt = await searchRecipe({
+      base,
+      history: [base],
+      budgetFlops: 1600,
+      flopsPerStep: 10,
+      margin: 0,
+      run: async (rs) => (await run(rs)).map((o) => ({ ...o, metrics: { s: { loss: 1.5 }, old: { loss: 0.5 } } })),
+      judge,
+    });
+    // Nor does the grid get the base recipe's held-back compute once it ran: only a repair may spend it.
+    expect(unlearnt.trials.map((t) => t.source)).toEqual(['history']);
+  });
+
+  it('a repair never takes the compute held back for the base recipe: the base recipe still runs when it passes', async () => {
+    // The line's last recipe (replay 0.4) forgets here; the base recipe (replay 0.3) does not.
+    const run = async (rs: TrialRun[]) =>
+      rs.map((r) => ({
+        ok: true as const,
+        steps: r.toStep,
+        flops: (r.toStep - r.fromStep) * 10,
+        wallMs: 1,
+        checkpoint: `${r.trial.id}@${r.toStep}`,
+        metrics: { s: { loss: r.toStep >= 80 ? 0.5 : 1.5 }, old: { loss: r.trial.knobs.replayRatio === 0.4 ? 1.5 : 0.5 } },
+      }));
+    const judge = (m: Record<string, Record<string, number | undefined>>) => {
+      const worst = Math.max(m.s!.loss!, m.old!.loss!);
+      return { pass: worst <= 1, margin: 1 - worst, summary: `loss ${worst}`, forgot: m.old!.loss! > 1 };
+    };
+    const last = { ...base, replayRatio: 0.4 };
+    const out = await searchRecipe({ base, history: [last, base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, run, judge });
+    // The repair of the first (800 more) would need the base recipe's 800: skipped, and the base recipe runs and passes.
+    expect(out.trials.map((t) => t.source)).toEqual(['history', 'history']);
+    expect(out.chosen).toMatchObject({ knobs: base, source: 'history' });
+    expect(out.flops).toBe(1600);
+    // A warm start too long for the budget left beside the base recipe's share stops the warm starts; the base
+    // recipe behind it still runs as the last resort (before, having been listed made it count as tried).
+    const long = { ...base, steps: 100 };
+    const stopped = await searchRecipe({ base, history: [long, base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, run, judge });
+    expect(stopped.chosen).toMatchObject({ knobs: base, source: 'base' });
+    const before = await searchRecipe({ base, history: [long, base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, repair: false, run, judge });
+    expect(before.chosen).toBeNull();
+  });
+
+  it("judgedOf: an update forgot when a suite other than its drop's failed", () => {
+    const verdict = (suite: string, pass: boolean) => ({ suite, metric: 'loss' as const, candidate: 1, champion: 1, bound: 1, pass, reason: '' });
+    const suites = [
+      { name: 'general/text', kind: 'text' as const, isNew: false },
+      { name: 'drop/text', kind: 'text' as const, isNew: true },
+    ];
+    const of = (general: boolean, drop: boolean) =>
+      judgedOf({ verdict: general && drop ? 'pass' : 'fail', summary: '', suites: [verdict('general/text', general), verdict('drop/text', drop)] }, suites);
+    expect(of(false, true)).toMatchObject({ pass: false, forgot: true });
+    expect(of(true, false)).toMatchObject({ pass: false, forgot: false });
+    expect(of(true, true)).toMatchObject({ pass: true, forgot: false });
   });
 });
