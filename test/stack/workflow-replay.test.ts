@@ -67,6 +67,7 @@ describe('workflow replay', () => {
       [['cycle-feedback'], recordFeedback],
       [['upgrade-one-line', 'cycle-transfer'], recordUpgrade],
       [['cycle-recipe-search', 'search-recipe'], recordSearch],
+      [['cycle-search-repair', 'search-repair'], recordRepair],
     ];
     try {
       for (const [files, record] of recordings) if (!ONLY_NEW || files.some((f) => !existsSync(join(DIR, `${f}.json`)))) await record(harness, save);
@@ -274,3 +275,42 @@ async function recordSearch(harness: Harness, save: Save) {
   });
 }
 
+/**
+ * A search whose warm start (the line's recipe, chosen on an earlier drop) forgets the old suite, and whose repair
+ * with more replay passes and is promoted: the path behind patched('search-repair-v1').
+ */
+async function recordRepair(harness: Harness, save: Save) {
+  const line = 'replay-repair';
+  const stubs: StubActivities = {
+    ...promotingStubs(line),
+    recipeSearchContext: async () => ({
+      flopsPerStep: 1e6,
+      history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
+      historyFrom: [line],
+    }),
+    // Every trial learns the new suite; below replay 0.6 it loses the old one (the champion's loss there is 2).
+    runRecipeTrial: async (input) => ({
+      steps: input.stopAt,
+      flops: input.stopAt * 1e6,
+      wallMs: 1,
+      checkpoint: createHash('sha256').update(`checkpoint ${input.key} ${input.stopAt}`).digest('hex'),
+      weights: createHash('sha256').update(`weights ${input.key} ${input.stopAt}`).digest('hex'),
+      finalLoss: 1,
+      metrics: { old: { loss: input.recipe.replayRatio >= 0.6 ? 2 : 3 }, new: { loss: 0.5 } },
+    }),
+    recordRecipeTrials: async (input) => ({ recorded: input.trials.length }),
+  };
+  await harness.withStubs(line, stubs, async (run) => {
+    const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
+      taskQueue: run.taskQueue,
+      workflowId: `cycle:${line}:2`,
+      args: [{ line, drop: { ...dropRequest('r'), recipe: { search: {} } }, parentId: `line:${line}` }],
+    });
+    const summary = await handle.result();
+    expect(summary.verdict, summary.reason).toBe('promoted');
+    const trials = run.inputs('runRecipeTrial');
+    expect(trials.map((t) => t.recipe.replayRatio)).toEqual([0.3, 0.6]);
+    await save('cycle-search-repair', handle);
+    await save('search-repair', run.client.workflow.getHandle(`cycle:${line}:2:search`));
+  });
+}
