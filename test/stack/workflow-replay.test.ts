@@ -245,33 +245,14 @@ async function recordUpgrade(harness: Harness, save: Save) {
 
 /** A cycle with recipe `auto` (issue 15): its search child runs trials (halving, resumes), records them, and the candidate resumes from the winner. */
 async function recordSearch(harness: Harness, save: Save) {
-  const line = 'replay-search';
-  const stubs: StubActivities = {
-    ...promotingStubs(line),
-    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: [], historyFrom: [] }),
+  await recordSearchCycle(harness, save, {
+    line: 'replay-search',
+    seed: 's',
+    history: [],
     // Trials pass from a quarter of the base recipe's horizon on: the first bracket (an eighth) fails, the second passes.
-    runRecipeTrial: async (input) => ({
-      steps: input.stopAt,
-      flops: input.stopAt * 1e6,
-      wallMs: 1,
-      checkpoint: createHash('sha256').update(`checkpoint ${input.key} ${input.stopAt}`).digest('hex'),
-      weights: createHash('sha256').update(`weights ${input.key} ${input.stopAt}`).digest('hex'),
-      finalLoss: 1,
-      metrics: { old: { loss: 2 }, new: { loss: input.stopAt >= Math.round(input.recipe.steps / 2) && input.recipe.steps >= 25 ? 0.5 : 1.99 } },
-    }),
-    recordRecipeTrials: async (input) => ({ recorded: input.trials.length }),
-  };
-  await harness.withStubs(line, stubs, async (run) => {
-    const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
-      taskQueue: run.taskQueue,
-      workflowId: `cycle:${line}:2`,
-      args: [{ line, drop: { ...dropRequest('s'), recipe: { search: {} } }, parentId: `line:${line}` }],
-    });
-    const summary = await handle.result();
-    expect(summary.verdict, summary.reason).toBe('promoted');
-    expect(run.inputs('trainCandidate')[0]?.resumeFrom).toBeTruthy();
-    await save('cycle-recipe-search', handle);
-    await save('search-recipe', run.client.workflow.getHandle(`cycle:${line}:2:search`));
+    metrics: (input) => ({ old: { loss: 2 }, new: { loss: input.stopAt >= Math.round(input.recipe.steps / 2) && input.recipe.steps >= 25 ? 0.5 : 1.99 } }),
+    check: (run) => expect(run.inputs('trainCandidate')[0]?.resumeFrom).toBeTruthy(),
+    names: ['cycle-recipe-search', 'search-recipe'],
   });
 }
 
@@ -280,15 +261,37 @@ async function recordSearch(harness: Harness, save: Save) {
  * with more replay passes and is promoted: the path behind patched('search-repair-v1').
  */
 async function recordRepair(harness: Harness, save: Save) {
-  const line = 'replay-repair';
+  await recordSearchCycle(harness, save, {
+    line: 'replay-repair',
+    seed: 'r',
+    history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
+    // Every trial learns the new suite; below replay 0.6 it loses the old one (the champion's loss there is 2).
+    metrics: (input) => ({ old: { loss: input.recipe.replayRatio >= 0.6 ? 2 : 3 }, new: { loss: 0.5 } }),
+    check: (run) => expect(run.inputs('runRecipeTrial').map((t) => t.recipe.replayRatio)).toEqual([0.3, 0.6]),
+    names: ['cycle-search-repair', 'search-repair'],
+  });
+}
+
+type TrialInput = Parameters<StubActivities['runRecipeTrial'] & {}>[0];
+type StubRun = Parameters<Parameters<Harness['withStubs']>[2]>[0];
+
+/** One promoted cycle of a line with recipe `auto` over stub trials scored by `metrics`; saves the cycle's and its search's history. */
+async function recordSearchCycle(
+  harness: Harness,
+  save: Save,
+  o: {
+    line: string;
+    seed: string;
+    history: Awaited<ReturnType<StubActivities['recipeSearchContext'] & {}>>['history'];
+    metrics: (input: TrialInput) => Record<string, { loss: number }>;
+    check: (run: StubRun) => void;
+    names: [cycle: string, search: string];
+  },
+) {
+  const { line } = o;
   const stubs: StubActivities = {
     ...promotingStubs(line),
-    recipeSearchContext: async () => ({
-      flopsPerStep: 1e6,
-      history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
-      historyFrom: [line],
-    }),
-    // Every trial learns the new suite; below replay 0.6 it loses the old one (the champion's loss there is 2).
+    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: o.history, historyFrom: o.history.length ? [line] : [] }),
     runRecipeTrial: async (input) => ({
       steps: input.stopAt,
       flops: input.stopAt * 1e6,
@@ -296,7 +299,7 @@ async function recordRepair(harness: Harness, save: Save) {
       checkpoint: createHash('sha256').update(`checkpoint ${input.key} ${input.stopAt}`).digest('hex'),
       weights: createHash('sha256').update(`weights ${input.key} ${input.stopAt}`).digest('hex'),
       finalLoss: 1,
-      metrics: { old: { loss: input.recipe.replayRatio >= 0.6 ? 2 : 3 }, new: { loss: 0.5 } },
+      metrics: o.metrics(input),
     }),
     recordRecipeTrials: async (input) => ({ recorded: input.trials.length }),
   };
@@ -304,13 +307,12 @@ async function recordRepair(harness: Harness, save: Save) {
     const handle = await run.client.workflow.start<typeof cycleWorkflow>('cycleWorkflow', {
       taskQueue: run.taskQueue,
       workflowId: `cycle:${line}:2`,
-      args: [{ line, drop: { ...dropRequest('r'), recipe: { search: {} } }, parentId: `line:${line}` }],
+      args: [{ line, drop: { ...dropRequest(o.seed), recipe: { search: {} } }, parentId: `line:${line}` }],
     });
     const summary = await handle.result();
     expect(summary.verdict, summary.reason).toBe('promoted');
-    const trials = run.inputs('runRecipeTrial');
-    expect(trials.map((t) => t.recipe.replayRatio)).toEqual([0.3, 0.6]);
-    await save('cycle-search-repair', handle);
-    await save('search-repair', run.client.workflow.getHandle(`cycle:${line}:2:search`));
+    o.check(run);
+    await save(o.names[0], handle);
+    await save(o.names[1], run.client.workflow.getHandle(`cycle:${line}:2:search`));
   });
 }

@@ -30,6 +30,25 @@ function world(need: number, crash = new Set<string>()) {
   };
 }
 
+/** A learner that learns the drop (`s`) at the full 80 steps and loses the old suite under the recipes `forgets` names. */
+function forgetting(forgets: (k: Knobs) => boolean) {
+  return {
+    run: async (rs: TrialRun[]) =>
+      rs.map((r) => ({
+        ok: true as const,
+        steps: r.toStep,
+        flops: (r.toStep - r.fromStep) * 10,
+        wallMs: 1,
+        checkpoint: `${r.trial.id}@${r.toStep}`,
+        metrics: { s: { loss: r.toStep >= 80 ? 0.5 : 1.5 }, old: { loss: forgets(r.trial.knobs) ? 1.5 : 0.5 } },
+      })),
+    judge: (m: Record<string, Record<string, number | undefined>>) => {
+      const worst = Math.max(m.s!.loss!, m.old!.loss!);
+      return { pass: worst <= 1, margin: 1 - worst, summary: `loss ${worst}`, forgot: m.old!.loss! > 1 };
+    },
+  };
+}
+
 describe('searchRecipe', () => {
   it('picks the cheapest passing horizon, continuing promoted trials from their checkpoints', async () => {
     const w = world(0.3);
@@ -139,25 +158,7 @@ describe('searchRecipe', () => {
 
   it('a recipe of the line that forgot is tried again with more replay, on the compute held back for the base recipe', async () => {
     // The full horizon learns the drop; below replay 0.6 the update forgets an old suite. Nothing shorter passes.
-    const runs: TrialRun[] = [];
-    const run = async (rs: TrialRun[]) =>
-      rs.map((r) => {
-        runs.push(r);
-        const learnt = r.toStep >= 80;
-        const kept = r.trial.knobs.replayRatio >= 0.6;
-        return {
-          ok: true as const,
-          steps: r.toStep,
-          flops: (r.toStep - r.fromStep) * 10,
-          wallMs: 1,
-          checkpoint: `${r.trial.id}@${r.toStep}`,
-          metrics: { s: { loss: learnt ? 0.5 : 1.5 }, old: { loss: kept ? 0.5 : 1.5 } },
-        };
-      });
-    const judge = (m: Record<string, Record<string, number | undefined>>) => {
-      const worst = Math.max(m.s!.loss!, m.old!.loss!);
-      return { pass: worst <= 1, margin: 1 - worst, summary: `loss ${worst}`, forgot: m.old!.loss! > 1 };
-    };
+    const { run, judge } = forgetting((k) => k.replayRatio < 0.6);
     // The base recipe ran as the line's earlier recipe and forgot: its repair at replay 0.6 takes the compute that
     // was held back for the base recipe (which has run), 1,600 FLOPs in all.
     const out = await searchRecipe({ base, history: [base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, run, judge });
@@ -191,19 +192,7 @@ describe('searchRecipe', () => {
 
   it('a repair never takes the compute held back for the base recipe: the base recipe still runs when it passes', async () => {
     // The line's last recipe (replay 0.4) forgets here; the base recipe (replay 0.3) does not.
-    const run = async (rs: TrialRun[]) =>
-      rs.map((r) => ({
-        ok: true as const,
-        steps: r.toStep,
-        flops: (r.toStep - r.fromStep) * 10,
-        wallMs: 1,
-        checkpoint: `${r.trial.id}@${r.toStep}`,
-        metrics: { s: { loss: r.toStep >= 80 ? 0.5 : 1.5 }, old: { loss: r.trial.knobs.replayRatio === 0.4 ? 1.5 : 0.5 } },
-      }));
-    const judge = (m: Record<string, Record<string, number | undefined>>) => {
-      const worst = Math.max(m.s!.loss!, m.old!.loss!);
-      return { pass: worst <= 1, margin: 1 - worst, summary: `loss ${worst}`, forgot: m.old!.loss! > 1 };
-    };
+    const { run, judge } = forgetting((k) => k.replayRatio === 0.4);
     const last = { ...base, replayRatio: 0.4 };
     const out = await searchRecipe({ base, history: [last, base], budgetFlops: 1600, flopsPerStep: 10, margin: 0, run, judge });
     // The repair of the first (800 more) would need the base recipe's 800: skipped, and the base recipe runs and passes.
