@@ -59,6 +59,8 @@ export const RecipeSearch = z
     margin: z.number().min(-1).max(1).optional(),
     /** Trials in the first bracket, 1 to 6 (default 4). */
     width: z.number().int().min(1).max(6).optional(),
+    /** A warm start or the base recipe that failed because it forgot is tried again with more replay (default true). */
+    repair: z.boolean().optional(),
   })
   .strict();
 export type RecipeSearch = z.infer<typeof RecipeSearch>;

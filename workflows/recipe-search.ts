@@ -92,7 +92,7 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     // Searches started before every bracket was scaled from the grid's full-horizon recipes keep their plan.
     rescaleFromGrid: patched('search-rescale-from-grid-v1'),
     // Searches started before a recipe that forgot was repaired with more replay keep the plan they ran with.
-    repair: patched('search-repair-v1'),
+    repair: patched('search-repair-v1') && settings.repair !== false,
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

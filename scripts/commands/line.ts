@@ -174,6 +174,7 @@ export function describeSearch(search: NonNullable<Recipe['search']>): string {
     search.budgetWallMs === undefined ? 'no wall-time limit' : `at most ${search.budgetWallMs} ms`,
     `${search.width ?? 4} trials in the first bracket`,
     `margin ${search.margin ?? 0}`,
+    search.repair === false ? 'no repair of an update that forgot' : 'an update that forgot tried again with more replay',
   ].join(', ');
 }
 

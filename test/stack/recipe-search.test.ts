@@ -106,5 +106,11 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     expect(trials[0]!.summary).toContain(old.name);
     const replay = (warm!.recipe as { replayRatio: number }).replayRatio;
     expect(trials[1]).toMatchObject({ source: 'repair', toStep: warm!.toStep, recipe: { ...warm!.recipe, replayRatio: Math.min(0.9, replay + 0.3) } });
+    // `search.repair: false` (here for one drop) turns it off.
+    const third = await sendDrop(loop, line, writeDrop('f.jsonl', 7, 30), { recipe: { search: { width: 2, repair: false } } });
+    expect((await waitForCycle(loop.client, line, third.request.digest)).verdict).toBe('rejected');
+    const without = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === third.request.digest);
+    expect(without[0]).toMatchObject({ source: 'history', recipe: warm!.recipe });
+    expect(without.some((t) => t.source === 'repair')).toBe(false);
   });
 });

@@ -54,10 +54,10 @@ describe('recipe auto in words', () => {
   it('names every search setting, with the defaults the search applies to those not set', () => {
     const rules = GateRules.parse(DEFAULT_GATE_RULES);
     expect(formatRules(rules, { ...DEFAULT_RECIPE, search: {} })).toContain(
-      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0): each cycle",
+      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0, an update that forgot tried again with more replay): each cycle",
     );
-    expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01 })).toBe(
-      'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01',
+    expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01, repair: false })).toBe(
+      'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01, no repair of an update that forgot',
     );
     expect(formatRules(rules, DEFAULT_RECIPE)).not.toContain('recipe search');
   });
