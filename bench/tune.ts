@@ -162,9 +162,8 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   const perDrop: TuneDrop[] = [];
   for (let i = 1; i <= o.drops.length; i++) {
     const gateSuites: GateSuite[] = suites.filter((s) => s.drop <= i).map((s) => ({ name: key(s), kind: s.kind, isNew: s.drop === i }));
-    const judgeAgainst = (champion: Record<string, Metrics>) => (m: Record<string, Record<string, number | undefined>>) => {
-      return judgedOf(o.gate(gateSuites, m as Record<string, Metrics>, champion), gateSuites);
-    };
+    const judgeAgainst = (champion: Record<string, Metrics>) => (m: Record<string, Record<string, number | undefined>>) =>
+      judgedOf(o.gate(gateSuites, m as Record<string, Metrics>, champion), gateSuites);
     // One update of a fixed-recipe arm from its champion; the arm keeps it when the gate passes.
     const update = async (a: Arm, every?: number) => {
       const champion = metricsOf(a.cur, i);

@@ -222,11 +222,11 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   const baseCost = o.base.steps * o.flopsPerStep;
   const reserve = o.reserveBase !== false && o.budgetFlops >= baseCost ? baseCost : 0;
   const repair = o.repair !== false;
-  // Once the base recipe ran to its horizon (as a warm start), its held-back compute is free for a repair (only:
-  // short grid trials after it spent it and passed nothing, measured on the full bench:tune stream).
-  const baseRan = () => repair && trials.some((t) => t.complete && key(t.knobs) === key(o.base));
+  const baseRan = () => trials.some((t) => key(t.knobs) === key(o.base));
+  // Once the base recipe has run (as a warm start), its held-back compute is free for a repair, and only for one:
+  // short grid trials after it spent it and passed nothing on the full bench:tune stream.
   const limitOf = (k: Knobs, source: TrialPlan['source']) =>
-    key(k) === key(o.base) || (source === 'repair' && baseRan()) ? o.budgetFlops : o.budgetFlops - reserve;
+    key(k) === key(o.base) || (repair && source === 'repair' && baseRan()) ? o.budgetFlops : o.budgetFlops - reserve;
   const limitFor = (r: TrialRun) => limitOf(r.trial.knobs, r.trial.source);
 
   /** Runs what fits in the budget (in the order given) and records each segment. */
@@ -321,7 +321,8 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
    * horizon (with `repair`, when the budget covers it and that recipe has not run). Chosen when it passes.
    */
   const repaired = async (failed: TrialRecord | undefined, bracket: number): Promise<TrialRecord | null> => {
-    if (!repair || !failed || !failed.complete || failed.pass || failed.status === 'failed' || !failed.forgot) return null;
+    // (Only a judged failure carries `forgot`: not a pass, not a crashed trial.)
+    if (!repair || !failed?.forgot) return null;
     const k = { ...failed.knobs, replayRatio: moreReplay(failed.knobs.replayRatio) };
     if (k.replayRatio <= failed.knobs.replayRatio || seen.has(key(k))) return null;
     // Only when it fits: the compute held back for the base recipe stays for it, and the search goes on without.
@@ -346,8 +347,6 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
       );
     if (stopped) break;
   }
-  // A warm start that did not run (the budget stopped the ones before it) is not a reason to skip the base recipe.
-  const baseTried = () => (repair ? trials.some((t) => key(t.knobs) === key(o.base)) : seen.has(key(o.base)));
 
   const S = o.base.steps;
   const horizons = [...new Set([round(S / 8), round(S / 4), round(S / 2)])].filter((h) => h < S);
@@ -395,7 +394,8 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     configs = next.length ? next : configs.slice(0, 2);
   }
   // Last resort: the base recipe as given (its compute was held back), unless it already ran or time is out.
-  if (!baseTried()) {
+  // (A warm start the budget stopped before it ran does not count: with `repair`, only a base trial that ran.)
+  if (!(repair ? baseRan() : seen.has(key(o.base)))) {
     const before = stopped;
     stopped = '';
     const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
