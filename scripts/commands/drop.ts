@@ -21,10 +21,11 @@ export function register(program: Command) {
         { line, file, source: o.source, recipe: autoRecipeArg(o.recipe, o.searchBudget) },
         { line: '<line>', file: '<file>' },
       );
-      const { sent, effectiveRecipe, result, target } = await sendFile(line, file, { source, recipe, wait: o.wait });
-      output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
+      const { sent, effectiveRecipe, recipeIgnored, result, target } = await sendFile(line, file, { source, recipe, wait: o.wait });
+      output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), ...(recipeIgnored ? { recipeIgnored } : {}), result }, () => {
         console.log(`sent ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
         if (sent.already) console.log(describeAlready(sent.already));
+        if (recipeIgnored) console.log(recipeIgnored);
         if (effectiveRecipe)
           console.log(
             `recipe for this drop: ${Object.entries(effectiveRecipe)

@@ -17,10 +17,11 @@ export function register(program: Command) {
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {
       const { recipe, source } = parseCliArgs(CliArgs.drop, { line, file, source: o.source, recipe: o.recipe }, { line: '<line>', file: '<file>' });
-      const { sent, effectiveRecipe, result } = await sendFile(line, file, { source, recipe, kind: 'feedback', wait: o.wait });
-      output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), result }, () => {
+      const { sent, effectiveRecipe, recipeIgnored, result } = await sendFile(line, file, { source, recipe, kind: 'feedback', wait: o.wait });
+      output(o.json, { ...sent, ...(effectiveRecipe ? { effectiveRecipe } : {}), ...(recipeIgnored ? { recipeIgnored } : {}), result }, () => {
         console.log(`sent feedback ${sent.request.source} (${sent.request.digest.slice(0, 12)}) to ${sent.workflowId}`);
         if (sent.already) console.log(describeAlready(sent.already));
+        if (recipeIgnored) console.log(recipeIgnored);
         if (result) console.log(`${result.cycleId}: ${result.verdict}${result.version ? ` (${line}@${result.version})` : ''} - ${result.reason}`);
         else if (sent.already?.state !== 'taken') console.log(`follow it with: perennial status ${line} --watch`);
       });

@@ -10,6 +10,9 @@ export interface SendFileOptions {
   wait?: boolean;
 }
 
+/** Why a send's recipe override did nothing (printed, and `recipeIgnored` in --json). */
+const RECIPE_IGNORED = 'its --recipe is not applied: the cycle that takes this content keeps the recipe it was sent with';
+
 /**
  * Refuses a file that cannot be read and a line that does not exist before anything is sent, lays a recipe
  * override over the line's stored recipe (checked whole), sends the file to the line's workflow
@@ -39,6 +42,8 @@ export async function sendFile(line: string, file: string, o: SendFileOptions) {
     // Content the line took before, in a cycle it no longer lists: there is no cycle to wait for.
     const nothingToCome = sent.already?.state === 'taken' && !sent.already.cycle;
     const result = o.wait && !nothingToCome ? await waitForCycle(client, line, sent.request.digest, { except: sent.priorCycles }) : undefined;
+    // The line ignores a send of content it has: its cycle (to come or done) keeps the recipe it was sent with.
+    if (sent.already && effectiveRecipe) return { sent, recipeIgnored: RECIPE_IGNORED, result, target };
     return { sent, effectiveRecipe, result, target };
   } finally {
     await close();

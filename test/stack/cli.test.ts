@@ -89,6 +89,15 @@ describe('the perennial CLI', () => {
     expect(again.code, again.err).toBe(0);
     expect(again.out).toMatch(/the line took this content before \(cycle:\S+: promoted - [^)]*\); it takes a content digest once/);
     expect(again.out).toMatch(new RegExp(`: promoted \\(${line}@1\\)`));
+    // With a recipe override the send is ignored all the same: the CLI says the override is not applied
+    // instead of printing it as this drop's recipe.
+    const override = await cli('drop', line, copy, '--recipe', '{"steps":5}');
+    expect(override.code, override.err).toBe(0);
+    expect(override.out).toContain('its --recipe is not applied');
+    expect(override.out).not.toContain('recipe for this drop');
+    const overrideJson = JSON.parse((await cli('drop', line, copy, '--recipe', '{"steps":5}', '--json')).out);
+    expect(overrideJson.effectiveRecipe).toBeUndefined();
+    expect(overrideJson.recipeIgnored).toMatch(/not applied/);
     const versions = JSON.parse((await cli('versions', line, '--json')).out);
     expect(versions.map((v: { version: number; parent: number | null }) => [v.version, v.parent])).toEqual([
       [1, null],
