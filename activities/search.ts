@@ -9,6 +9,7 @@ import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, rea
 import { LanguageModel } from '../model/transformer.ts';
 import { saveModel } from '../model/weights.ts';
 import { resolveSuites } from '../domain/suites.ts';
+import { type Schedule, passingTrajectory } from '../domain/recipe-search.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
 import type { ModelConfig } from '../schemas/io.ts';
 import type { TrialInput } from '../registry/trials.ts';
@@ -113,14 +114,17 @@ export function searchRegistryActivities(deps: ActivityDeps) {
     /**
      * What a search needs before its first trial: training FLOPs per step and the recipes chosen on earlier drops,
      * this line's own or, while it has none, those of the other lines on its foundation line with its shape (`historyFrom` names
-     * them: the warm start's provenance in the activity's result). Read-only.
+     * them: the warm start's provenance in the activity's result), and the trajectories of the line's passing updates
+     * (`passing`, for stopping hopeless ones early). Read-only.
      */
     async recipeSearchContext(input: { line: string; modelConfig: ModelConfig; batchSize: number }) {
       const own = await deps.registry.chosenRecipes(input.line);
       const elsewhere = own.length ? [] : await deps.registry.chosenRecipesElsewhere(input.line);
       const history = own.length ? own : elsewhere.map(({ line: _line, ...h }) => h);
       const historyFrom = own.length ? [input.line] : [...new Set(elsewhere.map((h) => h.line))];
-      return { flopsPerStep: input.batchSize * input.modelConfig.context * flopsPerToken(input.modelConfig), history, historyFrom };
+      // What the line's passing updates looked like on their way (the early stop's envelope).
+      const passing = (await deps.registry.passedTrials(input.line)).flatMap((t) => passingTrajectory(t.recipe as unknown as Schedule, t.segments) ?? []);
+      return { flopsPerStep: input.batchSize * input.modelConfig.context * flopsPerToken(input.modelConfig), history, historyFrom, passing };
     },
     /** Records every trial segment of a search; idempotent by (cycle key, trial, rung). */
     async recordRecipeTrials(input: {

@@ -17,6 +17,11 @@
  * A warm start or the base recipe that fails because the update forgot (an old suite failed, not the drop's) is
  * tried again at its horizon with more replay, when the budget covers it without the base recipe's share: a
  * cheaper recipe would not keep more of the old ground, more rehearsal of it can.
+ * With `stopEarly`, a trial run alone to its horizon (a warm start, a repair, the base recipe) is judged on its way, at
+ * fixed fractions of its horizon, and stopped as hopeless when its margin there is below every passing update of
+ * the line's record with the same schedule by more than a slack (the median stopping rule of Google Vizier, made
+ * conservative: the worst passing update, not the median): the drop is then rejected without the rest of the
+ * search, since the line's own record says a recipe it knows does not get there.
  */
 import type { GateDecision, GateSuite } from '../schemas/contracts/gate.ts';
 
@@ -107,11 +112,65 @@ export interface TrialRecord {
 
 export interface SearchOutcome {
   chosen: TrialRecord | null;
+  /** The trial stopped as hopeless (see StopEarly), when one was: the search ended there. */
+  stoppedEarly?: TrialRecord;
   /** The best complete trial by margin (the one a rejection reports), else the best segment. */
   best: TrialRecord | null;
   trials: TrialRecord[];
   flops: number;
   reason: string;
+}
+
+/** A passing update's gate margins part-way through its horizon: what the line's updates that went on to pass looked like. */
+export interface Trajectory {
+  /** The schedule it ran (scheduleKey): only updates of the same schedule are compared step by step. */
+  schedule: string;
+  /** The margin at each judged step before the horizon. */
+  points: { step: number; margin: number }[];
+}
+
+/** Early stopping of hopeless updates from the line's record (see the module comment). */
+export interface StopEarly {
+  /** Fractions of a trial's horizon at which it is judged on its way (default STOP_EARLY.at). */
+  at: number[];
+  /** How far below the lowest passing margin at a step a trial must be to be stopped (gate-margin units). */
+  slack: number;
+  /** Passing updates of the same schedule the record needs at a step before any trial is stopped there. */
+  minPassing: number;
+  /** The line's passing trajectories. */
+  passing: Trajectory[];
+}
+
+/** The defaults of `stopEarly`: judged at 1/12, 1/6 and 1/3 of the horizon, a slack of 0.2, two passing updates on record. */
+export const STOP_EARLY = { at: [1 / 12, 1 / 6, 1 / 3], slack: 0.2, minPassing: 2 } as const;
+
+/** A segment the early stop ended: only trials run alone are judged on their way, and only the stop prunes them (grid trials are pruned by the halving). */
+export const isStoppedEarly = (t: { status: string; source: string }) => t.status === 'pruned' && t.source !== 'grid';
+
+/** The part of a recipe that shapes its margin over the horizon: horizon, peak and floor rate, warmup. */
+export type Schedule = Pick<Knobs, 'steps' | 'learningRate' | 'minLearningRate' | 'warmupSteps'>;
+export const scheduleKey = (k: Schedule) => `${k.steps}/${k.learningRate}/${k.minLearningRate}/${k.warmupSteps}`;
+
+/** The steps at which a trial of `steps` is judged on its way: each fraction of its horizon, rounded, strictly inside it. */
+export function watchedSteps(steps: number, at: readonly number[]): number[] {
+  return [...new Set(at.map((f) => Math.round(f * steps)))].filter((s) => s >= 1 && s < steps).sort((a, b) => a - b);
+}
+
+/**
+ * The trajectory of one trial's segments when it passed at its horizon, else null: its judged margins before the
+ * horizon. Pure; the search's records and the registry's rows both give it.
+ */
+export function passingTrajectory(knobs: Schedule, segments: { toStep: number; margin: number | null; pass: boolean }[]): Trajectory | null {
+  if (!segments.some((s) => s.toStep >= knobs.steps && s.pass)) return null;
+  const points = segments.filter((s) => s.toStep < knobs.steps && s.margin !== null).map((s) => ({ step: s.toStep, margin: s.margin! }));
+  return points.length ? { schedule: scheduleKey(knobs), points: points.sort((a, b) => a.step - b.step) } : null;
+}
+
+/** The passing trajectories among a search's trial records (one per trial that passed at its horizon). Pure. */
+export function passingTrajectories(trials: TrialRecord[]): Trajectory[] {
+  const byTrial = new Map<string, TrialRecord[]>();
+  for (const t of trials) byTrial.set(t.trial, [...(byTrial.get(t.trial) ?? []), t]);
+  return [...byTrial.values()].flatMap((segs) => passingTrajectory(segs[0]!.knobs, segs) ?? []);
 }
 
 export interface SearchOptions {
@@ -146,6 +205,8 @@ export interface SearchOptions {
    * held back for it is free for the repair. False is the plan before that rule, for histories that ran it.
    */
   repair?: boolean;
+  /** Judge trials run alone on their way and stop the hopeless ones (absent: each runs to its horizon in one segment). */
+  stopEarly?: StopEarly;
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
@@ -229,8 +290,12 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     key(k) === key(o.base) || (repair && source === 'repair' && baseRan()) ? o.budgetFlops : o.budgetFlops - reserve;
   const limitFor = (r: TrialRun) => limitOf(r.trial.knobs, r.trial.source);
 
-  /** Runs what fits in the budget (in the order given) and records each segment. */
-  const runRung = async (runs: TrialRun[]): Promise<TrialRecord[]> => {
+  /**
+   * Runs what fits in the budget (in the order given) and records each segment. `need` is what a run must fit:
+   * its own cost, or for the first segment of a trial judged on its way, the whole trial's (never start what the
+   * budget cannot finish).
+   */
+  const runRung = async (runs: TrialRun[], need = cost): Promise<TrialRecord[]> => {
     if (o.outOfTime?.()) {
       stopped = 'the wall-clock budget is spent';
       return [];
@@ -238,8 +303,8 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     const fit: TrialRun[] = [];
     let planned = spent;
     for (const r of runs) {
-      if (planned + cost(r) > limitFor(r)) continue;
-      planned += cost(r);
+      if (planned + need(r) > limitFor(r)) continue;
+      planned += need(r);
       fit.push(r);
     }
     if (fit.length < runs.length)
@@ -309,43 +374,87 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
     return w;
   };
   const plan = (knobs: Knobs, bracket: number, source: TrialPlan['source']): TrialPlan => ({ id: `t${++seq}`, knobs, bracket, source });
+  let stoppedEarly: TrialRecord | undefined;
   const done = (chosen: TrialRecord | null, reason: string): SearchOutcome => {
     const complete = trials.filter((t) => t.complete && t.margin !== null).sort(better);
     const best = chosen ?? complete[0] ?? [...trials].filter((t) => t.margin !== null).sort(better)[0] ?? null;
     if (!chosen) for (const t of trials) if (t.status === 'kept' && t.complete) t.status = 'rejected';
-    return { chosen, best, trials, flops: spent, reason };
+    return { chosen, best, trials, flops: spent, reason, ...(stoppedEarly ? { stoppedEarly } : {}) };
   };
+
+  const watch = o.stopEarly;
+  /** The lowest margin at `step` over the record's passing updates of `k`'s schedule, when there are enough of them. */
+  const envelope = (k: Knobs, step: number) => {
+    const at = (watch?.passing ?? []).filter((t) => t.schedule === scheduleKey(k)).flatMap((t) => t.points.filter((p) => p.step === step).map((p) => p.margin));
+    return watch && at.length >= Math.max(1, watch.minPassing) ? { lowest: Math.min(...at), count: at.length } : null;
+  };
+  /**
+   * One trial alone at its horizon (a warm start, a repair, the base recipe). With `stopEarly`, in segments judged
+   * at the watched steps, each resumed from the one before's checkpoint (an exact resume); a segment below the
+   * envelope by more than the slack is marked pruned and the trial stops there (`stoppedEarly`).
+   */
+  const runWhole = async (p: TrialPlan): Promise<TrialRecord[]> => {
+    const steps = p.knobs.steps;
+    const ends = [...(watch ? watchedSteps(steps, watch.at) : []), steps];
+    const recs: TrialRecord[] = [];
+    let from = 0;
+    let resume: string | undefined;
+    for (const [rung, to] of ends.entries()) {
+      const r: TrialRun = { trial: p, rung, fromStep: from, toStep: to, ...(resume ? { resume } : {}) };
+      const [rec] = await runRung([r], (x) => (steps - x.fromStep) * o.flopsPerStep);
+      if (!rec) break;
+      recs.push(rec);
+      if (rec.complete || rec.margin === null) break;
+      const env = envelope(p.knobs, to);
+      if (env && rec.margin < env.lowest - watch!.slack) {
+        rec.status = 'pruned';
+        rec.summary =
+          `stopped at step ${to} of ${steps}: margin ${rec.margin.toFixed(4)} is below the lowest of the line's ${env.count} passing ` +
+          `update(s) of this schedule at that step (${env.lowest.toFixed(4)}) by more than ${watch!.slack}; ${rec.summary}`;
+        stoppedEarly = rec;
+        break;
+      }
+      // Without a checkpoint (a runner that keeps none) the rest trains from the start again, and is charged so.
+      [from, resume] = rec.checkpoint ? [to, rec.checkpoint] : [0, undefined];
+    }
+    return recs;
+  };
+  const hopeless = () =>
+    stoppedEarly
+      ? `stopped early: the ${stoppedEarly.source} recipe's update (${stoppedEarly.knobs.steps} steps) was below every passing update of ` +
+        `the line's record at step ${stoppedEarly.toStep} by more than the slack, so the drop is rejected without the rest of the search`
+      : '';
 
   /**
    * The repair of a complete trial that failed because it forgot: its recipe with more replay, alone at its
    * horizon (with `repair`, when the budget covers it and that recipe has not run). Chosen when it passes.
    */
   const repaired = async (failed: TrialRecord | undefined, bracket: number): Promise<TrialRecord | null> => {
-    // (Only a judged failure carries `forgot`: not a pass, not a crashed trial.)
-    if (!repair || !failed?.forgot) return null;
+    // (Only a judged failure carries `forgot`: not a pass, not a crashed trial; and only at its horizon.)
+    if (!repair || !failed?.forgot || !failed.complete) return null;
     const k = { ...failed.knobs, replayRatio: moreReplay(failed.knobs.replayRatio) };
     if (k.replayRatio <= failed.knobs.replayRatio || seen.has(key(k))) return null;
     // Only when it fits: the compute held back for the base recipe stays for it, and the search goes on without.
     if (spent + k.steps * o.flopsPerStep > limitOf(k, 'repair')) return null;
     seen.add(key(k));
-    return choose(await runRung([{ trial: plan(k, bracket, 'repair'), rung: 0, fromStep: 0, toStep: k.steps }]));
+    return choose(await runWhole(plan(k, bracket, 'repair')));
   };
 
   // Warm start: recipes that passed before, each alone at its own horizon (one rung: no halving of one).
   const seen = new Set<string>();
   const warm = o.history.filter((k) => (seen.has(key(k)) ? false : (seen.add(key(k)), true))).slice(0, o.warm ?? 2);
   for (const k of warm) {
-    const recs = await runRung([{ trial: plan(k, 0, 'history'), rung: 0, fromStep: 0, toStep: k.steps }]);
+    const recs = await runWhole(plan(k, 0, 'history'));
     const w = choose(recs);
     if (w) return done(w, `a recipe that passed on an earlier drop passed again (${k.steps} steps, margin ${w.margin!.toFixed(4)})`);
-    if (stopped) break;
-    const r = await repaired(recs[0], 0);
+    if (stopped || stoppedEarly) break;
+    const r = await repaired(recs.at(-1), 0);
     if (r)
       return done(
         r,
         `a recipe that passed on an earlier drop forgot; with replay ${r.knobs.replayRatio} it passed (${k.steps} steps, margin ${r.margin!.toFixed(4)})`,
       );
-    if (stopped) break;
+    if (stopped || stoppedEarly) break;
   }
 
   const S = o.base.steps;
@@ -354,7 +463,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   let configs = gridAround(o.base, fromGrid ? S : (horizons[0] ?? S), o.width ?? 4);
   // Each grid trial's configuration before scaling to its bracket's horizon: the next bracket scales it again.
   const origin = new Map<string, Knobs>();
-  for (let b = 0; b < horizons.length && !stopped; b++) {
+  for (let b = 0; b < horizons.length && !stopped && !stoppedEarly; b++) {
     const h = horizons[b]!;
     const plans = configs
       .map((k) => {
@@ -395,14 +504,14 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
   }
   // Last resort: the base recipe as given (its compute was held back), unless it already ran or time is out.
   // (A warm start the budget stopped before it ran does not count: with `repair`, only a base trial that ran.)
-  if (!(repair ? baseRan() : seen.has(key(o.base)))) {
+  if (!stoppedEarly && !(repair ? baseRan() : seen.has(key(o.base)))) {
     const before = stopped;
     stopped = '';
-    const recs = await runRung([{ trial: plan(o.base, horizons.length + 1, 'base'), rung: 0, fromStep: 0, toStep: S }]);
+    const recs = await runWhole(plan(o.base, horizons.length + 1, 'base'));
     const w = choose(recs);
     if (w)
       return done(w, `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)})${before ? `; the trials before it stopped: ${before}` : ''}`);
-    const r = await repaired(recs[0], horizons.length + 1);
+    const r = await repaired(recs.at(-1), horizons.length + 1);
     if (r) return done(r, `the base recipe forgot; with replay ${r.knobs.replayRatio} it passed (${S} steps, margin ${r.margin!.toFixed(4)})`);
     stopped ||= before;
   }
@@ -418,7 +527,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
         `only the base recipe passed (${S} steps, margin ${w.margin!.toFixed(4)}, below the ${o.margin} asked)${stopped ? `; the trials before it stopped: ${stopped}` : ''}`,
       );
   }
-  return done(null, stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
+  return done(null, hopeless() || stopped || `no recipe passed the gate with margin ${o.margin} within ${trials.length} trial segment(s)`);
 }
 
 /** Distance between two drops' features (relative size and new-suite count), for ordering warm-start recipes. */

@@ -158,6 +158,39 @@ export class TrialsRegistry extends VerificationRegistry {
     );
   }
 
+  /**
+   * The trials of this line that passed at their horizon (the newest `limit`), each with the recipe and every
+   * judged segment (step and margin): what the line's passing updates looked like on their way, for the search's
+   * early stop. Newest first.
+   */
+  async passedTrials(
+    line: string,
+    limit = 50,
+  ): Promise<{ recipe: Record<string, unknown>; segments: { toStep: number; margin: number | null; pass: boolean }[] }[]> {
+    const [l] = await this.db.select({ id: lines.id }).from(lines).where(eq(lines.name, line));
+    if (!l) return [];
+    const passed = this.db
+      .select({ cycleKey: recipeTrials.cycleKey, trial: recipeTrials.trial, id: recipeTrials.id })
+      .from(recipeTrials)
+      .where(and(eq(recipeTrials.lineId, l.id), eq(recipeTrials.pass, true), sql`${recipeTrials.toStep} >= (${recipeTrials.recipe}->>'steps')::int`))
+      .orderBy(desc(recipeTrials.id))
+      .limit(limit)
+      .as('passed');
+    const rows = await this.db
+      .select({ key: passed.id, recipe: recipeTrials.recipe, toStep: recipeTrials.toStep, margin: recipeTrials.margin, pass: recipeTrials.pass })
+      .from(recipeTrials)
+      .innerJoin(passed, and(eq(passed.cycleKey, recipeTrials.cycleKey), eq(passed.trial, recipeTrials.trial)))
+      .where(eq(recipeTrials.lineId, l.id))
+      .orderBy(desc(passed.id), asc(recipeTrials.toStep));
+    const byTrial = new Map<number, { recipe: Record<string, unknown>; segments: { toStep: number; margin: number | null; pass: boolean }[] }>();
+    for (const r of rows) {
+      const t = byTrial.get(r.key) ?? { recipe: r.recipe, segments: [] };
+      t.segments.push({ toStep: r.toStep, margin: r.margin, pass: r.pass });
+      byTrial.set(r.key, t);
+    }
+    return [...byTrial.values()];
+  }
+
   /** Chosen trials of the lines `which` selects, newest first. */
   private chosenWhere(which: SQL, limit: number) {
     return this.db

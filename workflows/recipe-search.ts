@@ -8,7 +8,7 @@ import { ActivityFailure, patched, proxyActivities, proxyLocalActivities } from 
 import type { LocalRegistryActivities, SuiteRef, TrainingQueueActivities, VersionRef } from '../activities/types.ts';
 import type { GateRules, ModelConfig, Recipe } from '../schemas/io.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
-import { type DropFeatures, type Knobs, type TrialOutcome, dropDistance, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
+import { type DropFeatures, type Knobs, type TrialOutcome, STOP_EARLY, dropDistance, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
 import { evaluateGate } from './gate.ts';
 import { evaluation, registryLocal, training } from './options.ts';
 
@@ -79,6 +79,8 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
 
   // Searches started before the base recipe was taken on a plain pass keep the plan they ran with.
   const baseOnPass = patched('search-base-on-pass-v1');
+  // Searches started before trials were judged on their way (and hopeless ones stopped) keep the plan they ran with.
+  const stopEarly = patched('search-stop-early-v1') && settings.stopEarly !== false;
   const outcome = await searchRecipe({
     base: knobsOf(base, base),
     history,
@@ -93,6 +95,7 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     rescaleFromGrid: patched('search-rescale-from-grid-v1'),
     // Searches started before a recipe that forgot was repaired with more replay keep the plan they ran with.
     repair: patched('search-repair-v1') && settings.repair !== false,
+    ...(stopEarly ? { stopEarly: { ...STOP_EARLY, at: [...STOP_EARLY.at], ...(settings.stopEarly || {}), passing: context.passing ?? [] } } : {}),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

@@ -5,6 +5,7 @@ import { PRESETS } from '../../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, FOUNDATION_STEPS, defaultRecipe } from '../../schemas/defaults.ts';
 import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
+import { STOP_EARLY } from '../../domain/recipe-search.ts';
 
 export function register(program: Command) {
   const line = program.command('line').description('create and list model lines');
@@ -175,7 +176,15 @@ export function describeSearch(search: NonNullable<Recipe['search']>): string {
     `${search.width ?? 4} trials in the first bracket`,
     `margin ${search.margin ?? 0}`,
     search.repair === false ? 'no repair of an update that forgot' : 'an update that forgot tried again with more replay',
+    stopEarlyWords(search.stopEarly),
   ].join(', ');
+}
+
+/** search.stopEarly in words, defaults included. */
+function stopEarlyWords(s: NonNullable<Recipe['search']>['stopEarly']): string {
+  if (s === false) return 'no early stop';
+  const at = (s?.at ?? STOP_EARLY.at).map((f) => `${+(f * 100).toFixed(1)}%`).join(', ');
+  return `an update judged at ${at} of its horizon and stopped when below every passing one of the line's record (at least ${s?.minPassing ?? STOP_EARLY.minPassing}) by more than ${s?.slack ?? STOP_EARLY.slack}`;
 }
 
 /** `--recipe auto` as the JSON override it stands for (with `--search-budget`), any other value as given. */

@@ -11,6 +11,7 @@ import { listUpgrades, upgradeProgress } from '../../client/upgrades.ts';
 import { openClient, openRegistry, output } from './context.ts';
 import type { TrialInfo } from '../../registry/registry.ts';
 import { rlRunLines } from './rl-status.ts';
+import { isStoppedEarly } from '../../domain/recipe-search.ts';
 
 function describe(state: LineState | null): string {
   if (!state) return 'workflow not started (no drop yet)';
@@ -28,10 +29,11 @@ function searchLines(trials: TrialInfo[]): string[] {
   const out = byCycle.size ? ['recipe searches:'] : [];
   for (const [cycle, ts] of byCycle) {
     const chosen = ts.find((t) => t.status === 'chosen');
+    const stopped = ts.find(isStoppedEarly);
     const r = (chosen?.recipe ?? {}) as { steps?: number; learningRate?: number };
     const flops = ts.reduce((a, t) => a + t.flops, 0);
     out.push(
-      `  ${cycle.padEnd(24)} ${String(ts.length).padStart(3)} trial segment(s) ${flops.toExponential(2)} FLOPs  ${chosen ? `chose ${chosen.trial}: ${r.steps} steps, lr ${r.learningRate}, margin ${chosen.margin?.toFixed(4) ?? '-'}` : 'no passing recipe'}`,
+      `  ${cycle.padEnd(24)} ${String(ts.length).padStart(3)} trial segment(s) ${flops.toExponential(2)} FLOPs  ${chosen ? `chose ${chosen.trial}: ${r.steps} steps, lr ${r.learningRate}, margin ${chosen.margin?.toFixed(4) ?? '-'}` : stopped ? `stopped ${stopped.trial} early at step ${stopped.toStep} of ${(stopped.recipe as { steps?: number }).steps}: no passing recipe` : 'no passing recipe'}`,
     );
   }
   return out;

@@ -80,9 +80,12 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     const summary = await waitForCycle(loop.client, line, request.digest);
     expect(summary.verdict).toBe('promoted');
     const trials = await loop.registry.listTrials(line);
-    // Its first trial is the warm start: the first line's chosen recipe, tried alone at its own horizon.
-    expect(trials[0]).toMatchObject({ source: 'history', rung: 0, fromStep: 0, toStep: chosen!.toStep });
-    expect(trials[0]!.recipe).toEqual(chosen!.recipe);
+    // Its first trial is the warm start: the first line's chosen recipe, tried alone at its own horizon (judged on
+    // its way, in segments that each resume the one before).
+    const warm = trials.filter((t) => t.trial === trials[0]!.trial);
+    expect(warm[0]).toMatchObject({ source: 'history', rung: 0, fromStep: 0 });
+    expect(warm.at(-1)).toMatchObject({ toStep: chosen!.toStep });
+    expect(warm[0]!.recipe).toEqual(chosen!.recipe);
   });
 
   it('tries a warm start that forgot an old suite again with more replay, as a repair trial of the search', async () => {
@@ -101,7 +104,9 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     });
     const second = await sendDrop(loop, line, writeDrop('e.jsonl', 6, 30));
     expect((await waitForCycle(loop.client, line, second.request.digest)).verdict).toBe('rejected');
-    const trials = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === second.request.digest);
+    // Each trial's segment at its horizon (the trials before it are judged on their way).
+    const atHorizon = (t: { toStep: number; recipe: Record<string, unknown> }) => t.toStep === t.recipe.steps;
+    const trials = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === second.request.digest && atHorizon(t));
     expect(trials[0]).toMatchObject({ source: 'history', recipe: warm!.recipe });
     expect(trials[0]!.summary).toContain(old.name);
     const replay = (warm!.recipe as { replayRatio: number }).replayRatio;
@@ -112,5 +117,61 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     const without = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === third.request.digest);
     expect(without[0]).toMatchObject({ source: 'history', recipe: warm!.recipe });
     expect(without.some((t) => t.source === 'repair')).toBe(false);
+  });
+
+  it("stops an update that is below every passing update of the line's record at a judged step, and rejects the drop there", async () => {
+    const line = `stopped-${suffix}`;
+    const spec = await loop.createLine(line, { recipe: { search: { width: 2 } } });
+    const { search: _search, ...recipe } = spec.recipe;
+    void _search;
+    // The line's record: two updates of its recipe (60 steps: judged at 5, 10 and 20) that passed, with margin 0.9
+    // at every judged step; one of them chosen, so the line's recipe is the warm start.
+    const steps = [5, 10, 20, 60];
+    for (const [k, status] of [
+      ['a', 'chosen'],
+      ['b', 'passed'],
+    ] as const)
+      await loop.registry.recordTrials({
+        line,
+        cycleKey: `earlier-${k}`,
+        cycleId: `cycle:${line}:earlier-${k}`,
+        dropDigest: null,
+        features: { trainRecords: 20, newSuites: 1 },
+        trials: steps.map((toStep, rung) => ({
+          trial: 't1',
+          rung,
+          bracket: 0,
+          source: 'history',
+          recipe,
+          fromStep: rung ? steps[rung - 1]! : 0,
+          toStep,
+          flops: 1e9,
+          wallMs: 10,
+          metrics: {},
+          margin: 0.9,
+          pass: toStep === 60,
+          status: toStep === 60 ? status : 'kept',
+          summary: 'an earlier update',
+        })),
+      });
+    const { request } = await sendDrop(loop, line, writeDrop('g.jsonl', 8, 30));
+    const summary = await waitForCycle(loop.client, line, request.digest);
+    expect(summary.verdict).toBe('rejected');
+    expect(summary.reason).toMatch(/stopped early: the history recipe's update \(60 steps\) was below every passing update of the line's record at step 5/);
+    const trials = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === request.digest);
+    expect(trials).toHaveLength(1);
+    expect(trials[0]).toMatchObject({ source: 'history', fromStep: 0, toStep: 5, status: 'pruned', recipe });
+    expect(trials[0]!.summary).toMatch(
+      /^stopped at step 5 of 60: margin -?[\d.]+ is below the lowest of the line's 2 passing update\(s\) of this schedule at that step \(0\.9000\) by more than 0\.2/,
+    );
+    const history = await loop.client.workflow.getHandle(`${summary.cycleId}:search`).fetchHistory();
+    const scheduled = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runRecipeTrial');
+    expect(scheduled).toHaveLength(1);
+    // `search.stopEarly: false` (here for one drop) runs the warm start to its horizon in one segment.
+    const again = await sendDrop(loop, line, writeDrop('h.jsonl', 9, 30), { recipe: { search: { width: 2, stopEarly: false } } });
+    await waitForCycle(loop.client, line, again.request.digest);
+    const whole = (await loop.registry.listTrials(line)).filter((t) => t.dropDigest === again.request.digest);
+    expect(whole[0]).toMatchObject({ source: 'history', rung: 0, fromStep: 0, toStep: 60 });
+    expect(whole.some((t) => t.status === 'pruned' && t.summary.startsWith('stopped at'))).toBe(false);
   });
 });

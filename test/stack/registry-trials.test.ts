@@ -1,4 +1,4 @@
-/** Warm starts across lines (registry/trials.ts): a line with no search of its own starts from its siblings' chosen recipes. */
+/** registry/trials.ts: warm starts across lines (a line with no search of its own starts from its siblings' chosen recipes) and the passing trials the early stop compares with. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE_LINE, openTestRegistry, seedLine, type TestRegistry } from '../helpers/db.ts';
 
@@ -58,5 +58,72 @@ describe('chosen recipes elsewhere', () => {
     // f3 has another shape; the application lines are of another kind.
     expect(await steps('f1')).toEqual([['f2', 14]]);
     expect(await steps('no-such-line')).toEqual([]);
+  });
+});
+
+describe('passed trials (the early stop envelope)', () => {
+  /** A trial of `line` judged at `steps` (the last its horizon), passing there when `pass`, in cycle `cycle`. */
+  const judged = (line: string, cycle: string, trial: string, steps: number[], pass: boolean, margins: number[]) =>
+    t.registry.recordTrials({
+      line,
+      cycleKey: cycle,
+      cycleId: cycle,
+      dropDigest: null,
+      features: {},
+      trials: steps.map((toStep, rung) => ({
+        trial,
+        rung,
+        bracket: 0,
+        source: 'history',
+        recipe: { ...FIXTURE_LINE.recipe, steps: steps.at(-1)! },
+        fromStep: rung ? steps[rung - 1]! : 0,
+        toStep,
+        flops: 1e6,
+        wallMs: 5,
+        metrics: {},
+        margin: margins[rung]!,
+        pass: pass && rung === steps.length - 1,
+        status: rung < steps.length - 1 ? 'kept' : pass ? 'chosen' : 'rejected',
+        summary: 'fixture',
+      })),
+    });
+
+  it("gives every judged segment of the line's trials that passed at their horizon, newest first, and nothing else", async () => {
+    await seedLine(t.registry, 'e1', 'f1');
+    await judged('e1', 'c1', 't1', [5, 10, 60], true, [-0.5, -0.2, 0.1]);
+    await judged('e1', 'c1', 't2', [5, 10, 60], false, [-0.9, -0.8, -0.1]);
+    // A trial stopped early (it never reached its horizon), and a trial of another horizon that passed.
+    await judged('e1', 'c2', 't1', [5], false, [-2]);
+    await judged('e1', 'c2', 't2', [15, 30], true, [-0.3, 0.05]);
+    await judged('e1', 'c3', 't1', [5, 10, 60], true, [-0.4, -0.1, 0.2]);
+    const passed = await t.registry.passedTrials('e1');
+    expect(passed.map((p) => [p.recipe.steps, p.segments.map((s) => [s.toStep, s.margin, s.pass])])).toEqual([
+      [
+        60,
+        [
+          [5, -0.4, false],
+          [10, -0.1, false],
+          [60, 0.2, true],
+        ],
+      ],
+      [
+        30,
+        [
+          [15, -0.3, false],
+          [30, 0.05, true],
+        ],
+      ],
+      [
+        60,
+        [
+          [5, -0.5, false],
+          [10, -0.2, false],
+          [60, 0.1, true],
+        ],
+      ],
+    ]);
+    expect(await t.registry.passedTrials('e1', 1)).toHaveLength(1);
+    expect(await t.registry.passedTrials('a2')).toEqual([]);
+    expect(await t.registry.passedTrials('no-such-line')).toEqual([]);
   });
 });

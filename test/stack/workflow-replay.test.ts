@@ -36,6 +36,8 @@ import { TRAINED, dropRequest, installQuietRuntime, moved, promotingStubs, start
 import type { RlRecord } from '../../activities/types.ts';
 import { RL_GUARD_DEFAULTS } from '../../domain/rl-guards.ts';
 import { RL_DEFAULTS } from '../../model/rl.ts';
+import { type Trajectory, scheduleKey } from '../../domain/recipe-search.ts';
+import { DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'histories');
 const RECORD = process.env.PERENNIAL_RECORD_HISTORIES === '1' || process.env.PERENNIAL_RECORD_HISTORIES === 'new';
@@ -68,6 +70,7 @@ describe('workflow replay', () => {
       [['upgrade-one-line', 'cycle-transfer'], recordUpgrade],
       [['cycle-recipe-search', 'search-recipe'], recordSearch],
       [['cycle-search-repair', 'search-repair'], recordRepair],
+      [['cycle-search-stopped', 'search-stopped'], recordStopEarly],
     ];
     try {
       for (const [files, record] of recordings) if (!ONLY_NEW || files.some((f) => !existsSync(join(DIR, `${f}.json`)))) await record(harness, save);
@@ -272,6 +275,26 @@ async function recordRepair(harness: Harness, save: Save) {
   });
 }
 
+/**
+ * A search whose warm start is judged on its way and stopped at its first judged step, below the two passing
+ * updates of the line's record, and the cycle rejected: the path behind patched('search-stop-early-v1').
+ */
+async function recordStopEarly(harness: Harness, save: Save) {
+  // Two passing updates of the line's recipe (the stub line's DEFAULT_RECIPE, 200 steps: judged at 17, 33 and 67).
+  const passing = [0.4, 0.5].map((m) => ({ schedule: scheduleKey(DEFAULT_RECIPE), points: [17, 33, 67].map((step) => ({ step, margin: m })) }));
+  await recordSearchCycle(harness, save, {
+    line: 'replay-stopped',
+    seed: 'p',
+    history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
+    passing,
+    // The new suite barely moves (the gate asks 2% below the champion's 2): margin about -0.015 at every step.
+    metrics: () => ({ old: { loss: 2 }, new: { loss: 1.99 } }),
+    check: (run) => expect(run.inputs('runRecipeTrial').map((t) => t.stopAt)).toEqual([17]),
+    verdict: 'rejected',
+    names: ['cycle-search-stopped', 'search-stopped'],
+  });
+}
+
 type TrialInput = Parameters<StubActivities['runRecipeTrial'] & {}>[0];
 type StubRun = Parameters<Parameters<Harness['withStubs']>[2]>[0];
 
@@ -283,15 +306,17 @@ async function recordSearchCycle(
     line: string;
     seed: string;
     history: Awaited<ReturnType<StubActivities['recipeSearchContext'] & {}>>['history'];
+    passing?: Trajectory[];
     metrics: (input: TrialInput) => Record<string, { loss: number }>;
     check: (run: StubRun) => void;
+    verdict?: 'promoted' | 'rejected';
     names: [cycle: string, search: string];
   },
 ) {
   const { line } = o;
   const stubs: StubActivities = {
     ...promotingStubs(line),
-    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: o.history, historyFrom: o.history.length ? [line] : [] }),
+    recipeSearchContext: async () => ({ flopsPerStep: 1e6, history: o.history, historyFrom: o.history.length ? [line] : [], passing: o.passing ?? [] }),
     runRecipeTrial: async (input) => ({
       steps: input.stopAt,
       flops: input.stopAt * 1e6,
@@ -310,7 +335,7 @@ async function recordSearchCycle(
       args: [{ line, drop: { ...dropRequest(o.seed), recipe: { search: {} } }, parentId: `line:${line}` }],
     });
     const summary = await handle.result();
-    expect(summary.verdict, summary.reason).toBe('promoted');
+    expect(summary.verdict, summary.reason).toBe(o.verdict ?? 'promoted');
     o.check(run);
     await save(o.names[0], handle);
     await save(o.names[1], run.client.workflow.getHandle(`cycle:${line}:2:search`));

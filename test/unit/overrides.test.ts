@@ -54,10 +54,13 @@ describe('recipe auto in words', () => {
   it('names every search setting, with the defaults the search applies to those not set', () => {
     const rules = GateRules.parse(DEFAULT_GATE_RULES);
     expect(formatRules(rules, { ...DEFAULT_RECIPE, search: {} })).toContain(
-      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0, an update that forgot tried again with more replay): each cycle",
+      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0, an update that forgot tried again with more replay, an update judged at 8.3%, 16.7%, 33.3% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.2): each cycle",
     );
-    expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01, repair: false })).toBe(
-      'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01, no repair of an update that forgot',
+    expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01, repair: false, stopEarly: false })).toBe(
+      'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01, no repair of an update that forgot, no early stop',
+    );
+    expect(describeSearch({ stopEarly: { slack: 0.1, at: [0.25] } })).toContain(
+      "an update judged at 25% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.1",
     );
     expect(formatRules(rules, DEFAULT_RECIPE)).not.toContain('recipe search');
   });

@@ -1,6 +1,19 @@
 /** The pure recipe-search plan (domain/recipe-search.ts): cheapest first, budget-bounded, warm-started, safe on crashes. */
 import { describe, expect, it } from 'vitest';
-import { type Knobs, type TrialRun, atHorizon, gateMargin, judgedOf, searchRecipe } from '../../domain/recipe-search.ts';
+import {
+  type Knobs,
+  type StopEarly,
+  type Trajectory,
+  type TrialRun,
+  STOP_EARLY,
+  atHorizon,
+  gateMargin,
+  judgedOf,
+  passingTrajectories,
+  scheduleKey,
+  searchRecipe,
+  watchedSteps,
+} from '../../domain/recipe-search.ts';
 
 const base: Knobs = { steps: 80, learningRate: 1e-2, minLearningRate: 1e-3, warmupSteps: 8, replayRatio: 0.3, l2Pull: 1e-3 };
 
@@ -219,5 +232,139 @@ describe('searchRecipe', () => {
     expect(of(false, true)).toMatchObject({ pass: false, forgot: true });
     expect(of(true, false)).toMatchObject({ pass: false, forgot: false });
     expect(of(true, true)).toMatchObject({ pass: true, forgot: false });
+  });
+});
+
+describe('searchRecipe with stopEarly: hopeless updates stopped from the line record', () => {
+  const at = [...STOP_EARLY.at];
+  // A learner whose margin at step s is (s / 80) * reach - 1: `reach` 2 passes at the 80-step horizon with margin 1.
+  const learner = (reach: number) => {
+    const runs: TrialRun[] = [];
+    return {
+      runs,
+      run: async (rs: TrialRun[]) =>
+        rs.map((r) => {
+          runs.push(r);
+          return {
+            ok: true as const,
+            steps: r.toStep,
+            flops: (r.toStep - r.fromStep) * 10,
+            wallMs: 1,
+            checkpoint: `${r.trial.id}@${r.toStep}`,
+            metrics: { s: { loss: 2 - (r.toStep / 80) * reach } },
+          };
+        }),
+      judge: (m: Record<string, Record<string, number | undefined>>) => {
+        const loss = m.s!.loss!;
+        return { pass: loss <= 1, margin: 1 - loss, summary: `loss ${loss}` };
+      },
+    };
+  };
+  /** The trajectories the record holds after passing searches of learners with these reaches. */
+  const record = async (...reaches: number[]) => {
+    const passing: Trajectory[] = [];
+    for (const reach of reaches) {
+      const w = learner(reach);
+      const out = await searchRecipe({
+        base,
+        history: [base],
+        budgetFlops: 1e9,
+        flopsPerStep: 10,
+        margin: 0,
+        stopEarly: { at, slack: 0.2, minPassing: 2, passing },
+        ...w,
+      });
+      passing.push(...passingTrajectories(out.trials));
+    }
+    return passing;
+  };
+
+  it('judges a trial on its way, resuming each segment from the last, and records what a passing update looked like', async () => {
+    expect(watchedSteps(80, at)).toEqual([7, 13, 27]);
+    const w = learner(2);
+    const out = await searchRecipe({
+      base,
+      history: [base],
+      budgetFlops: 1e9,
+      flopsPerStep: 10,
+      margin: 0,
+      stopEarly: { at, slack: 0.2, minPassing: 2, passing: [] },
+      ...w,
+    });
+    expect(out.chosen).toMatchObject({ source: 'history', toStep: 80, fromStep: 27, rung: 3 });
+    expect(w.runs.map((r) => [r.fromStep, r.toStep, r.resume ?? null])).toEqual([
+      [0, 7, null],
+      [7, 13, 't1@7'],
+      [13, 27, 't1@13'],
+      [27, 80, 't1@27'],
+    ]);
+    // The same compute as one segment: resumed segments are charged their own steps only.
+    expect(out.flops).toBe(800);
+    const [trajectory] = passingTrajectories(out.trials);
+    expect(trajectory).toEqual({ schedule: scheduleKey(base), points: [7, 13, 27].map((step) => ({ step, margin: (step / 80) * 2 - 1 })) });
+  });
+
+  it('stops an update below every passing one of its schedule by more than the slack, and rejects the drop without the rest of the search', async () => {
+    const passing = await record(2, 2.5);
+    const w = learner(0.5); // margin at step 7: -0.956, where the passing ones were at -0.825 and -0.781
+    const out = await searchRecipe({
+      base,
+      history: [base],
+      budgetFlops: 1e9,
+      flopsPerStep: 10,
+      margin: 0,
+      stopEarly: { at, slack: 0.1, minPassing: 2, passing },
+      ...w,
+    });
+    expect(out.chosen).toBeNull();
+    expect(out.trials).toHaveLength(1);
+    expect(out.stoppedEarly).toMatchObject({ toStep: 7, status: 'pruned', source: 'history' });
+    expect(out.flops).toBe(70);
+    expect(out.reason).toMatch(/^stopped early: the history recipe's update \(80 steps\) was below every passing update of the line's record at step 7 /);
+    expect(out.stoppedEarly!.summary).toMatch(
+      /^stopped at step 7 of 80: margin -0\.9563 is below the lowest of the line's 2 passing update\(s\) of this schedule at that step \(-0\.8250\) by more than 0\.1/,
+    );
+    // Without stopEarly the same learner runs everything the budget holds (the warm start, the grid, and so on).
+    const off = await searchRecipe({ base, history: [base], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, ...learner(0.5) });
+    expect(off.flops).toBeGreaterThan(800);
+  });
+
+  it('goes on within the slack, with too few passing updates on record, or against another schedule', async () => {
+    const passing = await record(2, 2.5);
+    const go = (reach: number, stop: Partial<StopEarly>, history = [base]) =>
+      searchRecipe({
+        base,
+        history,
+        budgetFlops: 1e9,
+        flopsPerStep: 10,
+        margin: 0,
+        stopEarly: { at, slack: 0.2, minPassing: 2, passing, ...stop },
+        ...learner(reach),
+      });
+    // A slower update within the slack at every judged step (0.135 below at step 27) runs to its horizon and passes.
+    expect((await go(1.6, {})).chosen).toMatchObject({ toStep: 80, source: 'history' });
+    // The update the test above stops (slack 0.1), with too few passing updates on record or another schedule's.
+    expect((await go(0.5, { slack: 0.1 })).stoppedEarly).toMatchObject({ toStep: 7 });
+    expect((await go(0.5, { slack: 0.1, minPassing: 3 })).stoppedEarly).toBeUndefined();
+    expect((await go(0.5, { slack: 0.1, passing: passing.map((t) => ({ ...t, schedule: 'another' })) })).stoppedEarly).toBeUndefined();
+    // A learner that passes is never stopped by its own record.
+    expect((await go(2, { slack: 0 })).chosen).toMatchObject({ toStep: 80 });
+  });
+
+  it('never starts a judged trial the budget cannot finish', async () => {
+    const w = learner(2);
+    // 800 FLOPs for the warm start; 700 in the budget: not even its first segment runs.
+    const out = await searchRecipe({
+      base,
+      history: [base],
+      budgetFlops: 700,
+      flopsPerStep: 10,
+      margin: 0,
+      stopEarly: { at, slack: 0.2, minPassing: 2, passing: [] },
+      ...w,
+    });
+    expect(w.runs).toHaveLength(0);
+    expect(out.chosen).toBeNull();
+    expect(out.reason).toMatch(/^the compute budget \(7\.00e\+2 FLOPs\) does not cover 1 more trial segment/);
   });
 });
