@@ -4,15 +4,25 @@
  * versions, each update judged by a gate the caller passes in (the release gate). Training runs in process with
  * the loop's trainer, and a promoted trial continues from its in-memory checkpoint exactly as the loop's does.
  */
-import { type Knobs, type TrialOutcome, atHorizon, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
+import {
+  type Knobs,
+  type StopEarly,
+  type TrialOutcome,
+  type Trajectory,
+  atHorizon,
+  judgedOf,
+  passingTrajectories,
+  searchRecipe,
+} from '../domain/recipe-search.ts';
 import type { GateDecision, GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { flopsPerToken, type ModelConfig } from '../model/config.ts';
 import { deriveSeed } from '../model/random.ts';
+import { encode, encodeDocument } from '../model/tokenizer.ts';
 import { trainModel } from '../model/train.ts';
 import type { Weights } from '../model/weights.ts';
 import { continueSources, evaluateSuites } from './runner.ts';
 import type { Strategy, UpdateRecipe } from './strategies.ts';
-import { type StreamDrop, buildSuites } from './stream.ts';
+import { type StreamDrop, type Suite, buildSuites } from './stream.ts';
 
 export interface TuneOptions {
   config: ModelConfig;
@@ -42,6 +52,11 @@ export interface TuneOptions {
    * stream has chosen none of its own, as the loop's search starts a new line.
    */
   history?: Knobs[];
+  /**
+   * Auto stops hopeless updates from its own record (the loop's `search.stopEarly`): the judged steps, slack and
+   * record needed; the passing trajectories are the ones auto's searches on this stream recorded. Absent: off.
+   */
+  stopEarly?: Omit<StopEarly, 'passing'>;
   log?: (s: string) => void;
 }
 
@@ -82,6 +97,8 @@ export interface TuneDrop {
   autoMargin: number | null;
   autoTrials: number;
   autoSteps: number | null;
+  /** The step auto's update was stopped at as hopeless (search.stopEarly), when it was. */
+  autoStoppedAt: number | null;
   /** Every trial segment of the search: what it trained, how it was judged, what became of it. */
   trials: {
     trial: string;
@@ -101,6 +118,14 @@ export interface TuneResult {
   defaultFlops: number;
   autoFlops: number;
   ratio: number;
+  /**
+   * Forward FLOPs of judging the updates (every suite of the drop's gate, one forward pass per token): the default
+   * recipe judges one update per drop, auto every trial segment (a trial judged on its way, a rung of the halving).
+   */
+  defaultEvalFlops: number;
+  autoEvalFlops: number;
+  /** (autoFlops + autoEvalFlops) / (defaultFlops + defaultEvalFlops): the ratio with judging counted. */
+  ratioWithEval: number;
   /** Mean gate margin over the drops each passed (the margin of its accepted updates). */
   gateMarginDefault: number;
   gateMarginAuto: number;
@@ -159,7 +184,17 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   let autoCur = o.start;
   const curves: TuneCurve['perDrop'] = [];
   const history: Knobs[] = [];
+  const passing: Trajectory[] = [];
   const perDrop: TuneDrop[] = [];
+  // One judgement of an update after drop i: a forward pass over every suite the gate reads then.
+  const evalFlops = (i: number) =>
+    evalTokens(
+      suites.filter((s) => s.drop <= i),
+      o.config.context,
+    ) *
+    (flopsPerToken(o.config) / 3);
+  let defaultEvalFlops = 0;
+  let autoEvalFlops = 0;
   for (let i = 1; i <= o.drops.length; i++) {
     const gateSuites: GateSuite[] = suites.filter((s) => s.drop <= i).map((s) => ({ name: key(s), kind: s.kind, isNew: s.drop === i }));
     const judgeAgainst = (champion: Record<string, Metrics>) => (m: Record<string, Record<string, number | undefined>>) =>
@@ -176,6 +211,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     };
     // Default: the recipe as given.
     const dj = await update(def, o.curve);
+    defaultEvalFlops += evalFlops(i);
     // Fixed horizons, each on its own chain.
     for (const f of fixed) {
       const j = await update(f);
@@ -197,6 +233,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       flopsPerStep,
       margin: o.margin ?? 0,
       width: o.width,
+      ...(o.stopEarly ? { stopEarly: { ...o.stopEarly, passing } } : {}),
       judge: judgeAgainst(autoChampion),
       run: async (runs) => {
         const out: TrialOutcome[] = [];
@@ -226,6 +263,8 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       autoCur = weightsById.get(outcome.chosen.weights!)!;
       history.push(outcome.chosen.knobs);
     }
+    passing.push(...passingTrajectories(outcome.trials));
+    autoEvalFlops += outcome.trials.filter((t) => t.margin !== null).length * evalFlops(i);
     perDrop.push({
       drop: o.drops[i - 1]!.name,
       defaultFlops: dj.flops,
@@ -236,6 +275,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       autoMargin: outcome.chosen?.margin ?? outcome.best?.margin ?? null,
       autoTrials: outcome.trials.length,
       autoSteps: outcome.chosen?.toStep ?? null,
+      autoStoppedAt: outcome.stoppedEarly?.toStep ?? null,
       trials: outcome.trials.map((t) => ({
         trial: t.trial,
         source: t.source,
@@ -260,6 +300,9 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     defaultFlops,
     autoFlops,
     ratio: autoFlops / defaultFlops,
+    defaultEvalFlops,
+    autoEvalFlops,
+    ratioWithEval: (autoFlops + autoEvalFlops) / (defaultFlops + defaultEvalFlops),
     gateMarginDefault: mean(perDrop.filter((p) => p.defaultPass).map((p) => p.defaultMargin)),
     gateMarginAuto: mean(perDrop.filter((p) => p.autoPass).map((p) => p.autoMargin!)),
     passedDefault: perDrop.filter((p) => p.defaultPass).length,
@@ -345,6 +388,16 @@ export function curveOf(every: number, steps: number, perDrop: TuneCurve['perDro
     separatedAt,
     ratioIfStoppedThere: separatedAt === null ? null : (defaultFlops - saved) / defaultFlops,
   };
+}
+
+/** Tokens one judgement reads: every text suite's documents (each token after BOS once) and every probe's input. */
+export function evalTokens(suites: Suite[], context: number): number {
+  let n = 0;
+  for (const s of suites) {
+    if (s.kind === 'text') for (const t of s.texts) n += encodeDocument(t).length - 1;
+    else for (const p of s.probes) n += Math.min(context, encode(p.prompt).length + encode(p.completion).length);
+  }
+  return n;
 }
 
 function gcd(a: number, b: number): number {

@@ -15,6 +15,7 @@ import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
 import { evaluateGate } from '../workflows/gate.ts';
 import type { GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { scriptArgs } from '../bench/args.ts';
+import { STOP_EARLY } from '../domain/recipe-search.ts';
 
 /** The seed of the first line's stream of drops. */
 const STREAM_SEED = 7;
@@ -33,12 +34,13 @@ const { values: args } = scriptArgs('bench:tune', {
     sibling: { type: 'string' },
     replay: { type: 'string' },
     l2: { type: 'string' },
+    'stop-early': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)] [--replay R (the recipe's replay ratio, default 0.5)] [--l2 L (its L2 pull, default 1e-3)]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)] [--replay R (the recipe's replay ratio, default 0.5)] [--l2 L (its L2 pull, default 1e-3)] [--stop-early SLACK|off (auto stops an update below every passing one of its record by more than SLACK, as the loop's search.stopEarly; default ${STOP_EARLY.slack})]`,
   );
   process.exit(0);
 }
@@ -84,6 +86,9 @@ if (!(replayRatio >= 0 && replayRatio < 1)) refuse(`--replay is a replay ratio i
 const l2Pull = args.l2 === undefined ? 1e-3 : Number(args.l2);
 if (!(l2Pull >= 0)) refuse(`--l2 is an L2 pull >= 0, e.g. 1e-2, got ${args.l2}`);
 const knobs = { replayRatio, replayBudget: 5000, l2Pull };
+const slack = args['stop-early'] === undefined ? STOP_EARLY.slack : args['stop-early'] === 'off' ? null : Number(args['stop-early']);
+if (slack !== null && !(slack >= 0)) refuse(`--stop-early is a slack >= 0 (gate-margin units, e.g. 0.2) or off, got ${args['stop-early']}`);
+const stopEarly = slack === null ? undefined : { at: [...STOP_EARLY.at], minPassing: STOP_EARLY.minPassing, slack };
 /** The stream of drops of seed `seed` (the first line's is STREAM_SEED), shaped by the flags. */
 const streamOf = (seed: number) =>
   streamScenario(seed, { drops: k, productsPerDrop: sizes, paragraphs: quick ? 40 : 240, regulationAt: Math.min(k, 7), faqAt: Math.min(k, 5) });
@@ -121,6 +126,7 @@ const common = {
   budgetFactor: Number(args.budget),
   width: Number(args.width),
   margin,
+  ...(stopEarly ? { stopEarly } : {}),
   gate: (suites: GateSuite[], candidate: Record<string, Metrics>, champion: Record<string, Metrics>) => evaluateGate({ rules, suites, candidate, champion }),
   log,
 };
@@ -158,6 +164,7 @@ const out = {
   backend: backend.label,
   gateRules: rules,
   knobs,
+  stopEarly: stopEarly ?? null,
   ...result,
   ...(siblingResult ? { sibling: siblingResult } : {}),
   elapsedMs: Math.round(performance.now() - started),
@@ -171,6 +178,11 @@ else {
     `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${marginText(result.gateMarginAuto)}`,
   );
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
+  console.log(
+    `with judging counted (forward passes over the gate's suites): default ${result.defaultEvalFlops.toExponential(3)}, auto ${result.autoEvalFlops.toExponential(3)} FLOPs; ratio ${result.ratioWithEval.toFixed(3)}`,
+  );
+  const stoppedEarly = result.perDrop.filter((p) => p.autoStoppedAt !== null);
+  if (stoppedEarly.length) console.log(`auto stopped as hopeless: ${stoppedEarly.map((p) => `${p.drop} at step ${p.autoStoppedAt}`).join(', ')}`);
   for (const f of result.fixed)
     console.log(
       `fixed ${f.steps} steps${f.batchSize === recipe.batchSize ? '' : ` at batch ${f.batchSize}`}: ${f.passed}/${result.drops} drops passed, ${f.flops.toExponential(3)} FLOPs (ratio ${f.ratio.toFixed(3)}), mean gate margin ${marginText(f.gateMargin)}`,

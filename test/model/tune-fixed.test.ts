@@ -5,7 +5,9 @@ import { preset } from '../../model/config.ts';
 import { initWeights } from '../../model/transformer.ts';
 import { streamScenario } from '../../bench/scenario.ts';
 import { dropFromBytes } from '../../bench/stream.ts';
-import { type TuneOptions, type TuneResult, curveOf, runTune } from '../../bench/tune.ts';
+import { type TuneOptions, type TuneResult, curveOf, evalTokens, runTune } from '../../bench/tune.ts';
+import { evaluateLoss } from '../../model/evaluate.ts';
+import { LanguageModel } from '../../model/transformer.ts';
 import { evaluateGate } from '../../workflows/gate.ts';
 import { DEFAULT_GATE_RULES } from '../../schemas/defaults.ts';
 import { GateRules } from '../../schemas/io.ts';
@@ -110,5 +112,26 @@ describe('curveOf', () => {
   it('gives null when all drops went one way', () => {
     const c = curveOf(10, 20, [d('a', true, -1, 0.1)], 20, 1);
     expect([c.separatedAt, c.ratioIfStoppedThere]).toEqual([null, null]);
+  });
+});
+
+describe('evalTokens: what judging an update reads', () => {
+  it("counts every held-out token evaluateLoss predicts and every probe's input", async () => {
+    await initBackend({ force: 'wasm' });
+    const texts = ['a short held-out line', 'x'.repeat(150)];
+    const probes = [
+      { prompt: 'price of kon:', completion: ' 12' },
+      { prompt: 'y'.repeat(80), completion: 'z' },
+    ];
+    const model = LanguageModel.create(config, initWeights(config, 1));
+    try {
+      const text = { name: 't', kind: 'text' as const, metric: 'loss' as const, drop: 1, texts, probes: [], superseded: 0 };
+      expect(evalTokens([text], config.context)).toBe(evaluateLoss(model, texts).tokens);
+      const probe = { name: 'p', kind: 'probe' as const, metric: 'exactMatch' as const, drop: 1, texts: [], probes, superseded: 0 };
+      // BOS + prompt + completion, less the last token, cut to the context: 16 and 64.
+      expect(evalTokens([probe], config.context)).toBe(16 + 64);
+    } finally {
+      model.dispose();
+    }
   });
 });
