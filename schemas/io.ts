@@ -65,19 +65,22 @@ export const RecipeSearch = z
      * A trial run alone to its horizon is judged on its way and stopped, with the drop rejected, when its margin is
      * below every passing update of the line's record with its schedule by more than `slack` (default on: judged at
      * 1/12, 1/6 and 1/3 of the horizon, slack 0.2, two passing updates on record; domain/recipe-search.ts STOP_EARLY).
-     * false: every trial runs to its horizon in one segment.
+     * true: on with the defaults; false: every trial runs to its horizon in one segment.
      */
     stopEarly: z
-      .union([
-        z.literal(false),
-        z
-          .object({
-            slack: z.number().min(0, 'search.stopEarly.slack is a gate margin >= 0, like 0.2').optional(),
-            at: z.array(z.number().gt(0).lt(1, 'search.stopEarly.at holds fractions of the horizon, like 0.25')).min(1).max(8).optional(),
-            minPassing: z.number().int().min(1).optional(),
-          })
-          .strict(),
-      ])
+      .union(
+        [
+          z.boolean(),
+          z
+            .object({
+              slack: z.number().min(0, 'search.stopEarly.slack is a gate margin >= 0, like 0.2').optional(),
+              at: z.array(z.number().gt(0).lt(1, 'search.stopEarly.at holds fractions of the horizon, like 0.25')).min(1).max(8).optional(),
+              minPassing: z.number().int().min(1).optional(),
+            })
+            .strict(),
+        ],
+        { error: 'search.stopEarly is true, false or an object of slack, at and minPassing, like {"slack":0.1}' },
+      )
       .optional(),
   })
   .strict();

@@ -95,7 +95,16 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
     rescaleFromGrid: patched('search-rescale-from-grid-v1'),
     // Searches started before a recipe that forgot was repaired with more replay keep the plan they ran with.
     repair: patched('search-repair-v1') && settings.repair !== false,
-    ...(stopEarly ? { stopEarly: { ...STOP_EARLY, at: [...STOP_EARLY.at], ...(settings.stopEarly || {}), passing: context.passing ?? [] } } : {}),
+    ...(stopEarly
+      ? {
+          stopEarly: {
+            ...STOP_EARLY,
+            at: [...STOP_EARLY.at],
+            ...(typeof settings.stopEarly === 'object' ? settings.stopEarly : {}),
+            passing: context.passing ?? [],
+          },
+        }
+      : {}),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
     judge: (metrics) => {
       const decision = evaluateGate({

@@ -183,8 +183,9 @@ export function describeSearch(search: NonNullable<Recipe['search']>): string {
 /** search.stopEarly in words, defaults included. */
 function stopEarlyWords(s: NonNullable<Recipe['search']>['stopEarly']): string {
   if (s === false) return 'no early stop';
-  const at = (s?.at ?? STOP_EARLY.at).map((f) => `${+(f * 100).toFixed(1)}%`).join(', ');
-  return `an update judged at ${at} of its horizon and stopped when below every passing one of the line's record (at least ${s?.minPassing ?? STOP_EARLY.minPassing}) by more than ${s?.slack ?? STOP_EARLY.slack}`;
+  if (s === true || s === undefined) s = {};
+  const at = (s.at ?? STOP_EARLY.at).map((f) => `${+(f * 100).toFixed(1)}%`).join(', ');
+  return `an update judged at ${at} of its horizon and stopped when below every passing one of the line's record (at least ${s.minPassing ?? STOP_EARLY.minPassing}) by more than ${s.slack ?? STOP_EARLY.slack}`;
 }
 
 /** `--recipe auto` as the JSON override it stands for (with `--search-budget`), any other value as given. */

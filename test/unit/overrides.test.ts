@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ZodError } from 'zod';
 import { numberRanges } from '../../activities/release.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
-import { CliArgs, explain, GateRules, mergeDeep, parseCliArgs } from '../../schemas/io.ts';
+import { CliArgs, explain, GateRules, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { describeSearch, formatRules } from '../../scripts/commands/line.ts';
 
 describe('mergeDeep', () => {
@@ -58,6 +58,10 @@ describe('recipe auto in words', () => {
     );
     expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01, repair: false, stopEarly: false })).toBe(
       'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01, no repair of an update that forgot, no early stop',
+    );
+    expect(describeSearch({ stopEarly: true })).toBe(describeSearch({}));
+    expect(() => Recipe.parse({ ...DEFAULT_RECIPE, search: { stopEarly: 'yes' } })).toThrow(
+      /search\.stopEarly is true, false or an object of slack, at and minPassing/,
     );
     expect(describeSearch({ stopEarly: { slack: 0.1, at: [0.25] } })).toContain(
       "an update judged at 25% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.1",
