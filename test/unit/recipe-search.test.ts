@@ -8,6 +8,7 @@ import {
   STOP_EARLY,
   atHorizon,
   gateMargin,
+  isStoppedEarly,
   judgedOf,
   passingTrajectories,
   scheduleKey,
@@ -237,62 +238,35 @@ describe('searchRecipe', () => {
 
 describe('searchRecipe with stopEarly: hopeless updates stopped from the line record', () => {
   const at = [...STOP_EARLY.at];
-  // A learner whose margin at step s is (s / 80) * reach - 1: `reach` 2 passes at the 80-step horizon with margin 1.
-  const learner = (reach: number) => {
-    const runs: TrialRun[] = [];
-    return {
-      runs,
-      run: async (rs: TrialRun[]) =>
-        rs.map((r) => {
-          runs.push(r);
-          return {
-            ok: true as const,
-            steps: r.toStep,
-            flops: (r.toStep - r.fromStep) * 10,
-            wallMs: 1,
-            checkpoint: `${r.trial.id}@${r.toStep}`,
-            metrics: { s: { loss: 2 - (r.toStep / 80) * reach } },
-          };
-        }),
-      judge: (m: Record<string, Record<string, number | undefined>>) => {
-        const loss = m.s!.loss!;
-        return { pass: loss <= 1, margin: 1 - loss, summary: `loss ${loss}` };
-      },
-    };
+  /**
+   * A search warm-started from the base recipe over the world above at the base rate (margin (s / 80) * reach - 1
+   * at step s: `reach` 2 passes at the 80-step horizon with margin 1), stopping early by `stop` (no record by default).
+   */
+  const search = async (reach: number, stop: Partial<StopEarly> = {}, budgetFlops = 1e9) => {
+    const w = world(0.8 / reach);
+    const out = await searchRecipe({
+      base,
+      history: [base],
+      budgetFlops,
+      flopsPerStep: 10,
+      margin: 0,
+      stopEarly: { at, slack: 0.2, minPassing: 2, passing: [], ...stop },
+      ...w,
+    });
+    return { out, runs: w.runs };
   };
   /** The trajectories the record holds after passing searches of learners with these reaches. */
   const record = async (...reaches: number[]) => {
     const passing: Trajectory[] = [];
-    for (const reach of reaches) {
-      const w = learner(reach);
-      const out = await searchRecipe({
-        base,
-        history: [base],
-        budgetFlops: 1e9,
-        flopsPerStep: 10,
-        margin: 0,
-        stopEarly: { at, slack: 0.2, minPassing: 2, passing },
-        ...w,
-      });
-      passing.push(...passingTrajectories(out.trials));
-    }
+    for (const reach of reaches) passing.push(...passingTrajectories((await search(reach, { passing })).out.trials));
     return passing;
   };
 
   it('judges a trial on its way, resuming each segment from the last, and records what a passing update looked like', async () => {
     expect(watchedSteps(80, at)).toEqual([7, 13, 27]);
-    const w = learner(2);
-    const out = await searchRecipe({
-      base,
-      history: [base],
-      budgetFlops: 1e9,
-      flopsPerStep: 10,
-      margin: 0,
-      stopEarly: { at, slack: 0.2, minPassing: 2, passing: [] },
-      ...w,
-    });
+    const { out, runs } = await search(2);
     expect(out.chosen).toMatchObject({ source: 'history', toStep: 80, fromStep: 27, rung: 3 });
-    expect(w.runs.map((r) => [r.fromStep, r.toStep, r.resume ?? null])).toEqual([
+    expect(runs.map((r) => [r.fromStep, r.toStep, r.resume ?? null])).toEqual([
       [0, 7, null],
       [7, 13, 't1@7'],
       [13, 27, 't1@13'],
@@ -301,69 +275,47 @@ describe('searchRecipe with stopEarly: hopeless updates stopped from the line re
     // The same compute as one segment: resumed segments are charged their own steps only.
     expect(out.flops).toBe(800);
     const [trajectory] = passingTrajectories(out.trials);
-    expect(trajectory).toEqual({ schedule: scheduleKey(base), points: [7, 13, 27].map((step) => ({ step, margin: (step / 80) * 2 - 1 })) });
+    expect(trajectory!.schedule).toBe(scheduleKey(base));
+    expect(trajectory!.points.map((p) => p.step)).toEqual([7, 13, 27]);
+    trajectory!.points.forEach((p) => expect(p.margin).toBeCloseTo((p.step / 80) * 2 - 1));
   });
 
   it('stops an update below every passing one of its schedule by more than the slack, and rejects the drop without the rest of the search', async () => {
     const passing = await record(2, 2.5);
-    const w = learner(0.5); // margin at step 7: -0.956, where the passing ones were at -0.825 and -0.781
-    const out = await searchRecipe({
-      base,
-      history: [base],
-      budgetFlops: 1e9,
-      flopsPerStep: 10,
-      margin: 0,
-      stopEarly: { at, slack: 0.1, minPassing: 2, passing },
-      ...w,
-    });
+    // Margin at step 7: -0.956, where the passing ones were at -0.825 and -0.781.
+    const { out } = await search(0.5, { slack: 0.1, passing });
     expect(out.chosen).toBeNull();
     expect(out.trials).toHaveLength(1);
     expect(out.stoppedEarly).toMatchObject({ toStep: 7, status: 'pruned', source: 'history' });
+    expect(isStoppedEarly(out.stoppedEarly!)).toBe(true);
     expect(out.flops).toBe(70);
     expect(out.reason).toMatch(/^stopped early: the history recipe's update \(80 steps\) was below every passing update of the line's record at step 7 /);
     expect(out.stoppedEarly!.summary).toMatch(
       /^stopped at step 7 of 80: margin -0\.9563 is below the lowest of the line's 2 passing update\(s\) of this schedule at that step \(-0\.8250\) by more than 0\.1/,
     );
     // Without stopEarly the same learner runs everything the budget holds (the warm start, the grid, and so on).
-    const off = await searchRecipe({ base, history: [base], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, ...learner(0.5) });
+    const w = world(0.8 / 0.5);
+    const off = await searchRecipe({ base, history: [base], budgetFlops: 1e9, flopsPerStep: 10, margin: 0, ...w });
     expect(off.flops).toBeGreaterThan(800);
+    expect(off.trials.some(isStoppedEarly)).toBe(false);
   });
 
   it('goes on within the slack, with too few passing updates on record, or against another schedule', async () => {
     const passing = await record(2, 2.5);
-    const go = (reach: number, stop: Partial<StopEarly>, history = [base]) =>
-      searchRecipe({
-        base,
-        history,
-        budgetFlops: 1e9,
-        flopsPerStep: 10,
-        margin: 0,
-        stopEarly: { at, slack: 0.2, minPassing: 2, passing, ...stop },
-        ...learner(reach),
-      });
     // A slower update within the slack at every judged step (0.135 below at step 27) runs to its horizon and passes.
-    expect((await go(1.6, {})).chosen).toMatchObject({ toStep: 80, source: 'history' });
+    expect((await search(1.6, { passing })).out.chosen).toMatchObject({ toStep: 80, source: 'history' });
     // The update the test above stops (slack 0.1), with too few passing updates on record or another schedule's.
-    expect((await go(0.5, { slack: 0.1 })).stoppedEarly).toMatchObject({ toStep: 7 });
-    expect((await go(0.5, { slack: 0.1, minPassing: 3 })).stoppedEarly).toBeUndefined();
-    expect((await go(0.5, { slack: 0.1, passing: passing.map((t) => ({ ...t, schedule: 'another' })) })).stoppedEarly).toBeUndefined();
+    expect((await search(0.5, { slack: 0.1, passing })).out.stoppedEarly).toMatchObject({ toStep: 7 });
+    expect((await search(0.5, { slack: 0.1, minPassing: 3, passing })).out.stoppedEarly).toBeUndefined();
+    expect((await search(0.5, { slack: 0.1, passing: passing.map((t) => ({ ...t, schedule: 'another' })) })).out.stoppedEarly).toBeUndefined();
     // A learner that passes is never stopped by its own record.
-    expect((await go(2, { slack: 0 })).chosen).toMatchObject({ toStep: 80 });
+    expect((await search(2, { slack: 0, passing })).out.chosen).toMatchObject({ toStep: 80 });
   });
 
   it('never starts a judged trial the budget cannot finish', async () => {
-    const w = learner(2);
-    // 800 FLOPs for the warm start; 700 in the budget: not even its first segment runs.
-    const out = await searchRecipe({
-      base,
-      history: [base],
-      budgetFlops: 700,
-      flopsPerStep: 10,
-      margin: 0,
-      stopEarly: { at, slack: 0.2, minPassing: 2, passing: [] },
-      ...w,
-    });
-    expect(w.runs).toHaveLength(0);
+    // 800 FLOPs for the warm start; 700 in the budget: not even its first segment (70) runs.
+    const { out, runs } = await search(2, {}, 700);
+    expect(runs).toHaveLength(0);
     expect(out.chosen).toBeNull();
     expect(out.reason).toMatch(/^the compute budget \(7\.00e\+2 FLOPs\) does not cover 1 more trial segment/);
   });
