@@ -9,6 +9,7 @@ import {
   type StopEarly,
   type TrialOutcome,
   type Trajectory,
+  SEARCH_BUDGET,
   atHorizon,
   judgedOf,
   passingTrajectories,
@@ -129,6 +130,11 @@ export interface TuneResult {
   /** Mean gate margin over the drops each passed (the margin of its accepted updates). */
   gateMarginDefault: number;
   gateMarginAuto: number;
+  /**
+   * The gate margins on the drops both passed, drop for drop: the means above also count a drop only one of them
+   * passed, so passing one more drop near margin 0 lowers a mean without any common drop's update being narrower.
+   */
+  gateMarginBoth: BothPassed;
   passedDefault: number;
   passedAuto: number;
   drops: number;
@@ -137,6 +143,26 @@ export interface TuneResult {
   curve?: TuneCurve;
   /** The recipes auto chose on this stream, oldest first (a sibling's `history`). */
   chosen: Knobs[];
+}
+
+/** The drops both the default recipe and auto passed, with their mean margins and how many of them auto's update is narrower on. */
+export interface BothPassed {
+  drops: number;
+  default: number;
+  auto: number;
+  /** Drops both passed where auto's margin is below the default's (by more than 1e-9). */
+  narrower: number;
+}
+
+/** The comparison on the drops both passed (see TuneResult.gateMarginBoth). Pure. */
+export function bothPassed(perDrop: Pick<TuneDrop, 'defaultPass' | 'autoPass' | 'defaultMargin' | 'autoMargin'>[]): BothPassed {
+  const both = perDrop.filter((p) => p.defaultPass && p.autoPass);
+  return {
+    drops: both.length,
+    default: mean(both.map((p) => p.defaultMargin)),
+    auto: mean(both.map((p) => p.autoMargin!)),
+    narrower: both.filter((p) => p.autoMargin! < p.defaultMargin - 1e-9).length,
+  };
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
@@ -229,7 +255,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     const outcome = await searchRecipe({
       base,
       history: [...(history.length ? history : (o.history ?? []))].reverse(),
-      budgetFlops: (o.budgetFactor ?? 2) * base.steps * flopsPerStep,
+      budgetFlops: (o.budgetFactor ?? SEARCH_BUDGET) * base.steps * flopsPerStep,
       flopsPerStep,
       margin: o.margin ?? 0,
       width: o.width,
@@ -305,6 +331,7 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     ratioWithEval: (autoFlops + autoEvalFlops) / (defaultFlops + defaultEvalFlops),
     gateMarginDefault: mean(perDrop.filter((p) => p.defaultPass).map((p) => p.defaultMargin)),
     gateMarginAuto: mean(perDrop.filter((p) => p.autoPass).map((p) => p.autoMargin!)),
+    gateMarginBoth: bothPassed(perDrop),
     passedDefault: perDrop.filter((p) => p.defaultPass).length,
     passedAuto: perDrop.filter((p) => p.autoPass).length,
     drops: perDrop.length,

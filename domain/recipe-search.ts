@@ -144,6 +144,17 @@ export interface StopEarly {
 /** The defaults of `stopEarly`: judged at 1/12, 1/6 and 1/3 of the horizon, a slack of 0.2, two passing updates on record. */
 export const STOP_EARLY = { at: [1 / 12, 1 / 6, 1 / 3], slack: 0.2, minPassing: 2 } as const;
 
+/**
+ * The default budget of a search, as a multiple of the base recipe's training FLOPs: the base recipe (held back as
+ * the last resort) and half of it again for everything else. At 1.5 a repair of a full-length recipe does not fit
+ * after it (that takes 2); measured on bench:tune's streams (README), 1.5 spends 0.45-0.50 of the fixed recipe's
+ * compute with the drops and margins of the fixed recipe, 2 spends 0.63-1.18 and its repairs pass 3 of the 5
+ * narrowly failed drops they were tried on.
+ */
+export const SEARCH_BUDGET = 1.5;
+/** The default budget of searches started before SEARCH_BUDGET (their histories replay with it). */
+export const SEARCH_BUDGET_BEFORE = 2;
+
 /** A segment the early stop ended: only trials run alone are judged on their way, and only the stop prunes them (grid trials are pruned by the halving). */
 export const isStoppedEarly = (t: { status: string; source: string }) => t.status === 'pruned' && t.source !== 'grid';
 

@@ -51,8 +51,17 @@ export type ModelConfig = z.infer<typeof ModelConfig>;
 /** What recipe `auto` searches within: a compute budget for every trial together, and the margin a chosen recipe needs. */
 export const RecipeSearch = z
   .object({
-    /** Training FLOPs for all trials of one cycle together (default: twice the base recipe's). */
+    /** Training FLOPs for all trials of one cycle together (default: `budgetFactor` times the base recipe's). */
     budgetFlops: z.number().positive('search.budgetFlops is a positive number of FLOPs, like 2e12').optional(),
+    /**
+     * The budget as a multiple of the base recipe's training FLOPs, when `budgetFlops` is not set (default 1.5,
+     * domain/recipe-search.ts SEARCH_BUDGET; 2 leaves room to repair a full-length recipe that forgot).
+     */
+    budgetFactor: z
+      .number()
+      .positive("search.budgetFactor is a positive multiple of the recipe's training FLOPs, like 2")
+      .max(100, "search.budgetFactor is at most 100 (times the recipe's training FLOPs)")
+      .optional(),
     /** Wall time for the whole search in milliseconds (checked before every rung); absent: no limit. */
     budgetWallMs: z.number().int().positive().optional(),
     /** The least gate margin the chosen recipe needs (loss: fraction of the bound left; exact match: points); default 0. */

@@ -15,7 +15,7 @@ import { GateRules, GateRulesOverride, mergeDeep } from '../schemas/io.ts';
 import { evaluateGate } from '../workflows/gate.ts';
 import type { GateSuite, Metrics } from '../schemas/contracts/gate.ts';
 import { scriptArgs } from '../bench/args.ts';
-import { STOP_EARLY } from '../domain/recipe-search.ts';
+import { SEARCH_BUDGET, STOP_EARLY } from '../domain/recipe-search.ts';
 
 /** The seed of the first line's stream of drops. */
 const STREAM_SEED = 7;
@@ -24,7 +24,7 @@ const { values: args } = scriptArgs('bench:tune', {
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     k: { type: 'string' },
-    budget: { type: 'string', default: '2' },
+    budget: { type: 'string', default: String(SEARCH_BUDGET) },
     width: { type: 'string', default: '4' },
     margin: { type: 'string', default: '0' },
     gate: { type: 'string' },
@@ -40,7 +40,7 @@ const { values: args } = scriptArgs('bench:tune', {
 });
 if (args.help) {
   console.log(
-    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, default 2)] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)] [--replay R (the recipe's replay ratio, default 0.5)] [--l2 L (its L2 pull, default 1e-3)] [--stop-early SLACK|off (auto stops an update below every passing one of its record by more than SLACK, as the loop's search.stopEarly; default ${STOP_EARLY.slack})]`,
+    `npm run bench:tune -- [--quick] [--json] [--k N drops (default 10)] [--budget F (search budget, x the default recipe's FLOPs, as search.budgetFactor; default ${SEARCH_BUDGET})] [--width N] [--margin M (the least gate margin a trial needs, default 0)] [--gate JSON (gate rules over the defaults)] [--fixed N[@B][,N[@B]] (also the default recipe at N steps, at batch size B if given, each on its own chain)] [--sizes N[,N] (products per catalogue drop, cycled; default 3 quick, 8 full)] [--curve N (also judge the default recipe's update every N steps: its gate margin over the horizon)] [--sibling SEED (then a second line on the same foundation, the stream of SEED: auto without and with the first line's chosen recipes as its warm start)] [--replay R (the recipe's replay ratio, default 0.5)] [--l2 L (its L2 pull, default 1e-3)] [--stop-early SLACK|off (auto stops an update below every passing one of its record by more than SLACK, as the loop's search.stopEarly; default ${STOP_EARLY.slack})]`,
   );
   process.exit(0);
 }
@@ -86,6 +86,8 @@ if (!(replayRatio >= 0 && replayRatio < 1)) refuse(`--replay is a replay ratio i
 const l2Pull = args.l2 === undefined ? 1e-3 : Number(args.l2);
 if (!(l2Pull >= 0)) refuse(`--l2 is an L2 pull >= 0, e.g. 1e-2, got ${args.l2}`);
 const knobs = { replayRatio, replayBudget: 5000, l2Pull };
+const budgetFactor = Number(args.budget);
+if (!(budgetFactor > 0)) refuse(`--budget is the search budget as a positive multiple of the default recipe's FLOPs, e.g. 2, got ${args.budget}`);
 const slack = args['stop-early'] === undefined ? STOP_EARLY.slack : args['stop-early'] === 'off' ? null : Number(args['stop-early']);
 if (slack !== null && !(slack >= 0)) refuse(`--stop-early is a slack >= 0 (gate-margin units, e.g. 0.2) or off, got ${args['stop-early']}`);
 const stopEarly = slack === null ? undefined : { at: [...STOP_EARLY.at], minPassing: STOP_EARLY.minPassing, slack };
@@ -123,7 +125,7 @@ const common = {
   base,
   recipe,
   knobs,
-  budgetFactor: Number(args.budget),
+  budgetFactor,
   width: Number(args.width),
   margin,
   ...(stopEarly ? { stopEarly } : {}),
@@ -146,6 +148,7 @@ async function siblingRun(seed: number) {
     ratio: r.ratio,
     passedAuto: r.passedAuto,
     gateMarginAuto: r.gateMarginAuto,
+    gateMarginBoth: r.gateMarginBoth,
     firstDropAutoFlops: r.perDrop[0]!.autoFlops,
     firstDropTrials: r.perDrop[0]!.autoTrials,
   });
@@ -164,6 +167,7 @@ const out = {
   backend: backend.label,
   gateRules: rules,
   knobs,
+  budgetFactor,
   stopEarly: stopEarly ?? null,
   ...result,
   ...(siblingResult ? { sibling: siblingResult } : {}),
@@ -176,6 +180,10 @@ else {
   );
   console.log(
     `auto:    ${result.passedAuto}/${result.drops} drops passed, ${result.autoFlops.toExponential(3)} FLOPs (every trial), mean gate margin ${marginText(result.gateMarginAuto)}`,
+  );
+  const both = result.gateMarginBoth;
+  console.log(
+    `on the ${both.drops} drop(s) both passed: mean gate margin default ${marginText(both.default)}, auto ${marginText(both.auto)}; auto narrower on ${both.narrower}`,
   );
   console.log(`ratio autoFlops / defaultFlops = ${result.ratio.toFixed(3)}`);
   console.log(

@@ -8,7 +8,17 @@ import { ActivityFailure, patched, proxyActivities, proxyLocalActivities } from 
 import type { LocalRegistryActivities, SuiteRef, TrainingQueueActivities, VersionRef } from '../activities/types.ts';
 import type { GateRules, ModelConfig, Recipe } from '../schemas/io.ts';
 import type { Metrics } from '../schemas/contracts/gate.ts';
-import { type DropFeatures, type Knobs, type TrialOutcome, STOP_EARLY, dropDistance, judgedOf, searchRecipe } from '../domain/recipe-search.ts';
+import {
+  type DropFeatures,
+  type Knobs,
+  type TrialOutcome,
+  SEARCH_BUDGET,
+  SEARCH_BUDGET_BEFORE,
+  STOP_EARLY,
+  dropDistance,
+  judgedOf,
+  searchRecipe,
+} from '../domain/recipe-search.ts';
 import { evaluateGate } from './gate.ts';
 import { evaluation, registryLocal, training } from './options.ts';
 
@@ -66,7 +76,9 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
   void _w;
   const settings = search ?? {};
   const context = await light.recipeSearchContext({ line: input.line, modelConfig: input.modelConfig, batchSize: base.batchSize });
-  const budgetFlops = settings.budgetFlops ?? 2 * base.steps * context.flopsPerStep;
+  // Searches started before the default budget was SEARCH_BUDGET keep the one they ran with.
+  const factor = settings.budgetFactor ?? (patched('search-budget-default-v1') ? SEARCH_BUDGET : SEARCH_BUDGET_BEFORE);
+  const budgetFlops = settings.budgetFlops ?? factor * base.steps * context.flopsPerStep;
 
   // What the candidate is judged against: the champion, or for a first version what it replaces.
   const against = await againstMetrics();

@@ -12,7 +12,7 @@ export function register(program: Command) {
     .description('send a JSONL ({"text": ...} or {"prompt": ..., "completion": ...}) or plain-text file to a line')
     .option('--source <name>', 'source name of the drop (default: the file name)')
     .option('--recipe <json>', 'recipe fields to override for this drop, e.g. {"steps":400}, or auto (search the cheapest passing recipe)')
-    .option('--search-budget <flops>', 'with --recipe auto: training FLOPs for all trials of this cycle')
+    .option('--search-budget <flops|Nx>', "with --recipe auto: training FLOPs for all trials of this cycle, or N times the recipe's (default 1.5x)")
     .option('--wait', 'wait until the cycle for this drop has finished and print its verdict')
     .option('--json', 'print JSON')
     .action(async (line: string, file: string, o) => {

@@ -5,7 +5,7 @@ import { PRESETS } from '../../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, FOUNDATION_STEPS, defaultRecipe } from '../../schemas/defaults.ts';
 import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
 import { openRegistry, output, UserError } from './context.ts';
-import { STOP_EARLY } from '../../domain/recipe-search.ts';
+import { SEARCH_BUDGET, STOP_EARLY } from '../../domain/recipe-search.ts';
 
 export function register(program: Command) {
   const line = program.command('line').description('create and list model lines');
@@ -17,7 +17,7 @@ export function register(program: Command) {
     .option('--preset <name>', `model shape: ${Object.keys(PRESETS).join(', ')} (application lines take their foundation's)`, 'small')
     .option('--steps <n>', `training steps per cycle (default ${DEFAULT_RECIPE.steps}; a foundation line of preset ${Object.entries(FOUNDATION_STEPS).map(([p, n]) => `${p} ${n}`).join(', ')})`)
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}, or auto (search the cheapest passing recipe each cycle)')
-    .option('--search-budget <flops>', "with --recipe auto: training FLOPs for all trials of one cycle (default: twice the recipe's)")
+    .option('--search-budget <flops|Nx>', "with --recipe auto: training FLOPs for all trials of one cycle, or N times the recipe's (default 1.5x)")
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
     .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
     .option('--require-approval', 'a human approves every release to stable')
@@ -171,7 +171,9 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
 /** Recipe `auto`'s settings in words, with the defaults the search applies to those not set (schemas/io.ts RecipeSearch). */
 export function describeSearch(search: NonNullable<Recipe['search']>): string {
   return [
-    search.budgetFlops === undefined ? "budget twice the recipe's training FLOPs" : `budget ${search.budgetFlops.toExponential(2)} training FLOPs`,
+    search.budgetFlops !== undefined
+      ? `budget ${search.budgetFlops.toExponential(2)} training FLOPs`
+      : `budget ${search.budgetFactor ?? SEARCH_BUDGET}x the recipe's training FLOPs`,
     search.budgetWallMs === undefined ? 'no wall-time limit' : `at most ${search.budgetWallMs} ms`,
     `${search.width ?? 4} trials in the first bracket`,
     `margin ${search.margin ?? 0}`,
@@ -193,7 +195,12 @@ export function autoRecipeArg(value: string | undefined, budget: string | undefi
   if (budget !== undefined && value !== 'auto') throw new UserError('--search-budget goes with --recipe auto', 2);
   if (value !== 'auto') return value;
   if (budget === undefined) return JSON.stringify({ search: {} });
-  const flops = Number(budget);
-  if (!Number.isFinite(flops) || flops <= 0) throw new UserError(`--search-budget is a positive number of FLOPs, like 2e12; got ${JSON.stringify(budget)}`, 2);
-  return JSON.stringify({ search: { budgetFlops: flops } });
+  const times = /^\s*(.+?)\s*x\s*$/i.exec(budget);
+  const n = Number(times ? times[1] : budget);
+  if (!Number.isFinite(n) || n <= 0 || (times && n > 100))
+    throw new UserError(
+      `--search-budget is a positive number of FLOPs, like 2e12, or a multiple of the recipe's training FLOPs up to 100, like 2x; got ${JSON.stringify(budget)}`,
+      2,
+    );
+  return JSON.stringify({ search: times ? { budgetFactor: n } : { budgetFlops: n } });
 }

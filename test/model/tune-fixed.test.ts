@@ -5,7 +5,7 @@ import { preset } from '../../model/config.ts';
 import { initWeights } from '../../model/transformer.ts';
 import { streamScenario } from '../../bench/scenario.ts';
 import { dropFromBytes } from '../../bench/stream.ts';
-import { type TuneOptions, type TuneResult, curveOf, evalTokens, runTune } from '../../bench/tune.ts';
+import { type TuneOptions, type TuneResult, bothPassed, curveOf, evalTokens, runTune } from '../../bench/tune.ts';
 import { evaluateLoss } from '../../model/evaluate.ts';
 import { LanguageModel } from '../../model/transformer.ts';
 import { evaluateGate } from '../../workflows/gate.ts';
@@ -112,6 +112,29 @@ describe('curveOf', () => {
   it('gives null when all drops went one way', () => {
     const c = curveOf(10, 20, [d('a', true, -1, 0.1)], 20, 1);
     expect([c.separatedAt, c.ratioIfStoppedThere]).toEqual([null, null]);
+  });
+});
+
+describe('bothPassed: the margins drop for drop', () => {
+  const p = (defaultPass: boolean, defaultMargin: number, autoPass: boolean, autoMargin: number | null) => ({
+    defaultPass,
+    defaultMargin,
+    autoPass,
+    autoMargin,
+  });
+
+  it('compares only the drops both passed, and counts where auto is narrower', () => {
+    // Auto passes one more drop near 0: its mean over its own passes falls, the drops both passed do not.
+    const b = bothPassed([p(true, 0.4, true, 0.4), p(true, 0.1, true, 0.05), p(false, -0.1, true, 0.01), p(true, 0.2, false, -0.3)]);
+    expect(b.drops).toBe(2);
+    expect(b.default).toBeCloseTo(0.25);
+    expect(b.auto).toBeCloseTo(0.225);
+    expect(b.narrower).toBe(1);
+  });
+
+  it('gives no means when no drop passed both', () => {
+    const b = bothPassed([p(true, 0.1, false, null), p(false, -0.2, true, 0.3)]);
+    expect([b.drops, b.narrower, Number.isNaN(b.default), Number.isNaN(b.auto)]).toEqual([0, 0, true, true]);
   });
 });
 

@@ -25,7 +25,7 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
   it('rejects the drop with the best trial numbers when no recipe can pass', async () => {
     const line = `hopeless-${suffix}`;
     // No byte-level model gets its held-out loss under 0.01: every trial fails the floor.
-    await loop.createLine(line, { recipe: { search: { width: 2 } }, gateRules: { floors: { loss: 0.01, exactMatch: 0 } } });
+    const spec = await loop.createLine(line, { recipe: { search: { width: 2 } }, gateRules: { floors: { loss: 0.01, exactMatch: 0 } } });
     const { request } = await sendDrop(loop, line, writeDrop('b.jsonl', 2, 30), { recipe: { search: { width: 2, margin: 0 } } });
     const summary = await waitForCycle(loop.client, line, request.digest);
     expect(summary.verdict).toBe('rejected');
@@ -35,6 +35,11 @@ describe('recipe auto on real Temporal and PostgreSQL', () => {
     expect(trials.length).toBeGreaterThanOrEqual(3);
     expect(trials.some((t) => t.status === 'chosen')).toBe(false);
     expect(trials.some((t) => t.status === 'pruned')).toBe(true);
+    // The default budget: 1.5 times the line's recipe's training FLOPs (a trial segment gives the FLOPs per step).
+    const perStep = trials[0]!.flops / (trials[0]!.toStep - trials[0]!.fromStep);
+    const [, spent, budget] = /, ([\d.e+]+) of ([\d.e+]+) FLOPs\)/.exec(summary.reason)!.map(Number);
+    expect(budget! / (spec.recipe.steps * perStep)).toBeCloseTo(1.5, 1);
+    expect(spent! / trials.reduce((a, t) => a + t.flops, 0)).toBeCloseTo(1, 2);
     expect(summary.version).toBeUndefined();
     const drop = await loop.registry.getDrop(line, request.digest);
     expect(drop?.status).toBe('rejected');

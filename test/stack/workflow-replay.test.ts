@@ -71,6 +71,7 @@ describe('workflow replay', () => {
       [['cycle-recipe-search', 'search-recipe'], recordSearch],
       [['cycle-search-repair', 'search-repair'], recordRepair],
       [['cycle-search-stopped', 'search-stopped'], recordStopEarly],
+      [['cycle-search-budget', 'search-budget'], recordBudget],
     ];
     try {
       for (const [files, record] of recordings) if (!ONLY_NEW || files.some((f) => !existsSync(join(DIR, `${f}.json`)))) await record(harness, save);
@@ -259,6 +260,12 @@ async function recordSearch(harness: Harness, save: Save) {
   });
 }
 
+/** A line whose recipe passed before; now every trial learns the new suite, and below replay 0.6 loses the old one (the champion's loss there is 2). */
+const forgets = {
+  history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
+  metrics: (input: TrialInput) => ({ old: { loss: input.recipe.replayRatio >= 0.6 ? 2 : 3 }, new: { loss: 0.5 } }),
+};
+
 /**
  * A search whose warm start (the line's recipe, chosen on an earlier drop) forgets the old suite, and whose repair
  * with more replay passes and is promoted: the path behind patched('search-repair-v1').
@@ -267,9 +274,7 @@ async function recordRepair(harness: Harness, save: Save) {
   await recordSearchCycle(harness, save, {
     line: 'replay-repair',
     seed: 'r',
-    history: [{ recipe: {}, features: { trainRecords: 10, newSuites: 1 }, margin: 0.1 }],
-    // Every trial learns the new suite; below replay 0.6 it loses the old one (the champion's loss there is 2).
-    metrics: (input) => ({ old: { loss: input.recipe.replayRatio >= 0.6 ? 2 : 3 }, new: { loss: 0.5 } }),
+    ...forgets,
     check: (run) => expect(run.inputs('runRecipeTrial').map((t) => t.recipe.replayRatio)).toEqual([0.3, 0.6]),
     names: ['cycle-search-repair', 'search-repair'],
   });
@@ -292,6 +297,24 @@ async function recordStopEarly(harness: Harness, save: Save) {
     check: (run) => expect(run.inputs('runRecipeTrial').map((t) => t.stopAt)).toEqual([17]),
     verdict: 'rejected',
     names: ['cycle-search-stopped', 'search-stopped'],
+  });
+}
+
+/**
+ * The repair's setup (a warm start of the line's full-length recipe that forgets; with more replay it would pass)
+ * under the default budget of 1.5x that recipe: the repair does not fit after the warm start, and the cycle is
+ * rejected on the budget. The path behind patched('search-budget-default-v1'); before it (2x) the repair ran.
+ */
+async function recordBudget(harness: Harness, save: Save) {
+  await recordSearchCycle(harness, save, {
+    line: 'replay-budget',
+    seed: 'g',
+    ...forgets,
+    // The warm start alone, judged on its way (no passing update on record: none is stopped), and nothing after it.
+    check: (run) =>
+      expect(run.inputs('runRecipeTrial').map((t) => [t.recipe.replayRatio, t.stopAt])).toEqual([0.3, 0.3, 0.3, 0.3].map((r, i) => [r, [17, 33, 67, 200][i]])),
+    verdict: 'rejected',
+    names: ['cycle-search-budget', 'search-budget'],
   });
 }
 

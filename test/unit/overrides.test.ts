@@ -7,7 +7,7 @@ import { ZodError } from 'zod';
 import { numberRanges } from '../../activities/release.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_RECIPE } from '../../schemas/defaults.ts';
 import { CliArgs, explain, GateRules, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
-import { describeSearch, formatRules } from '../../scripts/commands/line.ts';
+import { autoRecipeArg, describeSearch, formatRules } from '../../scripts/commands/line.ts';
 
 describe('mergeDeep', () => {
   it('changes only the keys an override names, at any depth', () => {
@@ -54,7 +54,7 @@ describe('recipe auto in words', () => {
   it('names every search setting, with the defaults the search applies to those not set', () => {
     const rules = GateRules.parse(DEFAULT_GATE_RULES);
     expect(formatRules(rules, { ...DEFAULT_RECIPE, search: {} })).toContain(
-      "recipe search: auto (budget twice the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0, an update that forgot tried again with more replay, an update judged at 8.3%, 16.7%, 33.3% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.2): each cycle",
+      "recipe search: auto (budget 1.5x the recipe's training FLOPs, no wall-time limit, 4 trials in the first bracket, margin 0, an update that forgot tried again with more replay, an update judged at 8.3%, 16.7%, 33.3% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.2): each cycle",
     );
     expect(describeSearch({ budgetFlops: 3e12, budgetWallMs: 60_000, width: 2, margin: 0.01, repair: false, stopEarly: false })).toBe(
       'budget 3.00e+12 training FLOPs, at most 60000 ms, 2 trials in the first bracket, margin 0.01, no repair of an update that forgot, no early stop',
@@ -67,5 +67,19 @@ describe('recipe auto in words', () => {
       "an update judged at 25% of its horizon and stopped when below every passing one of the line's record (at least 2) by more than 0.1",
     );
     expect(formatRules(rules, DEFAULT_RECIPE)).not.toContain('recipe search');
+  });
+
+  it("takes the budget in FLOPs or as a multiple of the recipe's, and says which", () => {
+    expect(autoRecipeArg('auto', undefined)).toBe('{"search":{}}');
+    expect(autoRecipeArg('auto', '2e12')).toBe('{"search":{"budgetFlops":2000000000000}}');
+    expect(autoRecipeArg('auto', '2x')).toBe('{"search":{"budgetFactor":2}}');
+    expect(autoRecipeArg('auto', '0.75X')).toBe('{"search":{"budgetFactor":0.75}}');
+    expect(describeSearch({ budgetFactor: 2 })).toMatch(/^budget 2x the recipe's training FLOPs, /);
+    // budgetFlops wins when both are set, as in the search.
+    expect(describeSearch({ budgetFactor: 2, budgetFlops: 1e12 })).toMatch(/^budget 1\.00e\+12 training FLOPs, /);
+    for (const bad of ['0x', '-1', 'x', 'lots', '101x'])
+      expect(() => autoRecipeArg('auto', bad), bad).toThrow(/--search-budget is a positive number of FLOPs, like 2e12, or a multiple .* like 2x; got/);
+    expect(() => autoRecipeArg('fixed', '2x')).toThrow('--search-budget goes with --recipe auto');
+    expect(() => Recipe.parse({ ...DEFAULT_RECIPE, search: { budgetFactor: 0 } })).toThrow(/search\.budgetFactor is a positive multiple/);
   });
 });
