@@ -52,13 +52,16 @@ export type ModelConfig = z.infer<typeof ModelConfig>;
 export const RecipeSearch = z
   .object({
     /** Training FLOPs for all trials of one cycle together (default: `budgetFactor` times the base recipe's). */
-    budgetFlops: z.number().positive('search.budgetFlops is a positive number of FLOPs, like 2e12').optional(),
+    budgetFlops: z
+      .number({ error: 'search.budgetFlops is a positive number of FLOPs, like 2e12' })
+      .positive('search.budgetFlops is a positive number of FLOPs, like 2e12')
+      .optional(),
     /**
      * The budget as a multiple of the base recipe's training FLOPs, when `budgetFlops` is not set (default 1.5,
      * domain/recipe-search.ts SEARCH_BUDGET; 2 leaves room to repair a full-length recipe that forgot).
      */
     budgetFactor: z
-      .number()
+      .number({ error: 'search.budgetFactor is a positive multiple of the recipe\'s training FLOPs, like 2 (a number, not "2x")' })
       .positive("search.budgetFactor is a positive multiple of the recipe's training FLOPs, like 2")
       .max(100, "search.budgetFactor is at most 100 (times the recipe's training FLOPs)")
       .optional(),

@@ -81,5 +81,8 @@ describe('recipe auto in words', () => {
       expect(() => autoRecipeArg('auto', bad), bad).toThrow(/--search-budget is a positive number of FLOPs, like 2e12, or a multiple .* like 2x; got/);
     expect(() => autoRecipeArg('fixed', '2x')).toThrow('--search-budget goes with --recipe auto');
     expect(() => Recipe.parse({ ...DEFAULT_RECIPE, search: { budgetFactor: 0 } })).toThrow(/search\.budgetFactor is a positive multiple/);
+    // A JSON recipe that writes the CLI's form is told the difference.
+    expect(() => Recipe.parse({ ...DEFAULT_RECIPE, search: { budgetFactor: '2x' } })).toThrow(/like 2 \(a number, not /);
+    expect(() => Recipe.parse({ ...DEFAULT_RECIPE, search: { budgetFlops: 'lots' } })).toThrow(/search\.budgetFlops is a positive number of FLOPs/);
   });
 });
