@@ -146,10 +146,10 @@ export const STOP_EARLY = { at: [1 / 12, 1 / 6, 1 / 3], slack: 0.2, minPassing: 
 
 /**
  * The default budget of a search, as a multiple of the base recipe's training FLOPs: the base recipe (held back as
- * the last resort) and half of it again for everything else. At 1.5 a repair of a full-length recipe does not fit
- * after it (that takes 2); measured on bench:tune's streams (README), 1.5 spends 0.45-0.50 of the fixed recipe's
- * compute with the drops and margins of the fixed recipe, 2 spends 0.63-1.18 and its repairs pass 3 of the 5
- * narrowly failed drops they were tried on.
+ * the last resort) and half of it again for everything else. At 1.5 no second full-length trial fits after a first
+ * that failed (a repair, a second warm start: that takes 2); measured on bench:tune's streams (README), 1.5 spends
+ * 0.45-0.50 of the fixed recipe's compute with the drops and margins of the fixed recipe, 2 spends 0.63-1.18 and its
+ * second full-length trials passed 3 of the 5 drops they ran on, each one the fixed recipe rejects.
  */
 export const SEARCH_BUDGET = 1.5;
 /** The default budget of searches started before SEARCH_BUDGET (their histories replay with it). */

@@ -58,7 +58,7 @@ export const RecipeSearch = z
       .optional(),
     /**
      * The budget as a multiple of the base recipe's training FLOPs, when `budgetFlops` is not set (default 1.5,
-     * domain/recipe-search.ts SEARCH_BUDGET; 2 leaves room to repair a full-length recipe that forgot).
+     * domain/recipe-search.ts SEARCH_BUDGET; 2 leaves room for a second full-length trial, such as a repair).
      */
     budgetFactor: z
       .number({ error: 'search.budgetFactor is a positive multiple of the recipe\'s training FLOPs, like 2 (a number, not "2x")' })
