@@ -5,8 +5,9 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
 import { flopsPerToken } from '../model/config.ts';
+import { type ProbeOutcome, DEFAULT_PROBE_BUDGET, measurePlasticity, probeLearning } from '../model/plasticity.ts';
 import { CheckpointMismatchError, InvalidRecipeError, TrainingDivergedError, readCheckpoint, trainModel } from '../model/train.ts';
-import { LanguageModel } from '../model/transformer.ts';
+import { LanguageModel, initWeights } from '../model/transformer.ts';
 import { saveModel } from '../model/weights.ts';
 import { resolveSuites } from '../domain/suites.ts';
 import { type Schedule, passingTrajectory } from '../domain/recipe-search.ts';
@@ -22,6 +23,11 @@ export interface TrialRunInput extends TrainInput {
   /** Train up to this step (the trial's recipe.steps is its horizon; a rung may stop before it). */
   stopAt: number;
   suites: SuiteRef[];
+  /**
+   * Measure the weights' plasticity as the gate measures a candidate's (model/plasticity.ts, fresh model of this
+   * seed, the default probe budget): set when the gate has a plasticity floor and this segment ends the trial.
+   */
+  plasticitySeed?: number;
 }
 
 export interface TrialRunOutcome {
@@ -34,11 +40,15 @@ export interface TrialRunOutcome {
   weights: string;
   finalLoss: number;
   metrics: Record<string, Metrics>;
+  /** The plasticity ratio of `weights`, when `plasticitySeed` asked for it. */
+  plasticity?: number;
 }
 
 /** Training-queue activities of the search. */
 export function trialActivities(deps: ActivityDeps) {
   const { trainingSources, initialWeights } = trainingData(deps);
+  /** Fresh-model probe outcomes by (config, seed, backend), as evaluate.ts keeps them: the same for every trial of a line. */
+  const references = new Map<string, ProbeOutcome>();
   return {
     /**
      * Runs one trial segment: trains `recipe` from the champion (or resumes `resumeFrom`) up to `stopAt`, stores
@@ -47,7 +57,7 @@ export function trialActivities(deps: ActivityDeps) {
      */
     async runRecipeTrial(input: TrialRunInput): Promise<TrialRunOutcome> {
       const ctx = Context.current();
-      await initBackend();
+      const backend = await initBackend();
       const { init, reference, config } = await initialWeights(input);
       const sources = await trainingSources(input);
       const resume = input.resumeFrom ? await deps.store.get(input.resumeFrom) : undefined;
@@ -85,9 +95,20 @@ export function trialActivities(deps: ActivityDeps) {
       const data = await resolveSuites(input.suites, deps.drops);
       const model = LanguageModel.create(config, result.weights);
       const metrics: Record<string, Metrics> = {};
+      let plasticity: number | undefined;
+      const beatMore = setInterval(() => ctx.heartbeat({ trial: input.key }), 2000);
       try {
         for (const s of input.suites) metrics[s.name] = await measureSuite(model, data.get(s.name)!);
+        if (input.plasticitySeed !== undefined) {
+          // The gate judges the candidate's plasticity: a trial that may become the candidate is judged on it too.
+          const seed = input.plasticitySeed;
+          const refKey = JSON.stringify([config, seed, DEFAULT_PROBE_BUDGET, backend]);
+          let ref = references.get(refKey);
+          if (!ref) references.set(refKey, (ref = await probeLearning(config, initWeights(config, seed), DEFAULT_PROBE_BUDGET)));
+          plasticity = (await measurePlasticity(config, result.weights, { initSeed: seed, reference: ref })).ratio;
+        }
       } finally {
+        clearInterval(beatMore);
         model.dispose();
       }
       const segment = result.steps - startStep;
@@ -99,6 +120,7 @@ export function trialActivities(deps: ActivityDeps) {
         weights,
         finalLoss: result.finalLoss,
         metrics,
+        ...(plasticity !== undefined ? { plasticity } : {}),
       };
     },
   };

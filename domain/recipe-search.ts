@@ -61,6 +61,8 @@ export type TrialOutcome =
       checkpoint?: string;
       weights?: string;
       metrics: Record<string, Record<string, number | undefined>>;
+      /** The trained weights' plasticity ratio, when the runner measured it (the gate has a plasticity floor). */
+      plasticity?: number;
     }
   | { ok: false; error: string };
 
@@ -221,7 +223,8 @@ export interface SearchOptions {
   /** True when the wall-clock budget is spent (checked before every rung). */
   outOfTime?: () => boolean;
   run: (runs: TrialRun[]) => Promise<TrialOutcome[]>;
-  judge: (metrics: Record<string, Record<string, number | undefined>>) => Judged;
+  /** `segment`: whether it finished the trial's recipe (what the gate judges) and its measured plasticity, if any. */
+  judge: (metrics: Record<string, Record<string, number | undefined>>, segment?: { complete: boolean; plasticity?: number }) => Judged;
 }
 
 /**
@@ -355,7 +358,7 @@ export async function searchRecipe(o: SearchOptions): Promise<SearchOutcome> {
         return rec;
       }
       spent += out.flops;
-      const j = o.judge(out.metrics);
+      const j = o.judge(out.metrics, { complete, ...(out.plasticity !== undefined ? { plasticity: out.plasticity } : {}) });
       const rec: TrialRecord = {
         ...base,
         flops: out.flops,

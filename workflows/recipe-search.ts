@@ -93,6 +93,12 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
   const baseOnPass = patched('search-base-on-pass-v1');
   // Searches started before trials were judged on their way (and hopeless ones stopped) keep the plan they ran with.
   const stopEarly = patched('search-stop-early-v1') && settings.stopEarly !== false;
+  // The gate judges the candidate's plasticity: a trial at its horizon (a possible candidate) is measured and judged
+  // on it, one on its way is judged without that rule (its weights are not what the gate will see). Searches started
+  // before trials carried a plasticity figure keep the plan they ran with (every trial failed the rule then).
+  const judgesPlasticity = input.gateRules.minPlasticity !== undefined && patched('search-plasticity-v1');
+  const { minPlasticity: _floor, ...onTheWay } = input.gateRules;
+  void _floor;
   const outcome = await searchRecipe({
     base: knobsOf(base, base),
     history,
@@ -118,13 +124,14 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
         }
       : {}),
     outOfTime: settings.budgetWallMs ? () => Date.now() - started > settings.budgetWallMs! : undefined,
-    judge: (metrics) => {
+    judge: (metrics, segment) => {
       const decision = evaluateGate({
-        rules: input.gateRules,
+        rules: judgesPlasticity && segment && !segment.complete ? onTheWay : input.gateRules,
         suites,
         candidate: metrics as Record<string, Metrics>,
         champion: against.metrics,
         baseline: against.label,
+        ...(judgesPlasticity && segment?.plasticity !== undefined ? { plasticity: { ratio: segment.plasticity } } : {}),
       });
       return judgedOf(decision, suites);
     },
@@ -143,8 +150,18 @@ export async function recipeSearchWorkflow(input: RecipeSearchInput): Promise<Re
               stopAt: r.toStep,
               suites: input.suites,
               ...(r.resume ? { resumeFrom: r.resume } : {}),
+              ...(judgesPlasticity && r.toStep >= r.trial.knobs.steps ? { plasticitySeed: base.seed } : {}),
             });
-            return { ok: true, steps: out.steps, flops: out.flops, wallMs: out.wallMs, checkpoint: out.checkpoint, weights: out.weights, metrics: out.metrics };
+            return {
+              ok: true,
+              steps: out.steps,
+              flops: out.flops,
+              wallMs: out.wallMs,
+              checkpoint: out.checkpoint,
+              weights: out.weights,
+              metrics: out.metrics,
+              ...(out.plasticity !== undefined ? { plasticity: out.plasticity } : {}),
+            };
           } catch (err) {
             const cause = err instanceof ActivityFailure ? err.cause : err;
             return { ok: false, error: cause instanceof Error ? cause.message : String(cause) };
