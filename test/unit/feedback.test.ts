@@ -31,11 +31,53 @@ describe('verifiers', () => {
   });
 
   it('reject bad specs naming the problem', () => {
-    expect(() => validateVerifier({ kind: 'regex', pattern: '(' })).toThrow(/not a valid regular expression/);
+    expect(() => validateVerifier({ kind: 'regex', pattern: '(' })).toThrow(/not a valid RE2 regular expression \(missing closing \)\)/);
     expect(() => validateVerifier({ kind: 'numeric', value: 'x' })).toThrow(/"value" must be a finite number/);
-    expect(() => validateVerifier({ kind: 'json', shape: { a: 'date' } })).toThrow(/shape.a must be one of/);
+    expect(() => validateVerifier({ kind: 'json', shape: { a: 'date' } })).toThrow(/entry 1 of "shape" has a type that is not one of/);
     expect(() => validateVerifier({ kind: 'magic' })).toThrow(/"kind" must be one of/);
-    expect(() => validateVerifier({ kind: 'exact', answer: 'a', extra: 1 })).toThrow(/unexpected field "extra"/);
+    expect(() => validateVerifier({ kind: 'exact', answer: 'a', extra: 1 })).toThrow(/verifier exact: 1 unexpected field \(it takes "kind", "answer"\)/);
+  });
+
+  it('run regex verifiers in linear time: ^(.+)+\\u0000 on 30 and 4096 characters takes milliseconds (JS RegExp took seconds on 30)', () => {
+    const evil = validateVerifier({ kind: 'regex', pattern: '^(.+)+\u0000' });
+    for (const n of [30, 4096]) {
+      const started = performance.now();
+      expect(verify(evil, 'a'.repeat(n))).toBe(0);
+      expect(performance.now() - started).toBeLessThan(100);
+    }
+    expect(verify(evil, 'abc\u0000')).toBe(1);
+  });
+
+  it('refuse patterns RE2 cannot run or that compile too large, without quoting them', () => {
+    for (const pattern of ['(sk_live_1)\\1', '(?=sk_live_1)x', '(?<=sk_live_1)x', '(?<!sk_live_1)x', '\\u0041sk_live_1']) {
+      let message = '';
+      try {
+        validateVerifier({ kind: 'regex', pattern });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(/^verifier regex: "pattern" is not a valid RE2 regular expression \(.+\); RE2 has no backreferences, lookahead or lookbehind/);
+      expect(message).not.toContain('sk_live_1');
+    }
+    expect(() => validateVerifier({ kind: 'regex', pattern: '[ab]*a[ab]{250}$' })).toThrow(/compiles to \d+ RE2 instructions, over the limit of 200/);
+    expect(validateVerifier({ kind: 'regex', pattern: '^\\d{4}-\\d{2}-\\d{2}$' })).toEqual({ kind: 'regex', pattern: '^\\d{4}-\\d{2}-\\d{2}$' });
+  });
+
+  it('count unexpected fields and name a bad shape entry by position, never quoting drop text', () => {
+    const secret = 'sk_live_0123456789abcdef';
+    const message = (v: unknown) => {
+      try {
+        validateVerifier(v);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error('expected a refusal');
+    };
+    const extra = message({ kind: 'regex', pattern: 'e', [secret]: 1, other: 2 });
+    expect(extra).toBe('verifier regex: 2 unexpected fields (it takes "kind", "pattern")');
+    const shape = message({ kind: 'json', shape: { ok: 'string', [secret]: 'date' } });
+    expect(shape).toBe('verifier json: entry 2 of "shape" has a type that is not one of string, number, boolean, object, array, null');
+    expect(extra + shape).not.toContain('sk_live');
   });
 });
 
@@ -56,7 +98,7 @@ describe('reading a feedback drop', () => {
 
   it('names the file and line of a bad record', () => {
     expect(fails('{"prompt":"a","verifier":{"kind":"regex","pattern":"("}}', 'fb.jsonl')).toBe(
-      'fb.jsonl: line 1: verifier regex: "pattern" is not a valid regular expression',
+      'fb.jsonl: line 1: verifier regex: "pattern" is not a valid RE2 regular expression (missing closing )); RE2 has no backreferences, lookahead or lookbehind, and writes \\x{41} for \\u0041',
     );
     expect(fails('{"prompt":"a","completion":"b","reward":1}\n{"prompt":"a","completion":"b","reward":3}')).toMatch(
       /line 2: reward: must be a number between 0 and 1/,
