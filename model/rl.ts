@@ -10,12 +10,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend.ts';
-import { type ModelConfig, validateConfig } from './config.ts';
+import { type ModelConfig, flopsPerToken, validateConfig } from './config.ts';
 import { BatchSampler, type Source } from './data.ts';
 import { AdamW } from './optimizer.ts';
+import { type Intervention, applyInterventions } from './plasticity.ts';
 import { Rng, deriveSeed } from './random.ts';
 import { BOS, EOS, PAD, decode, encode } from './tokenizer.ts';
-import { LanguageModel } from './transformer.ts';
+import { LanguageModel, initWeights } from './transformer.ts';
 import { type Weights, checkWeights, cloneWeights } from './weights.ts';
 
 /** Every field of an RL update, recorded with the run. */
@@ -96,6 +97,13 @@ export interface RlOptions {
   heldOutLogged?: LoggedAnswer[];
   /** The line's replay (old skills). */
   replay?: Source[];
+  /**
+   * Where the policy starts, when not at the reference: the reference under a function-preserving change (a
+   * reset of dormant units). The KL is still measured against the reference.
+   */
+  start?: Weights;
+  /** An L2 pull of the policy toward `anchor` (the 'l2-init' intervention: the seed's fresh initialisation). */
+  l2Pull?: { strength: number; anchor: Weights };
   /** Sees every check (the first is the reference's); a string stops the update with that reason. */
   stopRule?: (checks: RlCheck[]) => string | undefined;
   /** Awaited after every step (an activity heartbeats here; it also lets the event loop run); true stops the update. */
@@ -104,14 +112,57 @@ export interface RlOptions {
 
 export interface RlResult {
   weights: Weights;
-  /** Per step: mean sampled reward, measured mean KL of the batch. */
-  curve: { step: number; reward: number; kl: number }[];
+  /**
+   * Per kept update step: mean sampled reward, measured mean KL of the batch and the update's loss (all measured
+   * at the weights the step started from).
+   */
+  curve: { step: number; reward: number; kl: number; loss: number }[];
   checks: RlCheck[];
+  /** Update steps behind `weights` (a step the KL stop discards does not count). */
   steps: number;
   stoppedBy: 'steps' | 'kl-budget' | 'guard' | 'cancelled';
   reason?: string;
+  /** The held-out KL of `weights` (their last check). */
   finalKl: number;
+  /** The loss of the last kept update step; NaN when none was kept. */
+  finalLoss: number;
+  /** What the run spent, discarded steps included (see RlSpend). */
+  spent: RlSpend;
   durationMs: number;
+}
+
+/**
+ * Compute an RL run spent, counted as model/train.ts counts training: every position a pass runs over (padding
+ * included), at flopsPerToken for a forward and backward pass and a third of it for a forward pass alone.
+ * Sampling runs a forward pass over the whole sequence for each new token (no cache).
+ */
+export interface RlSpend {
+  /** Tokens sampled: for the update's groups and the checks' greedy answers. */
+  sampledTokens: number;
+  /** Positions the update ran forward and backward (policy-gradient batches and replay). */
+  trainedTokens: number;
+  flops: number;
+}
+
+/** Counts an RL run's passes (see RlSpend). */
+class Spend implements RlSpend {
+  sampledTokens = 0;
+  trainedTokens = 0;
+  flops = 0;
+  private readonly perToken: number;
+  constructor(config: ModelConfig) {
+    this.perToken = flopsPerToken(config);
+  }
+  forward(positions: number): void {
+    this.flops += (positions * this.perToken) / 3;
+  }
+  train(positions: number): void {
+    this.trainedTokens += positions;
+    this.flops += positions * this.perToken;
+  }
+  get total(): RlSpend {
+    return { sampledTokens: this.sampledTokens, trainedTokens: this.trainedTokens, flops: this.flops };
+  }
 }
 
 interface Sequence {
@@ -130,7 +181,7 @@ export function sampleGroup(
   model: LanguageModel,
   prompt: string,
   rows: number,
-  opts: { maxTokens: number; temperature: number; rng: Rng },
+  opts: { maxTokens: number; temperature: number; rng: Rng; spend?: Spend },
 ): { tokens: number[]; logp: number[] }[] {
   const { context, vocabSize } = model.config;
   const head = [BOS, ...encode(prompt)];
@@ -149,8 +200,10 @@ export function sampleGroup(
     });
     const lp = last.dataSync() as Float32Array;
     last.dispose();
+    opts.spend?.forward(rows * time);
     out.forEach((r, i) => {
       if (r.done) return;
+      if (opts.spend) opts.spend.sampledTokens++;
       const row = lp.subarray(i * vocabSize, (i + 1) * vocabSize);
       const next = pick(row, opts.temperature, opts.rng);
       r.tokens.push(next);
@@ -220,7 +273,8 @@ function oneHot(targets: Int32Array, vocab: number): tf.Tensor2D {
 }
 
 /** Per-token log-probs of `targets` under the model (JS array; PAD targets get 0). */
-function tokenLogp(model: LanguageModel, ids: Int32Array, targets: Int32Array, rows: number): Float32Array {
+function tokenLogp(model: LanguageModel, ids: Int32Array, targets: Int32Array, rows: number, spend?: Spend): Float32Array {
+  spend?.forward(ids.length);
   const t = tf.tidy(() => tf.sum(tf.mul(tf.logSoftmax(model.logits(ids, rows)), oneHot(targets, model.config.vocabSize)), 1));
   const out = new Float32Array(t.dataSync() as Float32Array);
   t.dispose();
@@ -228,12 +282,13 @@ function tokenLogp(model: LanguageModel, ids: Int32Array, targets: Int32Array, r
 }
 
 /** Mean per-token KL(policy ‖ reference) over the completion tokens of `seqs`. */
-export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { prompt: number[]; completion: number[] }[]): number {
+export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { prompt: number[]; completion: number[] }[], spend?: Spend): number {
   if (seqs.length === 0) return 0;
   const p = pack(
     seqs.map((s) => ({ ...s, oldLogp: [], advantage: 0 })),
     policy.config.context,
   );
+  spend?.forward(2 * p.ids.length);
   const kl = tf.tidy(() => {
     const lp = tf.logSoftmax(policy.logits(p.ids, p.rows));
     const lq = tf.logSoftmax(reference.logits(p.ids, p.rows));
@@ -246,13 +301,13 @@ export function meanKl(policy: LanguageModel, reference: LanguageModel, seqs: { 
 }
 
 /** Mean per-token log-prob of each logged answer (its completion and EOS) under the model. */
-function answerLogp(model: LanguageModel, answers: LoggedAnswer[]): number[] {
+function answerLogp(model: LanguageModel, answers: LoggedAnswer[], spend?: Spend): number[] {
   const seqs = answers.map((a) => {
     const prompt = [BOS, ...encode(a.prompt)];
     return { prompt, completion: [...encode(a.completion), EOS].slice(0, Math.max(1, model.config.context - prompt.length + 1)), oldLogp: [], advantage: 0 };
   });
   const p = pack(seqs, model.config.context);
-  const lp = tokenLogp(model, p.ids, p.targets, p.rows);
+  const lp = tokenLogp(model, p.ids, p.targets, p.rows, spend);
   return seqs.map((_, r) => {
     let sum = 0;
     let n = 0;
@@ -265,10 +320,10 @@ function answerLogp(model: LanguageModel, answers: LoggedAnswer[]): number[] {
  * Rating agreement (see RlCheck): pairwise, between the raters' order and the change of each answer's mean
  * per-token log-prob from the reference. undefined when no two answers have different ratings.
  */
-export function ratingAgreement(policy: LanguageModel, reference: LanguageModel, answers: LoggedAnswer[]): number | undefined {
+export function ratingAgreement(policy: LanguageModel, reference: LanguageModel, answers: LoggedAnswer[], spend?: Spend): number | undefined {
   if (!answers.some((a) => a.reward !== answers[0]!.reward)) return undefined;
-  const now = answerLogp(policy, answers);
-  const ref = answerLogp(reference, answers);
+  const now = answerLogp(policy, answers, spend);
+  const ref = answerLogp(reference, answers, spend);
   const delta = now.map((x, i) => x - ref[i]!);
   let agree = 0;
   let pairs = 0;
@@ -290,21 +345,22 @@ export function checkPolicy(
   maxTokens: number,
   step = 0,
   ratings: LoggedAnswer[] = [],
+  spend?: Spend,
 ): RlCheck {
   const rng = new Rng(0);
   let reward = 0;
   let gold = 0;
   const seqs: { prompt: number[]; completion: number[] }[] = [];
   for (const t of tasks) {
-    const [s] = sampleGroup(policy, t.prompt, 1, { maxTokens, temperature: 0, rng });
+    const [s] = sampleGroup(policy, t.prompt, 1, { maxTokens, temperature: 0, rng, spend });
     const answer = text(s!.tokens);
     reward += t.reward(answer);
     gold += (t.gold ?? t.reward)(answer);
     seqs.push({ prompt: [BOS, ...encode(t.prompt)], completion: s!.tokens });
   }
   const n = Math.max(tasks.length, 1);
-  const agreement = ratings.length ? ratingAgreement(policy, reference, ratings) : undefined;
-  return { step, reward: reward / n, gold: gold / n, kl: meanKl(policy, reference, seqs), ...(agreement === undefined ? {} : { ratings: agreement }) };
+  const agreement = ratings.length ? ratingAgreement(policy, reference, ratings, spend) : undefined;
+  return { step, reward: reward / n, gold: gold / n, kl: meanKl(policy, reference, seqs, spend), ...(agreement === undefined ? {} : { ratings: agreement }) };
 }
 
 export function validateRlRecipe(r: RlRecipe): void {
@@ -326,12 +382,16 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
   const { recipe } = opts;
   validateRlRecipe(recipe);
   checkWeights(config, opts.reference);
+  if (opts.start) checkWeights(config, opts.start);
+  if (opts.l2Pull) checkWeights(config, opts.l2Pull.anchor);
   if (opts.tasks.length === 0 && (opts.logged ?? []).length === 0) throw new Error('rl: no feedback to learn from');
 
-  const params = cloneWeights(opts.reference);
+  const params = cloneWeights(opts.start ?? opts.reference);
   const policy = LanguageModel.create(config, params);
   const reference = LanguageModel.create(config, opts.reference);
-  const optimizer = new AdamW(params, { weightDecay: 0, gradClip: 1, l2Pull: 0 });
+  const pull = opts.l2Pull && opts.l2Pull.strength > 0 ? opts.l2Pull : undefined;
+  const optimizer = new AdamW(params, { weightDecay: 0, gradClip: 1, l2Pull: pull?.strength ?? 0 }, pull?.anchor);
+  const spend = new Spend(config);
   const variables = [...policy.variables.values()];
   const names = [...policy.variables.keys()];
   const replay =
@@ -340,7 +400,7 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
   const loggedAdv = groupAdvantages(logged);
 
   const curve: RlResult['curve'] = [];
-  const checks: RlCheck[] = [checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, 0, opts.heldOutLogged)];
+  const checks: RlCheck[] = [checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, 0, opts.heldOutLogged, spend)];
   let stoppedBy: RlResult['stoppedBy'] = 'steps';
   let reason: string | undefined;
   let previous: Weights = cloneWeights(params);
@@ -354,7 +414,7 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       let rewardCount = 0;
       for (let p = 0; p < Math.min(recipe.promptsPerStep, opts.tasks.length); p++) {
         const task = opts.tasks[rng.int(opts.tasks.length)]!;
-        const group = sampleGroup(policy, task.prompt, recipe.samplesPerPrompt, { maxTokens: recipe.maxTokens, temperature: 1, rng });
+        const group = sampleGroup(policy, task.prompt, recipe.samplesPerPrompt, { maxTokens: recipe.maxTokens, temperature: 1, rng, spend });
         const rewards = group.map((g) => task.reward(text(g.tokens)));
         rewardSum += rewards.reduce((a, b) => a + b, 0);
         rewardCount += rewards.length;
@@ -371,11 +431,13 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
         seqs.push({ prompt: head, completion, oldLogp: [], advantage: loggedAdv[j]! });
       }
       const p = pack(seqs, config.context);
-      const refLp = tokenLogp(reference, p.ids, p.targets, p.rows);
+      const refLp = tokenLogp(reference, p.ids, p.targets, p.rows, spend);
       // Logged answers: old log-prob from the reference.
       for (let i = 0; i < p.old.length; i++) if (Number.isNaN(p.old[i]!)) p.old[i] = refLp[i]!;
       const refLogits = tf.tidy(() => tf.logSoftmax(reference.logits(p.ids, p.rows)));
       const rb = replay?.batch(t, recipe.replayBatch);
+      spend.forward(p.ids.length);
+      spend.train(p.ids.length + (rb?.ids.length ?? 0));
       let klTensor: tf.Tensor | undefined;
       const { value, grads } = tf.variableGrads(() => {
         const lp = tf.logSoftmax(policy.logits(p.ids, p.rows));
@@ -399,11 +461,19 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       value.dispose();
       if (kl >= recipe.klBudget || !Number.isFinite(loss)) {
         for (const g of Object.values(grads)) g.dispose();
-        // These weights are at (or past) the budget: keep the last ones under it.
+        // These weights (after step `step`) are at or past the budget: keep the last ones under it, those after
+        // step - 1, whose batch KL step `step` measured, and drop the records of the step taken back.
         params.forEach((w, name) => w.data.set(previous.get(name)!.data));
         policy.loadWeights(params);
         stoppedBy = 'kl-budget';
-        reason = Number.isFinite(loss) ? `mean KL ${kl.toFixed(4)} reached the budget ${recipe.klBudget}` : 'the loss is not finite';
+        reason = Number.isFinite(loss)
+          ? `mean KL ${kl.toFixed(4)} after step ${step} reached the budget ${recipe.klBudget}${step > 0 ? `: kept the weights of step ${step - 1}` : ''}`
+          : `the loss is not finite after step ${step}${step > 0 ? `: kept the weights of step ${step - 1}` : ''}`;
+        if (step > 0) {
+          if (checks.at(-1)!.step === step) checks.pop();
+          if (curve.at(-1)?.step === step) curve.pop();
+          step -= 1;
+        }
         break;
       }
       previous = cloneWeights(params);
@@ -416,14 +486,14 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       optimizer.step(g, recipe.learningRate, t);
       policy.loadWeights(params);
       step = t;
-      curve.push({ step, reward: rewardCount ? rewardSum / rewardCount : 0, kl });
+      curve.push({ step, reward: rewardCount ? rewardSum / rewardCount : 0, kl, loss });
       if (opts.onStep && (await opts.onStep(step, recipe.steps)) === true) {
         stoppedBy = 'cancelled';
         reason = `cancelled at step ${step}`;
         break;
       }
       if (step % recipe.checkEvery === 0 || step === recipe.steps) {
-        checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged));
+        checks.push(checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged, spend));
         const why = opts.stopRule?.(checks);
         if (why) {
           stoppedBy = 'guard';
@@ -433,9 +503,20 @@ export async function rlTrain(opts: RlOptions): Promise<RlResult> {
       }
     }
     const last = checks[checks.length - 1]!;
-    const finalCheck = last.step === step ? last : checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged);
+    const finalCheck = last.step === step ? last : checkPolicy(policy, reference, opts.heldOut, recipe.maxTokens, step, opts.heldOutLogged, spend);
     if (finalCheck !== last) checks.push(finalCheck);
-    return { weights: policy.exportWeights(), curve, checks, steps: step, stoppedBy, reason, finalKl: finalCheck.kl, durationMs: performance.now() - started };
+    return {
+      weights: policy.exportWeights(),
+      curve,
+      checks,
+      steps: step,
+      stoppedBy,
+      reason,
+      finalKl: finalCheck.kl,
+      finalLoss: curve.at(-1)?.loss ?? Number.NaN,
+      spent: spend.total,
+      durationMs: performance.now() - started,
+    };
   } finally {
     policy.dispose();
     reference.dispose();
@@ -451,6 +532,54 @@ function groupAdvantages(logged: LoggedAnswer[]): number[] {
   for (const idx of byPrompt.values()) {
     if (idx.length === 1) out[idx[0]!] = logged[idx[0]!]!.reward - mean;
     else rlooAdvantages(idx.map((i) => logged[i]!.reward)).forEach((a, j) => (out[idx[j]!] = a));
+  }
+  return out;
+}
+
+/** What the RL update did with the plasticity interventions a cycle asked for: each applied (and how) or refused (and why). */
+export interface RlInterventions {
+  applied: { intervention: Intervention; detail: string }[];
+  refused: { intervention: Intervention; reason: string }[];
+}
+
+/**
+ * The plasticity interventions (model/plasticity.ts) an RL update can honour, as rlTrain options. The update is
+ * judged against the released model (the KL budget is to it, the first held-out check is its answers), so what
+ * keeps that model's function applies and what changes it before any feedback does not:
+ * - 'dormant-reset' re-initialises dormant MLP units with their outgoing weights zeroed: the start is the released
+ *   model's function (KL 0), with units that can learn again. Applied to the policy's start.
+ * - 'l2-init' pulls the policy toward the seed's fresh initialisation with the recipe's l2Pull, as a supervised
+ *   cycle does (AdamW's pull). Applied; refused when l2Pull is 0.
+ * - 'shrink-perturb' changes every weight, and so the released model's answers, before the update: refused.
+ * - 'rewarm' re-warms a decayed learning-rate schedule, and the RL update runs at a constant rate: refused.
+ */
+export function rlInterventions(
+  config: ModelConfig,
+  released: Weights,
+  interventions: readonly Intervention[],
+  opts: { seed: number; l2Pull: number },
+): RlInterventions & { start?: Weights; l2Pull?: { strength: number; anchor: Weights } } {
+  const out: ReturnType<typeof rlInterventions> = { applied: [], refused: [] };
+  for (const intervention of new Set(interventions)) {
+    if (intervention === 'dormant-reset') {
+      const r = applyInterventions(config, released, ['dormant-reset'], opts.seed);
+      out.start = r.weights;
+      const reset = r.applied[0]?.reset ?? 0;
+      out.applied.push({ intervention, detail: `${reset} dormant MLP unit${reset === 1 ? '' : 's'} reset at the start (the released model's function unchanged)` });
+    } else if (intervention === 'l2-init') {
+      if (opts.l2Pull > 0) {
+        out.l2Pull = { strength: opts.l2Pull, anchor: initWeights(config, opts.seed) };
+        out.applied.push({ intervention, detail: `L2 pull ${opts.l2Pull} toward the fresh initialisation of seed ${opts.seed}` });
+      } else out.refused.push({ intervention, reason: "the recipe's l2Pull is 0, so there is no pull to apply" });
+    } else if (intervention === 'shrink-perturb') {
+      out.refused.push({
+        intervention,
+        reason:
+          "it changes the released model's answers before any feedback is learned, and the RL update is judged against that model (its KL budget and its held-out checks), so the perturbation would spend KL budget and move the gate's baseline",
+      });
+    } else {
+      out.refused.push({ intervention, reason: 'the RL update runs at a constant learning rate (no warmup, no decay), so there is no decayed rate to warm up again' });
+    }
   }
   return out;
 }

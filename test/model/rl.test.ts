@@ -3,8 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict } from '../../domain/rl-guards.ts';
 import { verify } from '../../domain/verifiers.ts';
 import { initBackend } from '../../model/backend.ts';
-import { preset } from '../../model/config.ts';
-import { RL_DEFAULTS, type RlRecipe, rlTrain, rlooAdvantages } from '../../model/rl.ts';
+import { flopsPerToken, preset } from '../../model/config.ts';
+import { RL_DEFAULTS, type RlRecipe, rlInterventions, rlTrain, rlooAdvantages } from '../../model/rl.ts';
 import { trainModel } from '../../model/train.ts';
 import { initWeights } from '../../model/transformer.ts';
 import type { Weights } from '../../model/weights.ts';
@@ -66,16 +66,53 @@ describe('policy-gradient update', () => {
   it('stops at the hard KL budget and keeps the last weights under it', async () => {
     const reward = (c: string) => verify({ kind: 'regex', pattern: '^7' }, c);
     const tasks = prompts.map((prompt) => ({ prompt, reward }));
-    const r = await rlTrain({
-      config,
-      reference: foundation,
-      recipe: rl({ klBudget: 0.02, klCoef: 0, learningRate: 1e-2 }),
-      tasks,
-      heldOut: tasks.slice(0, 2),
-    });
+    // checkEvery 1: every step is a check step, so the step the stop discards always had its check.
+    const recipe = rl({ klBudget: 0.1, klCoef: 0, learningRate: 3e-4, checkEvery: 1 });
+    const r = await rlTrain({ config, reference: foundation, recipe, tasks, heldOut: tasks.slice(0, 2) });
     expect(r.stoppedBy).toBe('kl-budget');
+    expect(r.steps).toBeGreaterThan(1);
     expect(r.steps).toBeLessThan(30);
-    expect(r.curve.every((c) => c.kl < 0.02)).toBe(true);
+    expect(r.curve.every((c) => c.kl < 0.1)).toBe(true);
+    // The kept weights and every record of them are those of the same update run for exactly `steps` steps
+    // (deterministic: same seed, same batches), which stops by steps.
+    const ended = await rlTrain({ config, reference: foundation, recipe: { ...recipe, steps: r.steps }, tasks, heldOut: tasks.slice(0, 2) });
+    expect(ended.stoppedBy).toBe('steps');
+    for (const [name, w] of ended.weights) expect(Array.from(r.weights.get(name)!.data), name).toEqual(Array.from(w.data));
+    expect(r.checks).toEqual(ended.checks);
+    expect(r.checks.at(-1)!.step).toBe(r.steps);
+    expect(r.finalKl).toBe(ended.finalKl);
+    expect(r.finalKl).toBe(r.checks.at(-1)!.kl);
+    expect(r.curve).toEqual(ended.curve);
+    expect(r.finalLoss).toBe(ended.finalLoss);
+    // What the gate's rl:kl judges: the kept weights' held-out KL, within the budget here.
+    expect(r.finalKl).toBeLessThan(0.1);
+  }, 120_000);
+
+  it('counts what the update spent, and applies the plasticity interventions that keep the released model (dormant reset, L2 pull to init), refusing the others', async () => {
+    const reward = (c: string) => verify({ kind: 'regex', pattern: '^7' }, c);
+    const tasks = prompts.slice(0, 4).map((prompt) => ({ prompt, reward }));
+    const heldOut = prompts.slice(4).map((prompt) => ({ prompt, reward }));
+    const replay = [{ name: 'replay', weight: 1, docs }];
+    const recipe = rl({ steps: 4, checkEvery: 2, replayWeight: 0.5 });
+    const plain = await rlTrain({ config, reference: foundation, recipe, tasks, heldOut, replay });
+    expect(plain.spent.sampledTokens).toBeGreaterThan(0);
+    // Forward and backward over every trained position, as supervised training counts it, plus the forward passes.
+    expect(plain.spent.trainedTokens).toBeGreaterThan(4 * recipe.replayBatch * config.context);
+    expect(plain.spent.flops).toBeGreaterThan(plain.spent.trainedTokens * flopsPerToken(config));
+    // The surrogate, β·KL and the replay cross-entropy of the last step.
+    expect(plain.finalLoss).toBe(plain.curve.at(-1)!.loss);
+    expect(plain.finalLoss).toBeGreaterThan(0.1);
+
+    const plan = rlInterventions(config, foundation, ['shrink-perturb', 'dormant-reset', 'l2-init', 'rewarm'], { seed: 5, l2Pull: 1e-2 });
+    expect(plan.applied.map((a) => a.intervention)).toEqual(['dormant-reset', 'l2-init']);
+    expect(plan.refused.map((a) => a.intervention)).toEqual(['shrink-perturb', 'rewarm']);
+    expect(plan.refused.every((r) => r.reason.length > 20)).toBe(true);
+    const defended = await rlTrain({ config, reference: foundation, recipe, tasks, heldOut, replay, start: plan.start, l2Pull: plan.l2Pull });
+    // The start is the released model's function: the first check is the released model's.
+    expect(defended.checks[0]).toEqual(plain.checks[0]);
+    const moved = (w: typeof plain.weights) => Math.max(...[...w].map(([n, t]) => Math.max(...t.data.map((x, i) => Math.abs(x - foundation.get(n)!.data[i]!)))));
+    expect(moved(defended.weights)).not.toBe(moved(plain.weights));
+    expect(rlInterventions(config, foundation, ['l2-init'], { seed: 5, l2Pull: 0 }).refused[0]!.reason).toMatch(/l2Pull is 0/);
   }, 120_000);
 
   it('learns from logged ratings offline and the over-optimisation guard stops a hacked reward', async () => {
