@@ -9,13 +9,16 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asc, desc, gt, sql } from 'drizzle-orm';
 import { AUDIT_GENESIS_HASH, auditLog, auditRoots } from '../schemas/db/index.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 import { LOCKS, prepared, type Database } from './db.ts';
+import { MerkleFrontier, MerkleTree } from './merkle.ts';
 import { AUDIT_ROOT_PAYLOAD_TYPE, signEnvelope, verifyEnvelope, type Keys, type Verifier } from './signing.ts';
+
+export { MerkleFrontier, MerkleTree } from './merkle.ts';
 
 /** A Drizzle transaction on the registry database. */
 export type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -86,122 +89,6 @@ export async function appendAuditEntry(tx: Tx, input: AuditInput): Promise<Audit
   return entry;
 }
 
-// RFC 6962 section 2.1: domain-separated leaf and node hashes.
-function leafHash(bytes: string): Buffer {
-  return createHash('sha256')
-    .update(Buffer.from([0]))
-    .update(bytes, 'utf8')
-    .digest();
-}
-function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash('sha256')
-    .update(Buffer.from([1]))
-    .update(left)
-    .update(right)
-    .digest();
-}
-
-/**
- * Merkle tree hashes of every prefix of a list of leaves, RFC 6962 style. Perfect subtrees are hashed once
- * (levels[j][i] covers leaves i*2^j .. (i+1)*2^j - 1), so the root of any prefix costs O(log n).
- */
-export class MerkleTree {
-  readonly #levels: Buffer[][] = [[]];
-
-  /** Adds the next leaf (the entry's bytes, before the 0x00 prefix). */
-  push(entryBytes: string): void {
-    let node = leafHash(entryBytes);
-    let j = 0;
-    this.#levels[0]!.push(node);
-    // Complete every perfect subtree this leaf closes.
-    while (this.#levels[j]!.length % 2 === 0) {
-      const level = this.#levels[j]!;
-      node = nodeHash(level[level.length - 2]!, level[level.length - 1]!);
-      j += 1;
-      (this.#levels[j] ??= []).push(node);
-    }
-  }
-
-  get size(): number {
-    return this.#levels[0]!.length;
-  }
-
-  /** The roots of the perfect subtrees of the first n leaves, largest first (the frontier), as hex. */
-  subtrees(n: number = this.size): string[] {
-    return this.#parts(n).map((p) => p.toString('hex'));
-  }
-
-  #parts(n: number): Buffer[] {
-    if (n < 0 || n > this.size) throw new RangeError(`tree has ${this.size} leaves, asked for ${n}`);
-    // n's binary digits, high to low, are the perfect subtrees left to right.
-    const parts: Buffer[] = [];
-    let start = 0;
-    for (let j = n === 0 ? -1 : Math.floor(Math.log2(n)); j >= 0; j--) {
-      if (n & (2 ** j)) {
-        parts.push(this.#levels[j]![start / 2 ** j]!);
-        start += 2 ** j;
-      }
-    }
-    return parts;
-  }
-
-  /** MTH(D[0:n]) for n <= size, as hex; the empty tree hashes to sha256(""). */
-  root(n: number = this.size): string {
-    const parts = this.#parts(n);
-    if (n === 0) return sha256Hex('');
-    // Fold the perfect subtrees from the right.
-    let acc = parts[parts.length - 1]!;
-    for (let i = parts.length - 2; i >= 0; i--) acc = nodeHash(parts[i]!, acc);
-    return acc.toString('hex');
-  }
-}
-
-/**
- * The frontier of an RFC 6962 tree: the roots of its perfect subtrees, largest first (one per set bit of the
- * size). It is all a seal needs to extend the tree by the entries since: O(log n) state, O(1) amortised per leaf.
- */
-export class MerkleFrontier {
-  #size: number;
-  readonly #nodes: Buffer[];
-
-  constructor(size = 0, nodes: readonly string[] = []) {
-    const bits = size.toString(2).replace(/0/g, '').length;
-    if (!Number.isSafeInteger(size) || size < 0 || nodes.length !== bits || !nodes.every((n) => /^[0-9a-f]{64}$/.test(n)))
-      throw new RangeError(`a frontier of ${size} leaves has ${bits} nodes of 64 hex digits, got ${nodes.length}`);
-    this.#size = size;
-    this.#nodes = nodes.map((n) => Buffer.from(n, 'hex'));
-  }
-
-  /** The frontier of the first `n` leaves of a full tree. */
-  static of(tree: MerkleTree, n: number = tree.size): MerkleFrontier {
-    return new MerkleFrontier(n, tree.subtrees(n));
-  }
-
-  get size(): number {
-    return this.#size;
-  }
-
-  push(entryBytes: string): void {
-    let node = leafHash(entryBytes);
-    // Each trailing 1 bit of the size is a perfect subtree of the same height as `node`: merge them.
-    for (let s = this.#size; s & 1; s = Math.floor(s / 2)) node = nodeHash(this.#nodes.pop()!, node);
-    this.#nodes.push(node);
-    this.#size += 1;
-  }
-
-  /** MTH of the leaves so far, as hex. */
-  root(): string {
-    if (this.#size === 0) return sha256Hex('');
-    let acc = this.#nodes[this.#nodes.length - 1]!;
-    for (let i = this.#nodes.length - 2; i >= 0; i--) acc = nodeHash(this.#nodes[i]!, acc);
-    return acc.toString('hex');
-  }
-
-  nodes(): string[] {
-    return this.#nodes.map((n) => n.toString('hex'));
-  }
-}
-
 /** The signed statement about the log that goes into the roots file. */
 export interface AuditRoot {
   _type: 'perennial.audit-root/v1';
@@ -217,8 +104,12 @@ export interface AuditRoot {
 export interface AuditProblem {
   /** The first entry concerned, or null when the problem is in the roots file itself. */
   seq: number | null;
-  /** `chain`: an entry no longer matches its hash or predecessor; `root`: a signed root no longer matches; `roots-file`: a root line is unreadable or unsigned. */
-  kind: 'chain' | 'root' | 'roots-file';
+  /**
+   * `chain`: an entry no longer matches its hash or predecessor; `root`: a signed root no longer matches;
+   * `roots-file`: a root line is unreadable, unsigned or torn; `seal`: the last seal failed and no root has
+   * anchored the log since (the log itself may be intact).
+   */
+  kind: 'chain' | 'root' | 'roots-file' | 'seal';
   reason: string;
 }
 
@@ -230,6 +121,10 @@ export interface AuditVerification {
   roots: number;
   /** Roots the database records as signed; each must be in the roots file. */
   recordedRoots: number;
+  /** Rows of audit_roots whose envelope has no valid signature by a trusted key: passed over, never built on. */
+  unsignedRoots: number;
+  /** The last recorded seal failure that no signed root has covered since. */
+  sealFailure?: SealFailure;
   firstBad?: AuditProblem;
   problems: AuditProblem[];
 }
@@ -290,14 +185,44 @@ async function scanChain(
   return { count, problems };
 }
 
-/** The signed roots file's lines; null when the file does not exist. */
-async function readRoots(auditDir: string): Promise<string[] | null> {
+/** The action of the audit entry a failed seal leaves (`recordSealFailure`). */
+export const SEAL_FAILED_ACTION = 'audit.seal_failed';
+/** The action of the audit entry a seal leaves when it repairs a torn last line of the roots file. */
+export const ROOTS_REPAIR_ACTION = 'audit.roots_repair';
+
+/** A seal that failed, as its audit entry records it. */
+export interface SealFailure {
+  seq: number;
+  at: Date;
+  reason: string;
+}
+
+/**
+ * The signed roots file's complete lines, and the bytes after its last newline (a write that was cut short);
+ * null when the file does not exist.
+ */
+async function readRoots(auditDir: string): Promise<{ lines: string[]; torn: { line: number; bytes: number } | null } | null> {
+  let text: string;
   try {
-    return (await readFile(join(auditDir, ROOTS_FILE), 'utf8')).split('\n').filter((l) => l.trim() !== '');
+    text = await readFile(join(auditDir, ROOTS_FILE), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+  const parts = text.split('\n');
+  const tail = parts.pop()!; // '' when the file ends in a newline
+  const lines = parts.filter((l) => l.trim() !== '');
+  return { lines, torn: tail === '' ? null : { line: lines.length + 1, bytes: Buffer.byteLength(tail) } };
+}
+
+/** Whether a row of audit_roots carries a valid signature over what it records (rows before migration 0009 carry none). */
+function rowSigned(
+  row: { treeSize: number; rootHash: string; lastHash: string; envelope: Record<string, unknown> | null },
+  trusted: readonly Verifier[],
+): boolean {
+  if (row.envelope === null) return true; // recorded before envelopes were kept: only the roots file vouches for it
+  const opened = openRoot(JSON.stringify(row.envelope), 'row', trusted);
+  return 'root' in opened && opened.root.treeSize === row.treeSize && opened.root.rootHash === row.rootHash && opened.root.lastHash === row.lastHash;
 }
 
 /** A roots-file line's root when its signature holds, else why not. */
@@ -331,16 +256,27 @@ async function verifyWithTree(
 ): Promise<{ verification: AuditVerification; tree: MerkleTree; hashes: string[] }> {
   // Roots first (the database's, then the file's), then the chain: a seal writes its line before it commits
   // its row, and signs only committed entries, so whatever is read here is covered by what is read after it.
-  const recorded = await db
-    .select({ seq: auditRoots.seq, treeSize: auditRoots.treeSize, rootHash: auditRoots.rootHash })
+  const rows = await db
+    .select({
+      seq: auditRoots.seq,
+      treeSize: auditRoots.treeSize,
+      rootHash: auditRoots.rootHash,
+      lastHash: auditRoots.lastHash,
+      envelope: auditRoots.envelope,
+    })
     .from(auditRoots)
     .orderBy(asc(auditRoots.seq));
-  const lines = await readRoots(auditDir);
+  // A row nobody with the key signed (the function checks what it can, not signatures) is not a root.
+  const recorded = rows.filter((r) => rowSigned(r, trusted));
+  const file = await readRoots(auditDir);
+  const lines = file?.lines ?? null;
   const tree = new MerkleTree();
   const hashes: string[] = [];
+  let lastFailure: SealFailure | undefined;
   const { problems } = await scanChain(db, { after: 0, prevHash: AUDIT_GENESIS_HASH }, (e) => {
     tree.push(entryLeaf(e));
     hashes.push(e.hash);
+    if (e.action === SEAL_FAILED_ACTION) lastFailure = { seq: e.seq, at: e.at, reason: String(e.details.reason ?? 'unknown') };
   });
   const n = tree.size;
   const signed: { line: number; root: AuditRoot }[] = [];
@@ -349,6 +285,12 @@ async function verifyWithTree(
     if ('problem' in opened) problems.push({ seq: null, kind: 'roots-file', reason: opened.problem });
     else signed.push({ line: i + 1, root: opened.root });
   });
+  if (file?.torn)
+    problems.push({
+      seq: null,
+      kind: 'roots-file',
+      reason: `${ROOTS_FILE} ends in a torn line (line ${file.torn.line}, ${file.torn.bytes} bytes and no newline): a seal's write was cut short (a full disk or a file-size limit); the next seal repairs it`,
+    });
 
   // The database keeps its own list of the roots it signed: a file deleted, truncated or swapped for an older
   // copy no longer holds them all. (A root in the file the database lacks is a seal whose commit failed.)
@@ -389,6 +331,15 @@ async function verifyWithTree(
     }
   }
 
+  // A failed seal no signed root has covered since: the log went unanchored from then on, and the loop only logged it.
+  const sealFailure = lastFailure && !signed.some((s) => s.root.treeSize >= lastFailure!.seq) ? lastFailure : undefined;
+  if (sealFailure)
+    problems.push({
+      seq: null,
+      kind: 'seal',
+      reason: `the last seal failed (audit entry ${sealFailure.seq}, ${sealFailure.at.toISOString()}): ${sealFailure.reason}; no signed root covers the log since (perennial audit seal retries)`,
+    });
+
   // An exact chain break beats a range from the roots; otherwise the lowest entry named.
   const chainBreak = problems.find((p) => p.kind === 'chain');
   const byEntry = problems.filter((p) => p.seq !== null).sort((a, b) => a.seq! - b.seq!);
@@ -398,7 +349,9 @@ async function verifyWithTree(
     entries: n,
     roots: signed.length,
     recordedRoots: recorded.length,
+    unsignedRoots: rows.length - recorded.length,
     ...(firstBad ? { firstBad } : {}),
+    ...(sealFailure ? { sealFailure } : {}),
     problems,
   };
   return { verification, tree, hashes };
@@ -410,6 +363,8 @@ export interface ExportedRoot {
   file: string;
   /** Entries read and hashed to compute the root: the whole log for an export, the tail since the last root for a seal. */
   hashed: number;
+  /** The torn last line of the roots file this seal repaired first, if there was one. */
+  repaired?: RootsRepair;
 }
 
 /**
@@ -419,15 +374,17 @@ export interface ExportedRoot {
  * O(n): `perennial audit export` uses it; the loop seals with `sealAuditRoot`.
  */
 export async function exportAuditRoot(db: Database, auditDir: string, keys: Keys, trusted: readonly Verifier[]): Promise<ExportedRoot> {
+  const repaired = await repairRootsFile(db, auditDir, trusted);
   return db.transaction(async (tx) => {
     await lockSeal(tx);
     // Read committed, after the lock: the scan pages through a prefix of the log (entries commit in seq order,
     // each under the chain's lock), and the tree it checks is the tree that is signed.
     const { verification, tree, hashes } = await verifyWithTree(tx, auditDir, trusted);
-    if (!verification.ok) throw new Error(`refusing to sign the audit root: ${verification.firstBad?.reason ?? 'verification failed'}`);
-    const [last] = await tx.select({ seq: auditRoots.seq }).from(auditRoots).orderBy(desc(auditRoots.seq)).limit(1);
+    // An earlier failed seal is what this root mends, not a reason to refuse it.
+    const blocking = verification.problems.find((p) => p.kind !== 'seal');
+    if (blocking) throw new Error(`refusing to sign the audit root: ${(verification.firstBad?.kind === 'seal' ? blocking : verification.firstBad!).reason}`);
     const frontier = MerkleFrontier.of(tree);
-    return { ...(await signAndRecord(tx, auditDir, keys, frontier, hashes[tree.size - 1] ?? AUDIT_GENESIS_HASH, (last?.seq ?? 0) + 1)), hashed: tree.size };
+    return { ...(await signAndRecord(tx, auditDir, keys, frontier, hashes[tree.size - 1] ?? AUDIT_GENESIS_HASH)), hashed: tree.size, ...(repaired ? { repaired } : {}) };
   });
 }
 
@@ -440,9 +397,10 @@ export async function exportAuditRoot(db: Database, auditDir: string, keys: Keys
  */
 export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, trusted: readonly Verifier[]): Promise<ExportedRoot> {
   const refuse = (why: string) => new Error(`refusing to sign the audit root: ${why}`);
+  const repaired = await repairRootsFile(db, auditDir, trusted);
   const sealed = await db.transaction(async (tx) => {
     await lockSeal(tx);
-    const [last] = await tx.select().from(auditRoots).orderBy(desc(auditRoots.seq)).limit(1);
+    const last = await lastSignedRow(tx, trusted);
     if (!last) return null;
     const where = `the database's last root (over ${last.treeSize} entries, ${last.rootHash.slice(0, 16)}…)`;
     if (!(await signedRootInFile(auditDir, trusted, last)))
@@ -470,9 +428,25 @@ export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, 
       lastHash = e.hash;
     });
     if (problems.length > 0) throw refuse(problems[0]!.reason);
-    return { ...(await signAndRecord(tx, auditDir, keys, frontier, lastHash, last.seq + 1)), hashed: count };
+    return { ...(await signAndRecord(tx, auditDir, keys, frontier, lastHash)), hashed: count, ...(repaired ? { repaired } : {}) };
   });
-  return sealed ?? exportAuditRoot(db, auditDir, keys, trusted);
+  return sealed ?? exportAuditRoot(db, auditDir, keys, trusted).then((e) => (repaired ? { ...e, repaired } : e));
+}
+
+/** The newest row of audit_roots with a valid signature (or from before signatures were kept); rows without one are passed over. */
+async function lastSignedRow(tx: Tx, trusted: readonly Verifier[]) {
+  for (let before = Number.MAX_SAFE_INTEGER; ; ) {
+    const rows = await tx
+      .select()
+      .from(auditRoots)
+      .where(sql`${auditRoots.seq} < ${before}`)
+      .orderBy(desc(auditRoots.seq))
+      .limit(100);
+    const found = rows.find((r) => rowSigned(r, trusted));
+    if (found) return found;
+    if (rows.length < 100) return undefined;
+    before = rows.at(-1)!.seq;
+  }
 }
 
 async function lockSeal(tx: Tx): Promise<void> {
@@ -511,18 +485,12 @@ async function signedRootInFile(auditDir: string, trusted: readonly Verifier[], 
 }
 
 /**
- * Signs the root of `frontier`, appends it to the roots file (fsynced), then records it in the database in the
- * caller's transaction. A crash between the two leaves a signed root in the file the database lacks, which
- * verification accepts; the other way round cannot happen.
+ * Signs the root of `frontier`, appends it to the roots file (every byte, fsynced, or it throws), then records it
+ * in the database in the caller's transaction through `perennial_audit_record_root` (migration 0009). A crash or
+ * a short write between the two leaves a signed root (or a torn line, which the next seal repairs) in the file
+ * the database lacks, which verification accepts; the other way round cannot happen.
  */
-async function signAndRecord(
-  tx: Tx,
-  auditDir: string,
-  keys: Keys,
-  frontier: MerkleFrontier,
-  lastHash: string,
-  seq: number,
-): Promise<Omit<ExportedRoot, 'hashed'>> {
+async function signAndRecord(tx: Tx, auditDir: string, keys: Keys, frontier: MerkleFrontier, lastHash: string): Promise<Omit<ExportedRoot, 'hashed'>> {
   const root: AuditRoot = {
     _type: 'perennial.audit-root/v1',
     treeSize: frontier.size,
@@ -539,19 +507,162 @@ async function signAndRecord(
   const handle = await open(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   try {
     await handle.chmod(0o600);
-    await handle.write(canonicalJson(envelope) + '\n');
+    await writeFully(handle, Buffer.from(canonicalJson(envelope) + '\n', 'utf8'), file);
     await handle.sync();
   } finally {
     await handle.close();
   }
-  await tx.insert(auditRoots).values({
-    seq,
-    treeSize: root.treeSize,
-    rootHash: root.rootHash,
-    lastHash,
-    frontier: frontier.nodes(),
-    keyId: keys.keyId,
-    signedAt: new Date(root.exportedAt),
-  });
+  await tx.execute(sql`select perennial_audit_record_root(${canonicalJson(envelope)}::text::jsonb, ${JSON.stringify(frontier.nodes())}::text::jsonb)`);
   return { root, file };
+}
+
+/**
+ * Writes all of `bytes` or throws. One write(2) may write fewer bytes than asked (a full disk, a file-size
+ * limit) without an error; FileHandle.write returns that count and does not go on, so a root was cut mid-line.
+ */
+async function writeFully(handle: FileHandle, bytes: Buffer, file: string): Promise<void> {
+  let done = 0;
+  try {
+    while (done < bytes.length) {
+      const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, null);
+      if (bytesWritten <= 0) throw new Error('no progress');
+      done += bytesWritten;
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(
+      `could not write the signed root to ${file}: ${done} of ${bytes.length} bytes written (${e.code ?? e.message}); the root is not recorded, and the next seal repairs the file`,
+      { cause: err },
+    );
+  }
+}
+
+/** What a seal did to a roots file that ended in a torn line. */
+export interface RootsRepair {
+  /** `truncated`: the partial line was cut off; `completed`: it was a whole signed root short of its newline. */
+  action: 'truncated' | 'completed';
+  /** The file's size before the repair and the offset where the torn line began. */
+  size: number;
+  offset: number;
+  /** The audit entry that records the repair, with the torn bytes. */
+  seq: number;
+}
+
+/**
+ * Repairs a roots file whose last line was cut short (a full disk, a crash mid-write): under the seal lock, keeps
+ * the torn bytes in an audit entry (base64, with their sha256), then truncates the file back to its last whole
+ * line, or adds the newline when the torn line is a whole signed root, and fsyncs. Nothing to do returns null.
+ * The entry commits only after the file was repaired; were the commit lost, the file is still whole.
+ */
+async function repairRootsFile(db: Database, auditDir: string, trusted: readonly Verifier[]): Promise<RootsRepair | null> {
+  const file = join(auditDir, ROOTS_FILE);
+  // Checked first without the lock (the usual case costs one read of one byte), then again under it.
+  if (!(await endsTorn(file))) return null;
+  return db.transaction(async (tx) => {
+    await lockSeal(tx);
+    let handle: FileHandle;
+    try {
+      handle = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size === 0) return null;
+      const lastByte = Buffer.alloc(1);
+      await handle.read(lastByte, 0, 1, size - 1);
+      if (lastByte[0] === 0x0a) return null;
+      // Find the last newline, reading back in 64 KiB blocks (a root line is under 1 KiB).
+      let offset = 0;
+      for (let end = size; end > 0 && offset === 0; ) {
+        const start = Math.max(0, end - 64 * 1024);
+        const block = Buffer.alloc(end - start);
+        await handle.read(block, 0, block.length, start);
+        const i = block.lastIndexOf(0x0a);
+        if (i >= 0) offset = start + i + 1;
+        end = start;
+      }
+      const torn = Buffer.alloc(size - offset);
+      await handle.read(torn, 0, torn.length, offset);
+      const whole = 'root' in openRoot(torn.toString('utf8'), ROOTS_FILE, trusted);
+      const action = whole ? 'completed' : 'truncated';
+      const entry = await appendAuditEntry(tx, {
+        actor: 'perennial',
+        action: ROOTS_REPAIR_ACTION,
+        subject: ROOTS_FILE,
+        details: {
+          action,
+          size,
+          offset,
+          bytes: torn.length,
+          sha256: createHash('sha256').update(torn).digest('hex'),
+          torn: torn.toString('base64'),
+        },
+      });
+      if (whole) await writeFully(handle, Buffer.from('\n'), file);
+      else await handle.truncate(offset);
+      await handle.sync();
+      return { action, size, offset, seq: entry.seq };
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+/** Whether the roots file exists and its last byte is not a newline. */
+async function endsTorn(file: string): Promise<boolean> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return false;
+    const last = Buffer.alloc(1);
+    await handle.read(last, 0, 1, size - 1);
+    return last[0] !== 0x0a;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Records a failed seal as an audit entry (the loop carries on; `audit verify` and `perennial status` show it
+ * until a later seal covers it). A retry failing the same way adds nothing. Best effort: a database that cannot
+ * take the entry either is left to the caller's own error.
+ */
+export async function recordSealFailure(db: Database, reason: string): Promise<SealFailure | null> {
+  const text = reason.slice(0, 2000);
+  return db
+    .transaction(async (tx) => {
+      const failure = await openSealFailure(tx);
+      if (failure?.reason === text) return failure;
+      const entry = await appendAuditEntry(tx, { actor: 'perennial', action: SEAL_FAILED_ACTION, subject: ROOTS_FILE, details: { reason: text } });
+      return { seq: entry.seq, at: entry.at, reason: text };
+    })
+    .catch(() => null);
+}
+
+/**
+ * The last seal failure no root recorded since covers, or null. Read from the database alone (cheap, for
+ * `perennial status`); `audit verify` also checks the roots file.
+ */
+export async function openSealFailure(db: Database | Tx): Promise<SealFailure | null> {
+  const [failed] = await db
+    .select({ seq: auditLog.seq, at: auditLog.at, details: auditLog.details })
+    .from(auditLog)
+    .where(sql`${auditLog.action} = ${SEAL_FAILED_ACTION}`)
+    .orderBy(desc(auditLog.seq))
+    .limit(1);
+  if (!failed) return null;
+  const [covered] = await db
+    .select({ seq: auditRoots.seq })
+    .from(auditRoots)
+    .where(sql`${auditRoots.treeSize} >= ${failed.seq}`)
+    .limit(1);
+  return covered ? null : { seq: failed.seq, at: failed.at, reason: String(failed.details.reason ?? 'unknown') };
 }

@@ -10,9 +10,12 @@ import {
   type AuditInput,
   type AuditVerification,
   type ExportedRoot,
+  type SealFailure,
   type Tx,
   appendAuditEntry,
   exportAuditRoot,
+  openSealFailure,
+  recordSealFailure,
   sealAuditRoot,
   verifyAuditLog,
 } from './audit.ts';
@@ -98,8 +101,22 @@ export class RegistryCore {
     return exportAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
   }
 
-  /** Signs a new root from the last one's frontier and the entries since (O(log n) plus the tail); refuses if the tail or the last root does not check out. */
+  /**
+   * Signs a new root from the last one's frontier and the entries since (O(log n) plus the tail); refuses if the
+   * tail or the last root does not check out. A failure is recorded in the audit log (once per reason) before it
+   * is thrown, so `perennial status` and `audit verify` show it until a later seal covers it.
+   */
   async sealAuditLog(): Promise<ExportedRoot> {
-    return sealAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+    try {
+      return await sealAuditRoot(this.db, this.auditDir, this.keys, this.trusted);
+    } catch (err) {
+      await recordSealFailure(this.db, (err as Error).message);
+      throw err;
+    }
+  }
+
+  /** The last seal failure that no signed root has covered since, or null (from the database alone; verify checks the file too). */
+  async sealFailure(): Promise<SealFailure | null> {
+    return openSealFailure(this.db);
   }
 }

@@ -41,13 +41,15 @@ export const LOCKS = { migrate: [LOCK_TAG, 1], audit: [LOCK_TAG, 2], seal: [LOCK
 
 /**
  * Privileges of the application role per table: no DELETE or TRUNCATE anywhere (the registry is history),
- * and only SELECT and INSERT on the append-only tables. Tables not listed get the default.
+ * only SELECT and INSERT on the append-only tables, and UPDATE only of the columns the registry changes. Every
+ * table has its entry (test/stack/security-rights.test.ts lists them); one without gets SELECT alone.
  */
-const TABLE_PRIVILEGES: Record<string, string> = {
+export const TABLE_PRIVILEGES: Record<string, string> = {
   // No INSERT: entries go in only through perennial_audit_append (migration 0003), which stamps the time,
   // takes the chain's lock and computes the hash itself.
   audit_log: 'SELECT',
-  audit_roots: 'SELECT, INSERT',
+  // Roots likewise, through perennial_audit_record_root (migration 0009): a row of the role's own would jam sealing.
+  audit_roots: 'SELECT',
   releases: 'SELECT, INSERT',
   versions: 'SELECT, INSERT',
   version_files: 'SELECT, INSERT',
@@ -61,8 +63,19 @@ const TABLE_PRIVILEGES: Record<string, string> = {
   // (a failed drop sent again is accepted anew under its new ingest's key).
   gate_decisions: 'SELECT, INSERT, UPDATE (override_actor, override_reason, overridden_at)',
   data_drops: 'SELECT, INSERT, UPDATE (status, reason, ingest_key, accepted_seq)',
+  // A run is finished once (how it ended, its checkpoints) and then names its version; its key, recipe and seed
+  // never change. The trigger of migration 0009 keeps a finished run's record as it was written.
+  training_runs: 'SELECT, INSERT, UPDATE (status, steps, tokens, flops, wall_ms, backend, final_loss, artifact_digest, checkpoints, error, finished_at, version_id)',
+  // A channel moves (its version and epoch); which line and name it is does not.
+  channels: 'SELECT, INSERT, UPDATE (version_number, epoch, updated_at)',
+  // An application is re-bound (upsert by name): its binding and policy change, its name does not.
+  applications: 'SELECT, INSERT, UPDATE (line_id, channel, policy, pinned_number, updated_at)',
+  // A suite evaluated again overwrites its figures (upsert by version and suite).
+  evaluations: 'SELECT, INSERT, UPDATE (metrics, data_digest, backend, weights_digest, code_revision, evaluated_at)',
+  // A line's settings are edited in place (updateLine, adoptFoundation) and its version counter moves.
+  lines: 'SELECT, INSERT, UPDATE',
 };
-const DEFAULT_PRIVILEGES = 'SELECT, INSERT, UPDATE';
+const DEFAULT_PRIVILEGES = 'SELECT';
 
 /**
  * Runs a Drizzle query as a prepared statement. Drizzle sends unnamed statements, which PostgreSQL parses
@@ -190,6 +203,7 @@ async function grantAppRole(sql: postgres.Sql, role: AppRole): Promise<void> {
       }
       await tx.unsafe(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${ident}`);
       await tx.unsafe(`GRANT EXECUTE ON FUNCTION public.perennial_audit_append(text, text, text, jsonb) TO ${ident}`);
+      await tx.unsafe(`GRANT EXECUTE ON FUNCTION public.perennial_audit_record_root(jsonb, jsonb) TO ${ident}`);
       await tx.unsafe(`REVOKE ALL ON SCHEMA drizzle FROM ${ident}`);
     }),
   );

@@ -43,7 +43,8 @@ export const auditLog = pgTable(
 /**
  * One row per signed root (migration 0003): the database's own count and last root, so a deleted or truncated
  * `roots.jsonl` is noticed, and the Merkle frontier (the roots of the perfect subtrees, largest first) of the
- * tree that was signed, so the next seal hashes only the entries since. Append-only, like the log.
+ * tree that was signed, so the next seal hashes only the entries since. Append-only, like the log; written only
+ * through `perennial_audit_record_root` (migration 0009).
  */
 export const auditRoots = pgTable(
   'audit_roots',
@@ -55,6 +56,8 @@ export const auditRoots = pgTable(
     frontier: jsonb().$type<string[]>().notNull(),
     keyId: text().notNull(),
     signedAt: instant().notNull(),
+    /** The signed DSSE envelope (migration 0009; null on older rows): a row whose signature fails is passed over. */
+    envelope: jsonb().$type<Record<string, unknown>>(),
   },
   (t) => [
     check('audit_roots_seq_positive', sql`${t.seq} >= 1`),
@@ -62,5 +65,6 @@ export const auditRoots = pgTable(
     digestCheck('audit_roots_root_hash_format', t.rootHash),
     digestCheck('audit_roots_last_hash_format', t.lastHash),
     check('audit_roots_frontier_array', sql`jsonb_typeof(${t.frontier}) = 'array'`),
+    check('audit_roots_envelope_object', sql`${t.envelope} is null or jsonb_typeof(${t.envelope}) = 'object'`),
   ],
 );

@@ -313,12 +313,12 @@ describe('sealing from the Merkle frontier', () => {
     await expect(t.registry.sealAuditLog()).rejects.toThrow(new RegExp(`refusing to sign the audit root: entry ${last.seq} .* was altered`));
     await asSuperuser((tx) => tx`update audit_log set actor = 'ops' where seq = ${last.seq}`);
 
-    // The application role may record roots, but a frontier that no signed root matches is not built on.
-    const app = t.app.sql;
-    const [row] = await app<{ seq: string; tree_size: string; root_hash: string; last_hash: string; key_id: string }[]>`
+    // The owner (the application role may not: security-rights.test.ts) records a root the way rows looked before
+    // envelopes were kept: a frontier that no signed root matches is not built on.
+    const [row] = await admin<{ seq: string; tree_size: string; root_hash: string; last_hash: string; key_id: string }[]>`
       select seq::text, tree_size::text, root_hash, last_hash, key_id from audit_roots order by seq desc limit 1`;
-    await app`insert into audit_roots (seq, tree_size, root_hash, last_hash, frontier, key_id, signed_at)
-      values (${Number(row!.seq) + 1}, ${row!.tree_size}, ${'ab'.repeat(32)}, ${row!.last_hash}, ${JSON.stringify(['ab'.repeat(32)])}::jsonb, ${row!.key_id}, now())`;
+    await admin`insert into audit_roots (seq, tree_size, root_hash, last_hash, frontier, key_id, signed_at)
+      values (${Number(row!.seq) + 1}, ${row!.tree_size}, ${'ab'.repeat(32)}, ${row!.last_hash}, ${JSON.stringify(['ab'.repeat(32)])}::text::jsonb, ${row!.key_id}, now())`;
     await expect(t.registry.sealAuditLog()).rejects.toThrow(/refusing to sign the audit root: .*not in roots.jsonl/);
   });
 });
