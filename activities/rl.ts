@@ -8,7 +8,7 @@
  */
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { initBackend } from '../model/backend.ts';
-import { RL_DEFAULTS, type RlRecipe, type RlTask, rlTrain } from '../model/rl.ts';
+import { RL_DEFAULTS, type RlRecipe, type RlTask, rlInterventions, rlTrain } from '../model/rl.ts';
 import { loadModel, saveModel } from '../model/weights.ts';
 import { parseFeedback, type VerifierPrompt } from '../domain/feedback.ts';
 import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict, type RlGuardPolicy } from '../domain/rl-guards.ts';
@@ -61,6 +61,10 @@ export function rlActivities(deps: ActivityDeps) {
       if (fb.heldOutPrompts.length === 0) return fail(`feedback ${input.dropDigest.slice(0, 12)} has no held-out verifier prompts for the guards`);
       const version = await deps.registry.getVersion(input.reference.line, input.reference.version);
       const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+      // Plasticity interventions the cycle asked for (its floor, or the drop's recipe): the RL update applies those
+      // that keep the released model's function and refuses the others, and the record says which and why.
+      const requested = input.recipe.interventions ?? [];
+      const defence = rlInterventions(config, weights, requested, { seed: recipe.seed, l2Pull: input.recipe.l2Pull });
       // Old skills: the line's accepted text drops (feedback drops hold no text and add nothing).
       const replay: { name: string; weight: number; docs: string[] }[] = [];
       let budget = input.recipe.replayBudget;
@@ -83,6 +87,8 @@ export function rlActivities(deps: ActivityDeps) {
           heldOut: fb.heldOutPrompts.map(toTask),
           heldOutLogged: fb.heldOutRatings,
           replay,
+          ...(defence.start ? { start: defence.start } : {}),
+          ...(defence.l2Pull ? { l2Pull: defence.l2Pull } : {}),
           stopRule: (checks) => overOptimisation(checks, guard),
           // Heartbeats every step (the update runs on the event loop) and stops when the cycle is cancelled.
           onStep: async (step, steps) => {
@@ -100,21 +106,28 @@ export function rlActivities(deps: ActivityDeps) {
       if (result.stoppedBy === 'cancelled') throw new CancelledFailure(`RL update of ${input.key} was ${result.reason}`);
       const verdict = rlVerdict(result.checks, guard, result.stoppedBy === 'guard' ? result.reason : undefined);
       const weightsDigest = await deps.store.put(saveModel(config, result.weights, { line: input.line, trainingRun: input.key }));
+      // Compute as supervised training records it: tokens sampled and trained, and the FLOPs of every pass.
       const training: TrainingOutcome = {
         weightsDigest,
         steps: result.steps,
-        tokens: 0,
-        flops: 0,
+        tokens: result.spent.sampledTokens + result.spent.trainedTokens,
+        flops: result.spent.flops,
         wallMs: Date.now() - started,
         backend,
-        finalLoss: 0,
+        finalLoss: result.finalLoss,
         resumedFromStep: 0,
-        lossCurve: [],
+        lossCurve: result.curve.slice(-50).map((c) => c.loss),
       };
       // A run an earlier attempt completed is trained again (its checks are not kept with the run) from the same
       // seed; where that gives other weights (another backend's rounding), the run's record and this outcome would
       // disagree, so the cycle ends with the reason rather than register weights the run does not record.
-      const finished = await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...training, checkpoints: [] });
+      // No update kept (the first step's loss was not finite): no final loss rather than NaN.
+      const finished = await deps.registry.finishTrainingRun(input.key, {
+        status: 'completed',
+        ...training,
+        ...(Number.isFinite(training.finalLoss) ? {} : { finalLoss: undefined }),
+        checkpoints: [],
+      });
       if (finished.artifactDigest !== weightsDigest)
         throw ApplicationFailure.nonRetryable(
           `RL run ${input.key} was already completed by an earlier attempt with weights ${finished.artifactDigest?.slice(0, 12)}, and this attempt trained ${weightsDigest.slice(0, 12)} (on ${backend}); send the feedback again`,
@@ -132,6 +145,7 @@ export function rlActivities(deps: ActivityDeps) {
           stoppedBy: result.stoppedBy,
           ...(result.reason ? { reason: result.reason } : {}),
           finalKl: result.finalKl,
+          ...(requested.length ? { interventions: { applied: defence.applied, refused: defence.refused } } : {}),
           verdict,
           rewardStats: {
             heldOutRewardBefore: first.reward,
@@ -143,6 +157,8 @@ export function rlActivities(deps: ActivityDeps) {
             ratings: fb.ratings.length,
             heldOutPrompts: fb.heldOutPrompts.length,
             heldOutRatings: fb.heldOutRatings.length,
+            sampledTokens: result.spent.sampledTokens,
+            trainedTokens: result.spent.trainedTokens,
             ...(first.ratings === undefined ? {} : { ratingsBefore: first.ratings, ratingsAfter: last.ratings }),
           },
         },
@@ -159,7 +175,8 @@ export function rlRegistryActivities(deps: ActivityDeps) {
         line: input.line,
         version: input.version,
         feedbackDigests: [input.dropDigest],
-        recipe: { ...input.rl.recipe },
+        // What the update did with the plasticity interventions asked for, beside the fields it ran with.
+        recipe: { ...input.rl.recipe, ...(input.rl.interventions ? { interventions: input.rl.interventions } : {}) },
         rewardStats: input.rl.rewardStats,
         checks: input.rl.checks,
         finalKl: input.rl.finalKl,

@@ -8,7 +8,7 @@ import type { releaseActivities } from './release.ts';
 import type { trainingActivities } from './train.ts';
 import type { searchRegistryActivities, trialActivities } from './search.ts';
 import type { rlActivities, rlRegistryActivities } from './rl.ts';
-import type { RlRecipe } from '../model/rl.ts';
+import type { RlInterventions, RlRecipe } from '../model/rl.ts';
 import type { RlCheckPoint } from '../schemas/contracts/gate.ts';
 
 export type { SuiteRef };
@@ -98,6 +98,8 @@ export interface RlRecord {
   stoppedBy: 'steps' | 'kl-budget' | 'guard';
   reason?: string;
   finalKl: number;
+  /** The plasticity interventions the cycle asked for: which the update applied, which it refused and why (absent: none asked). */
+  interventions?: RlInterventions;
   verdict: { accept: boolean; reasons: string[] };
   rewardStats: Record<string, number | null>;
 }

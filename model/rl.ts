@@ -565,7 +565,7 @@ export function rlInterventions(
       const r = applyInterventions(config, released, ['dormant-reset'], opts.seed);
       out.start = r.weights;
       const reset = r.applied[0]?.reset ?? 0;
-      out.applied.push({ intervention, detail: `${reset} dormant MLP unit${reset === 1 ? '' : 's'} reset at the start (the released model's function unchanged)` });
+      out.applied.push({ intervention, detail: `${reset} dormant MLP unit${reset === 1 ? '' : 's'} reset at the start, the released model's function unchanged` });
     } else if (intervention === 'l2-init') {
       if (opts.l2Pull > 0) {
         out.l2Pull = { strength: opts.l2Pull, anchor: initWeights(config, opts.seed) };
@@ -575,10 +575,10 @@ export function rlInterventions(
       out.refused.push({
         intervention,
         reason:
-          "it changes the released model's answers before any feedback is learned, and the RL update is judged against that model (its KL budget and its held-out checks), so the perturbation would spend KL budget and move the gate's baseline",
+          "it changes the released model's answers before any feedback is learned, and the RL update is judged against that model, by its KL budget and its held-out checks: the perturbation would spend KL budget and move the gate's baseline",
       });
     } else {
-      out.refused.push({ intervention, reason: 'the RL update runs at a constant learning rate (no warmup, no decay), so there is no decayed rate to warm up again' });
+      out.refused.push({ intervention, reason: 'the RL update runs at a constant learning rate, with no warmup or decay, so there is no decayed rate to warm up again' });
     }
   }
   return out;

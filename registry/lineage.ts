@@ -6,8 +6,11 @@ import { queryPrepared } from './db.ts';
 import { Count, parseInput } from './inputs.ts';
 import { sortFiles } from './manifest.ts';
 import type { Lineage, TrainingRunInfo } from './types.ts';
+import type { RlRunInfo } from './rl-runs.ts';
 import { type LineageJson, dropFromJson, dropsJson, lineRow, versionFromJson, versionJson } from './rows.ts';
 import { ReleasesRegistry } from './releases.ts';
+
+type RlRunJson = Omit<RlRunInfo, 'line' | 'version' | 'recordedAt'> & { recordedAt: string };
 
 /** Lineage: where a version came from and where it went, in one query. */
 export class LineageRegistry extends ReleasesRegistry {
@@ -20,7 +23,7 @@ export class LineageRegistry extends ReleasesRegistry {
     // One query, one JSON document: a lineage touches eight tables, and building and mapping eight
     // Drizzle queries cost more than the database's work. The parent walk is a recursive CTE over
     // (line_id, number), one index probe per step, fetching one parent beyond `depth` to tell truncation.
-    const result = await queryPrepared<{ lineage: LineageJson }>(
+    const result = await queryPrepared<{ lineage: LineageJson & { rl?: RlRunJson | null } }>(
       this.db,
       sql`
       with recursive target as (
@@ -50,6 +53,10 @@ export class LineageRegistry extends ReleasesRegistry {
           from chain c join versions v on v.line_id = t.line_id and v.number = c.number), '[]'),
         'foundation', (select ${versionJson(sql`fv`)} from versions fv where fv.id = t.foundation_version_id),
         'plasticity', (select p.record from plasticity_records p where p.version_id = t.id),
+        'rl', (select json_build_object(
+            'feedbackDigests', x.feedback_digests, 'recipe', x.recipe, 'rewardStats', x.reward_stats, 'checks', x.checks,
+            'finalKl', x.final_kl, 'stoppedBy', x.stopped_by, 'backend', x.backend, 'recordedAt', x.created_at)
+          from rl_runs x where x.version_id = t.id),
         'releases', coalesce((
           select json_agg(json_build_object(
             'id', r.id, 'channel', ch.name, 'fromVersion', r.from_number, 'toVersion', r.to_number, 'epoch', r.epoch,
@@ -108,6 +115,7 @@ export class LineageRegistry extends ReleasesRegistry {
       ],
       foundation: doc.foundation && versionFromJson(doc.foundation),
       ...(doc.plasticity ? { plasticity: doc.plasticity } : {}),
+      ...(doc.rl ? { rl: { ...doc.rl, recordedAt: new Date(doc.rl.recordedAt) } } : {}),
       releases: doc.releases.map((r) => ({ ...r, line, epoch: Number(r.epoch), at: new Date(r.at) })),
       applications: doc.applications.map(({ direct, ...a }) => ({
         ...a,

@@ -3,6 +3,7 @@ import type postgres from 'postgres';
 import type { ArtifactStore } from './artifacts.ts';
 import type { Database } from './db.ts';
 import type { ManifestFile } from './manifest.ts';
+import type { RlRunInfo } from './rl-runs.ts';
 import type { Keys, Verifier } from './signing.ts';
 
 export type Json = Record<string, unknown>;
@@ -215,6 +216,8 @@ export interface Lineage {
   foundation: VersionSummary | null;
   /** The version's plasticity record (migration 0004), when its cycle measured one. */
   plasticity?: Record<string, unknown>;
+  /** The version's RL run (migration 0007), when a feedback cycle trained it: its recipe says what it did with the plasticity interventions asked for. */
+  rl?: Omit<RlRunInfo, 'line' | 'version'>;
   /** Moves of any channel of the line to or from this version, oldest first. */
   releases: ReleaseInfo[];
   /** Applications that run this version now (`direct`), or an application version built on it (`foundation`). */

@@ -110,8 +110,15 @@ export function rlState(rl: RlRecord): CycleRlState {
   };
 }
 
-/** The recipe recorded with a feedback cycle's version: the line's, with every RL field it ran with. */
+/**
+ * The recipe recorded with a feedback cycle's version: the line's, with every RL field it ran with, and as its
+ * interventions only those the RL update applied (its RL run keeps the refused ones with the reason). A run from
+ * before the update said (no `interventions`) keeps the recipe's list as it was.
+ */
 export function rlVersionRecipe(recipe: Recipe, rl: RlRecord): Recipe {
   const { seed: _seed, ...fields } = rl.recipe;
-  return { ...recipe, rl: fields };
+  if (!rl.interventions) return { ...recipe, rl: fields };
+  const { interventions: _asked, ...rest } = recipe;
+  const applied = rl.interventions.applied.map((a) => a.intervention);
+  return { ...rest, ...(applied.length ? { interventions: applied } : {}), rl: fields };
 }

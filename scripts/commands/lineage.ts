@@ -11,6 +11,26 @@ function resumedNote(checkpoints: TrainingRunInfo['checkpoints']): string {
   return at ? `; resumed at step ${at.step} from checkpoint ${short(at.digest)}` : '';
 }
 
+interface RlInterventionsJson {
+  applied: { intervention: string; detail: string }[];
+  refused: { intervention: string; reason: string }[];
+}
+
+/**
+ * What the version's cycle did with plasticity interventions: an RL run says which it applied and which it refused
+ * and why; a supervised cycle applies every one its recipe lists (activities/train.ts). null when none were asked.
+ */
+function interventionsNote(l: Lineage): string | null {
+  const rl = l.rl?.recipe.interventions as RlInterventionsJson | undefined;
+  if (rl) {
+    const applied = rl.applied.map((a) => `${a.intervention} (${a.detail})`).join(', ');
+    const refused = rl.refused.map((r) => `${r.intervention} (${r.reason})`).join(', ');
+    return [applied && `applied ${applied}`, refused && `refused ${refused}`].filter(Boolean).join('; ');
+  }
+  const listed = (l.version.recipe as { interventions?: unknown }).interventions;
+  return Array.isArray(listed) && listed.length ? `applied ${listed.join(', ')}` : null;
+}
+
 /** The lineage as the indented chain a person reads. */
 export function formatLineage(l: Lineage): string {
   const v = l.version;
@@ -35,6 +55,9 @@ export function formatLineage(l: Lineage): string {
           resumedNote(r.checkpoints)
       : '  (none recorded)',
   );
+  if (l.rl) out.push(`  RL run: ${r?.steps ?? l.rl.checks.at(-1)?.step ?? 0} steps, stopped by ${l.rl.stoppedBy}, final KL ${l.rl.finalKl.toFixed(4)}`);
+  const interventions = interventionsNote(l);
+  if (interventions) out.push(`  plasticity interventions: ${interventions}`);
   out.push('parents');
   if (!l.parents.length) out.push('  (none: trained from scratch or from its foundation)');
   for (const p of l.parents) out.push(`  ${p.version.line}@${p.version.version} <- drops ${p.drops.map((d) => short(d.digest)).join(', ') || '(none)'}`);
