@@ -246,8 +246,11 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
     // Anchor what this cycle wrote: the audit root is signed and exported outside the database.
     try {
       await acts.sealAuditLog();
+      delete state.sealFailure;
     } catch (err) {
-      log.error('could not seal the audit log; run `perennial audit verify`', { error: (err as Error).message });
+      // The loop goes on, but the state query (perennial status) says the log is unanchored until a seal succeeds.
+      state.sealFailure = { cycleId, at: new Date().toISOString(), reason: failureMessage(err) };
+      log.error('could not seal the audit log; run `perennial audit verify`', { error: state.sealFailure.reason });
     }
 
     // A foundation line whose stable moved starts the upgrade of its `auto` application lines. Patched: histories

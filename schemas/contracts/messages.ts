@@ -61,6 +61,15 @@ export interface LineState {
    * data to quarantine, so the line counts them, logs them and goes on serving. Optional for older histories.
    */
   malformedSignals?: number;
+  /** The audit seal after this line's last cycle failed (cleared by the next that succeeds). Optional for older histories. */
+  sealFailure?: SealFailureState;
+}
+
+/** A failed audit seal as the line workflow saw it: after which cycle, when, and the activity's reason. */
+export interface SealFailureState {
+  cycleId: string;
+  at: string;
+  reason: string;
 }
 
 export interface RollbackRequest {

@@ -1,5 +1,6 @@
-/** `perennial audit verify|export|log|key`: the hash-chained audit log and its signed Merkle roots. */
+/** `perennial audit verify|seal|export|log|key`: the hash-chained audit log and its signed Merkle roots. */
 import type { Command } from 'commander';
+import { ROOTS_FILE } from '../../registry/audit.ts';
 import { openRegistry, output, UserError } from './context.ts';
 
 function positiveInt(flag: string) {
@@ -21,18 +22,50 @@ export function register(program: Command) {
       try {
         const result = await registry.verifyAudit();
         output(o.json, result, () => {
+          const unsigned =
+            result.unsignedRoots > 0
+              ? `\n  note: ${result.unsignedRoots} row(s) of audit_roots carry no valid signature and were passed over (not written by a sealer with the installation key)`
+              : '';
           if (result.ok) {
             console.log(
               `audit log intact: ${result.entries} entries, chain unbroken, ${result.roots} signed root(s) match` +
-                (result.roots === 0 ? ' (none exported yet: perennial audit export)' : ''),
+                (result.roots === 0 ? ' (none exported yet: perennial audit export)' : '') +
+                unsigned,
             );
             return;
           }
           const first = result.firstBad!;
-          console.log(`audit log BROKEN${first.seq === null ? '' : ` at entry ${first.seq}`}: ${first.reason}`);
+          // A failed seal alone leaves the entries whole but unanchored: say so rather than "broken".
+          const label = result.problems.every((p) => p.kind === 'seal') ? 'audit log NOT SEALED' : 'audit log BROKEN';
+          console.log(`${label}${first.seq === null ? '' : ` at entry ${first.seq}`}: ${first.reason}`);
           for (const p of result.problems.filter((p) => p !== first)) console.log(`  also: ${p.reason}`);
+          if (unsigned) console.log(unsigned.slice(1));
         });
         if (!result.ok) process.exitCode = 1;
+      } finally {
+        await close();
+      }
+    });
+
+  audit
+    .command('seal')
+    .description("sign the log's Merkle root from the last root and the entries since (what the loop does after every cycle); repairs a torn last line of roots.jsonl first")
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const { registry, close } = openRegistry();
+      try {
+        // A failure is recorded in the audit log before it is thrown, for `perennial status` and `audit verify`.
+        const sealed = await registry.sealAuditLog().catch((err: Error) => {
+          throw new UserError(`seal failed: ${err.message}`);
+        });
+        output(o.json, sealed, () => {
+          const r = sealed.repaired;
+          if (r)
+            console.log(
+              `repaired ${ROOTS_FILE}: its last line was torn at byte ${r.offset} of ${r.size} and was ${r.action === 'truncated' ? 'cut off' : 'completed'} (audit entry ${r.seq} keeps the torn bytes)`,
+            );
+          console.log(`signed root of ${sealed.root.treeSize} entries (${sealed.hashed} hashed since the last root): ${sealed.root.rootHash} -> ${sealed.file}`);
+        });
       } finally {
         await close();
       }

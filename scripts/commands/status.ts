@@ -76,8 +76,14 @@ export function register(program: Command) {
         const t = { client, taskQueue: target.taskQueue };
         // The latest upgrades with their per-line outcomes (a running one reports its pending and running lines).
         const upgrades = await Promise.all((await listUpgrades(t, 5)).map(async (u) => ({ ...u, progress: await upgradeProgress(t, u.workflowId) })));
-        output(o.json, { uiUrl: target.uiUrl ?? null, lines: rows, applications: apps, upgrades }, () => {
+        // A failed seal leaves the audit log unanchored while the loop goes on: said first, until a seal covers it.
+        const sealFailure = await registry.sealFailure();
+        output(o.json, { uiUrl: target.uiUrl ?? null, lines: rows, applications: apps, upgrades, audit: { sealFailure } }, () => {
           if (target.uiUrl) console.log(`Temporal Web UI: ${target.uiUrl}/namespaces/${target.namespace}/workflows`);
+          if (sealFailure)
+            console.log(
+              `audit log NOT SEALED since ${sealFailure.at.toISOString()} (audit entry ${sealFailure.seq}): ${sealFailure.reason}\n  run perennial audit verify, then perennial audit seal`,
+            );
           if (!rows.length) console.log('no lines yet: perennial line create <name> --kind foundation');
           for (const r of rows) {
             const ch =
@@ -85,6 +91,8 @@ export function register(program: Command) {
                 .map(([c, v]) => `${c}=${v}`)
                 .join(' ') || 'no releases';
             console.log(`${r.line.padEnd(16)} ${ch.padEnd(36)} ${describe(r.workflow)}`);
+            const seal = r.workflow?.sealFailure;
+            if (seal) console.log(`  audit seal failed after ${seal.cycleId} at ${seal.at}: ${seal.reason}`);
             if (line)
               for (const c of r.workflow?.recent ?? [])
                 console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
