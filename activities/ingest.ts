@@ -15,10 +15,11 @@ import { constants } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, join, resolve, sep } from 'node:path';
-import { DropRequest, SourceName, explain } from '../schemas/io.ts';
+import { DropRequest, type GateRules, SourceName, explain } from '../schemas/io.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from '../domain/drops.ts';
 import { parseFeedback } from '../domain/feedback.ts';
+import { hasIndependentGold } from '../domain/verifiers.ts';
 import type { ActivityDeps } from './deps.ts';
 import { suitesOfDrop } from '../domain/suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
@@ -337,6 +338,19 @@ export function ingestActivities(deps: ActivityDeps) {
         digest,
         bytes,
         `${request.path}: feedback needs records to train on and held-out verifier prompts for the guards (${train} to train, ${fb.heldOutPrompts.length} held-out verifier prompts); send at least two verifier prompts`,
+      );
+    // Without a gold of its own a prompt's gold is its reward, and the reward-hacking guard cannot fire: only a line
+    // that says so takes such feedback (its RL run is then recorded as having no gold check).
+    const prompts = [...fb.prompts, ...fb.heldOutPrompts];
+    const withoutGold = prompts.filter((p) => !hasIndependentGold(p)).length;
+    if (withoutGold > 0 && ((await deps.registry.getLine(line)).gateRules as GateRules).allowFeedbackWithoutGold !== true)
+      return reject(
+        to,
+        request,
+        digest,
+        bytes,
+        `${request.path}: ${withoutGold} of ${prompts.length} verifier prompts have no gold of their own, so the reward-hacking guard could not fire; ` +
+          `give each a "gold" (a stricter check than its verifier), or allow it on line ${line} with gate rule allowFeedbackWithoutGold (perennial line gate ${line} '{"allowFeedbackWithoutGold":true}')`,
       );
     const stored = await deps.store.put(bytes);
     await deps.registry.recordDrop({

@@ -13,7 +13,7 @@ import { lineWorkflowId, scheduleId, WorkflowType } from '../schemas/contracts/i
 import { LineSpec } from '../schemas/io.ts';
 import { ChannelConflictError, InvalidInputError, NotFoundError } from '../schemas/contracts/errors.ts';
 import type { GateDecision } from '../schemas/contracts/gate.ts';
-import type { ChannelMove, TickRequest } from '../schemas/contracts/messages.ts';
+import type { ChannelMove, TickRequest, UpgradePlan } from '../schemas/contracts/messages.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import { tickSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -76,8 +76,8 @@ export function releaseActivities(deps: ActivityDeps) {
   const { registry } = deps;
 
   return {
-    /** The lines an upgrade reaches, after checking its foundation version (registry/upgrades.ts). Read-only. */
-    async upgradePlan(input: { foundation: string; version: number; lines?: string[] }): Promise<{ lines: string[] }> {
+    /** The lines an upgrade reaches and why others are left out, after checking its foundation version (registry/upgrades.ts). Read-only. */
+    async upgradePlan(input: { foundation: string; version: number; lines?: string[] }): Promise<UpgradePlan> {
       try {
         return await planUpgrade(registry, input);
       } catch (err) {

@@ -1,7 +1,8 @@
 /** Starting and reading foundation upgrades (upgradeWorkflow), for the CLI, the tests and the report. */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { upgradeWorkflowId, WorkflowType } from '../schemas/contracts/ids.ts';
-import { upgradeStateQuery, type UpgradeInput, type UpgradeResult, type UpgradeState } from '../schemas/contracts/messages.ts';
+import { InvalidInputError } from '../schemas/contracts/errors.ts';
+import { upgradeInputProblem, upgradeStateQuery, type UpgradeInput, type UpgradeResult, type UpgradeState } from '../schemas/contracts/messages.ts';
 import type { upgradeWorkflow } from '../workflows/upgrade-workflow.ts';
 import type { LoopTarget } from './ops.ts';
 
@@ -12,8 +13,13 @@ import type { LoopTarget } from './ops.ts';
 export const upgradeIdFor = (input: Pick<UpgradeInput, 'foundation' | 'version' | 'lines'>) =>
   input.lines?.length ? `${upgradeWorkflowId(input.foundation, input.version)}:${input.lines.join(',')}` : upgradeWorkflowId(input.foundation, input.version);
 
-/** Starts an upgrade (or finds the one already running under the same id) and returns its id. */
+/**
+ * Starts an upgrade (or finds the one already running under the same id) and returns its id. Fan-out settings out
+ * of bounds (upgradeInputProblem) throw InvalidInputError before anything starts; the workflow refuses them too.
+ */
 export async function startUpgrade(t: LoopTarget, input: UpgradeInput): Promise<string> {
+  const problem = upgradeInputProblem(input);
+  if (problem) throw new InvalidInputError(problem);
   const workflowId = upgradeIdFor(input);
   try {
     await t.client.workflow.start<typeof upgradeWorkflow>(WorkflowType.upgrade, { taskQueue: t.taskQueue, workflowId, args: [input] });

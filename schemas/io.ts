@@ -215,6 +215,12 @@ export const GateRules = z
      * (answered before, wrong now). Absent: 0.02 (DEFAULT_MAX_NEGATIVE_FLIP_RATE); an upgrade's own bound wins.
      */
     maxNegativeFlipRate: z.number().finite().min(0).max(1).optional(),
+    /**
+     * Whether a feedback drop may have verifier prompts without a gold of their own. Without one the
+     * reward-hacking guard compares the reward with itself and cannot fire; the run is recorded as having no
+     * gold check. Absent: false (ingest refuses such a drop, saying so).
+     */
+    allowFeedbackWithoutGold: z.boolean().optional(),
   })
   .strict();
 export type GateRules = z.infer<typeof GateRules>;
@@ -238,6 +244,7 @@ export const GateRulesOverride = z
     minPlasticity: z.number().finite().nullable().optional(),
     minFoundationGainShare: z.number().finite().min(0).max(1).nullable().optional(),
     maxNegativeFlipRate: z.number().finite().min(0).max(1).nullable().optional(),
+    allowFeedbackWithoutGold: z.boolean().nullable().optional(),
   })
   .strict();
 export type GateRulesOverride = z.infer<typeof GateRulesOverride>;

@@ -149,9 +149,9 @@ export interface UpgradeInput {
   version: number;
   /** Lines to upgrade (manual: the one named); absent: every dependent line with policy `auto`. */
   lines?: string[];
-  /** Children running at once (default 4): training is bounded by the training queue's workers anyway. */
+  /** Children running at once (default 4, at most MAX_UPGRADE_CONCURRENCY): training is bounded by the training queue's workers anyway. */
   concurrency?: number;
-  /** Lines per run before continue-as-new (default 50), so a fan-out over hundreds of lines keeps a short history. */
+  /** Lines per run before continue-as-new (default 50, at most MAX_UPGRADE_LINES_PER_RUN), so a fan-out over hundreds of lines keeps a short history. */
   linesPerRun?: number;
   maxNegativeFlipRate?: number;
   /** Carried across continue-as-new. */
@@ -159,11 +159,51 @@ export interface UpgradeInput {
   done?: UpgradeLineOutcome[];
 }
 
+/**
+ * At most this many transfers run at once: each running child sends its phase and progress reports into the
+ * upgrade's history, and its training waits for a training worker (one training at a time each), so children past
+ * the training pool only queue while they fill that history; 32 covers a pool of 32 training processes.
+ */
+export const MAX_UPGRADE_CONCURRENCY = 32;
+/**
+ * At most this many lines per run before continue-as-new: each line adds its child's start and result, its seal and
+ * the reports it sends to the run's history, which Temporal warns about at 10,240 events and stops at 51,200.
+ */
+export const MAX_UPGRADE_LINES_PER_RUN = 200;
+
+/** Why an upgrade's fan-out settings cannot run, or null when they can: whole numbers within the bounds above. */
+export function upgradeInputProblem(input: Pick<UpgradeInput, 'concurrency' | 'linesPerRun'>): string | null {
+  const bounded = (name: string, value: unknown, max: number, why: string) =>
+    value === undefined || (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= max)
+      ? null
+      : `${name} takes a whole number from 1 to ${max} (${why}), got ${JSON.stringify(value) ?? String(value)}`;
+  return (
+    bounded('concurrency', input.concurrency, MAX_UPGRADE_CONCURRENCY, 'transfers running at once; more only queue behind the training workers') ??
+    bounded('linesPerRun', input.linesPerRun, MAX_UPGRADE_LINES_PER_RUN, "lines per run, which bounds the upgrade's history")
+  );
+}
+
+/** A line and why it is left out of an upgrade. */
+export interface UpgradeLineNote {
+  line: string;
+  reason: string;
+}
+
+/** The lines an upgrade reaches (the upgradePlan activity); the notes are absent in histories recorded before them. */
+export interface UpgradePlan {
+  lines: string[];
+  /** `auto` lines that need no transfer (no stable version, already on this foundation version or a later one), and lines of another policy. */
+  skipped?: UpgradeLineNote[];
+  /** `auto` lines whose model cannot teach one of the foundation's shape: refused before any transfer starts. */
+  refused?: UpgradeLineNote[];
+}
+
 export interface UpgradeLineOutcome {
   line: string;
-  cycleId: string;
-  /** The cycle's verdict, or `failed` when the child failed (the line stays on its old version). */
-  verdict: CycleVerdict | 'failed';
+  /** The transfer cycle; absent when the plan refused the line before any cycle started. */
+  cycleId?: string;
+  /** The cycle's verdict, `failed` when the child failed (the line stays on its old version), `refused` when no cycle started. */
+  verdict: CycleVerdict | 'failed' | 'refused';
   version?: number;
   reason: string;
 }
@@ -175,6 +215,8 @@ export interface UpgradeState {
   pending: string[];
   running: string[];
   done: UpgradeLineOutcome[];
+  /** Why the last seal of the audit log after a transfer failed; absent when it succeeded (`perennial audit verify` says more). */
+  sealFailed?: string;
 }
 
 export type UpgradeResult = Omit<UpgradeState, 'running' | 'pending'>;

@@ -119,6 +119,28 @@ export function register(program: Command) {
     });
 
   line
+    .command('gate <name> <json>')
+    .description('change a line\'s gate rules: JSON fields to override, e.g. {"allowFeedbackWithoutGold":true} or {"maxRegression":{"loss":0.02}}')
+    .option('--reason <text>', 'why (audited)', 'gate rules changed')
+    .option('--actor <name>', 'who changes them', process.env.USER ?? 'operator')
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, value: string, o) => {
+      parseCliArgs(CliArgs.line, { line: name }, { line: '<name>' });
+      const override = parseCliArgs(CliArgs.lineCreate.shape.gate, value, {}, '<json>');
+      const { registry, close } = openRegistry();
+      try {
+        const current = await registry.getLine(name).catch(() => {
+          throw new UserError(`line ${name} does not exist`);
+        });
+        const gateRules = parseCliArgs(GateRules, mergeDeep(current.gateRules, override), {}, '<json>');
+        const updated = await registry.updateLine({ name, gateRules, actor: o.actor, reason: o.reason });
+        output(o.json, updated, () => console.log(`${name}: ${formatRules(updated.gateRules as GateRules, updated.recipe as Recipe)}`));
+      } finally {
+        await close();
+      }
+    });
+
+  line
     .command('list')
     .description('list model lines with their channels')
     .option('--json', 'print JSON')
@@ -154,6 +176,11 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
   ];
   for (const [suite, o] of Object.entries(rules.suites ?? {}))
     out.push(`  suite ${suite}: floors ${bounds(o.floors)}; maxRegression ${bounds(o.maxRegression)}`);
+  out.push(
+    rules.allowFeedbackWithoutGold
+      ? '  feedback gold   optional (allowFeedbackWithoutGold: a run without one is recorded "no gold check")'
+      : '  feedback gold   required on every verifier prompt (the reward-hacking guard compares the reward with it)',
+  );
   out.push(
     // In the schema's order (a stored recipe comes back from jsonb with its keys reordered).
     `recipe: ${Object.keys(Recipe.shape)

@@ -79,6 +79,9 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     const [outcome] = result.done;
     expect(outcome, outcome?.reason).toMatchObject({ line: support, verdict: 'promoted', version: 2 });
     expect(outcome!.reason).toMatch(/inherited all/);
+    // The transfer ended with a seal: a seal now finds no entry after the last signed root (before: the transfer's
+    // version, gate and channel moves were left unsigned until some line's next cycle).
+    expect((await loop.registry.sealAuditLog()).hashed).toBe(0);
 
     const v2 = await loop.registry.getVersion(support, 2);
     expect(v2.parentVersion).toBe(1);

@@ -227,7 +227,11 @@ async function recordUpgrade(harness: Harness, save: Save) {
   const line = 'replay-transfer';
   const foundation = 'replay-base';
   // Activities route by workflow id: the upgrade's (`upgrade:<foundation>@2`) and the transfer cycle's (the line's).
-  await harness.withStubs(`${foundation}@2`, { upgradePlan: async () => ({ lines: [line] }) }, async () => undefined);
+  await harness.withStubs(
+    `${foundation}@2`,
+    { upgradePlan: async () => ({ lines: [line] }), sealAuditLog: async () => ({ treeSize: 1, rootHash: '0'.repeat(64) }) },
+    async () => undefined,
+  );
   const stubs: StubActivities = {
     ...promotingStubs(line),
     transferContext: async () => ({ oldFoundation: { line: foundation, version: 1 }, rebase: false, suites: [], replay: [] }),
@@ -243,7 +247,7 @@ async function recordUpgrade(harness: Harness, save: Save) {
     expect(result.done.map((d) => [d.line, d.verdict])).toEqual([[line, 'promoted']]);
     expect(run.names()).toContain('adoptFoundation');
     await save('upgrade-one-line', handle);
-    await save('cycle-transfer', run.client.workflow.getHandle(result.done[0]!.cycleId));
+    await save('cycle-transfer', run.client.workflow.getHandle(result.done[0]!.cycleId!));
   });
 }
 

@@ -4,11 +4,13 @@
  * another's training fails; the rest go on, across continue-as-new.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../activities/types.ts';
 import type { upgradeWorkflow } from '../../workflows/upgrade-workflow.ts';
-import { upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { transferCycleId, upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
+import { MAX_UPGRADE_CONCURRENCY, MAX_UPGRADE_LINES_PER_RUN } from '../../schemas/contracts/messages.ts';
+import { startUpgrade } from '../../client/upgrades.ts';
 import { ErrorType } from '../../schemas/contracts/errors.ts';
 import { TRAINED, moved, snapshotWithChampion, suite, startStubHarness, type StubActivities, type StubHarness, type StubRun } from '../helpers/stub-worker.ts';
 
@@ -54,7 +56,7 @@ describe('upgradeWorkflow with stub activities', () => {
   it('starts one transfer per line; a failing line stays on its old version while the others are promoted', async () => {
     const foundation = `upbase-${suffix}`;
     const [good, lost, broken, good2, nogain] = ['upgood', 'uplost', 'upbroken', 'upgood2', 'upnogain'].map((n) => `${n}-${suffix}`) as [string, string, string, string, string];
-    const plan = { upgradePlan: async () => ({ lines: [good, lost, broken, good2, nogain] }) };
+    const plan = { upgradePlan: async () => ({ lines: [good, lost, broken, good2, nogain] }), sealAuditLog: async () => ({ treeSize: 1, rootHash: '0'.repeat(64) }) };
     const failing: Activities['trainCandidate'] = async () => {
       throw ApplicationFailure.nonRetryable('teacher weights are missing', ErrorType.ArtifactIntegrity);
     };
@@ -82,8 +84,9 @@ describe('upgradeWorkflow with stub activities', () => {
         expect(byLine[lost]).toMatchObject({ verdict: 'rejected' });
         expect(byLine[lost]!.reason).toMatch(/inheritance failed on inherit:old/);
         expect(byLine[broken]).toMatchObject({ verdict: 'rejected', reason: 'transfer failed: teacher weights are missing' });
-        // The plan is made once, not again after continue-as-new.
-        expect(parent.names()).toEqual(['upgradePlan']);
+        // The plan is made once, not again after continue-as-new; each transfer, failed or not, ends with a seal of
+        // the audit log, as a line's cycles do (before: no seal, so what the transfers wrote stayed unsigned).
+        expect(parent.names()).toEqual(['upgradePlan', ...Array(5).fill('sealAuditLog')]);
 
         // A transfer: no ingest, the new foundation as base, the old stable version as teacher, trained on the replay buffer.
         const g = runs.get(good)!;
@@ -111,6 +114,72 @@ describe('upgradeWorkflow with stub activities', () => {
         expect(lostGate.decision.suites.find((s) => s.suite === 'inherit:old')).toMatchObject({ pass: false, candidate: 3, champion: 2 });
         expect(l.names()).not.toContain('moveChannel');
         expect(runs.get(broken)!.names()).not.toContain('registerCandidate');
+      },
+    );
+  });
+
+  it('refuses fan-out settings out of bounds before the plan, naming the limit; the client refuses them before starting', async () => {
+    // Before: any concurrency the client sent was taken (a huge one builds that many runners in the workflow, a
+    // fraction or NaN none at all, and the upgrade continued as new for ever).
+    const foundation = `upbound-${suffix}`;
+    const plan = { upgradePlan: async () => ({ lines: [] }) };
+    await harness.withStubs(`${foundation}@3`, plan, async (run) => {
+      for (const [i, bad] of [{ concurrency: 10_000 }, { concurrency: 0 }, { concurrency: 2.5 }, { linesPerRun: 100_000 }].entries()) {
+        const err = await run.client.workflow
+          .execute<typeof upgradeWorkflow>('upgradeWorkflow', {
+            taskQueue: run.taskQueue,
+            workflowId: `${upgradeWorkflowId(foundation, 3)}:bad${i}`,
+            args: [{ foundation, version: 3, ...bad }],
+          })
+          .catch((e: unknown) => e);
+        expect(err, JSON.stringify(bad)).toBeInstanceOf(WorkflowFailedError);
+        const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+        expect(cause.type).toBe(ErrorType.InvalidInput);
+        expect(cause.nonRetryable).toBe(true);
+        const [name, max] = 'concurrency' in bad ? ['concurrency', MAX_UPGRADE_CONCURRENCY] : ['linesPerRun', MAX_UPGRADE_LINES_PER_RUN];
+        expect(cause.message).toContain(`${name} takes a whole number from 1 to ${max}`);
+      }
+      expect(run.names()).toEqual([]);
+      // The client library says the same before it starts anything.
+      const t = { client: run.client, taskQueue: run.taskQueue };
+      await expect(startUpgrade(t, { foundation, version: 3, concurrency: 10_000 })).rejects.toThrow(
+        `concurrency takes a whole number from 1 to ${MAX_UPGRADE_CONCURRENCY}`,
+      );
+      await expect(run.client.workflow.getHandle(upgradeWorkflowId(foundation, 3)).describe()).rejects.toThrow(WorkflowNotFoundError);
+      // At the bound it runs.
+      const ok = await run.client.workflow.execute<typeof upgradeWorkflow>('upgradeWorkflow', {
+        taskQueue: run.taskQueue,
+        workflowId: upgradeWorkflowId(foundation, 3),
+        args: [{ foundation, version: 3, concurrency: MAX_UPGRADE_CONCURRENCY, linesPerRun: MAX_UPGRADE_LINES_PER_RUN }],
+      });
+      expect(ok.done).toEqual([]);
+    });
+  });
+
+  it('records a line the plan refuses as its outcome, with the reason, and starts no transfer for it', async () => {
+    const foundation = `uprefuse-${suffix}`;
+    const [good, narrow] = [`uprgood-${suffix}`, `uprnarrow-${suffix}`];
+    const reason = `${narrow} (context 16, vocabulary 259) cannot teach a model of ${foundation}'s shape (context 32, vocabulary 259): distillation needs the same vocabulary and a teacher context at least the new model's`;
+    const plan = {
+      upgradePlan: async () => ({ lines: [good], refused: [{ line: narrow, reason }], skipped: [] }),
+      sealAuditLog: async () => ({ treeSize: 1, rootHash: '0'.repeat(64) }),
+    };
+    await withLines(
+      [
+        [`${foundation}@2`, plan],
+        [good, transferStubs(good, foundation, KEPT)],
+        [narrow, transferStubs(narrow, foundation, KEPT)],
+      ],
+      async (runs) => {
+        const parent = runs.get(`${foundation}@2`)!;
+        const result = await parent.client.workflow.execute<typeof upgradeWorkflow>('upgradeWorkflow', {
+          taskQueue: parent.taskQueue,
+          workflowId: upgradeWorkflowId(foundation, 2),
+          args: [{ foundation, version: 2 }],
+        });
+        expect(result.done).toEqual([{ line: narrow, verdict: 'refused', reason }, expect.objectContaining({ line: good, verdict: 'promoted' })]);
+        expect(runs.get(narrow)!.names()).toEqual([]);
+        await expect(parent.client.workflow.getHandle(transferCycleId(narrow, foundation, 2)).describe()).rejects.toThrow(WorkflowNotFoundError);
       },
     );
   });
