@@ -2,7 +2,7 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { upgradeWorkflowId, WorkflowType } from '../schemas/contracts/ids.ts';
 import { InvalidInputError } from '../schemas/contracts/errors.ts';
-import { upgradeInputProblem, upgradeStateQuery, type UpgradeInput, type UpgradeResult, type UpgradeState } from '../schemas/contracts/messages.ts';
+import { upgradeInputProblem, upgradeStateQuery, type UpgradeInput, type UpgradeResult, type UpgradeStart, type UpgradeState } from '../schemas/contracts/messages.ts';
 import type { upgradeWorkflow } from '../workflows/upgrade-workflow.ts';
 import type { LoopTarget } from './ops.ts';
 
@@ -28,6 +28,18 @@ export async function startUpgrade(t: LoopTarget, input: UpgradeInput): Promise<
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
   return workflowId;
+}
+
+/**
+ * What a move of a foundation's `stable` (a rollback, an override) did about its dependents, for a person: the
+ * upgrade it started and the lines it refused, or why none started.
+ */
+export function describeUpgradeStart(u: UpgradeStart): string[] {
+  const target = `${u.foundation}@${u.version}`;
+  const head = u.workflowId
+    ? `upgrade onto ${target} started: ${u.workflowId} (${u.lines.length ? u.lines.join(', ') : 'no transfer'})`
+    : `no upgrade onto ${target} started: ${u.reason ?? 'no dependent line is due'}`;
+  return [head, ...(u.workflowId ? u.refused.map((r) => `  ${r.line} refused: ${r.reason}`) : [])];
 }
 
 export async function upgradeResult(t: LoopTarget, workflowId: string): Promise<UpgradeResult> {

@@ -34,8 +34,11 @@ import {
   stateQuery,
   tickSignal,
   triggerSignal,
+  type ChannelMove,
   type CycleResult,
   type LineState,
+  type UpgradePlan,
+  type UpgradeStart,
 } from '../schemas/contracts/messages.ts';
 import { cycleKey, cycleWorkflow } from './cycle-workflow.ts';
 import { reevaluateWorkflow } from './reevaluate-workflow.ts';
@@ -118,7 +121,7 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         rollback: { override: req.override === true },
       });
       state.channels[channel] = req.to;
-      return move;
+      return channel === 'stable' ? withUpgrade(move) : move;
     },
     {
       validator: (req) => {
@@ -143,7 +146,7 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
         requestKey: `override:${line}:${currentUpdateInfo()!.id}`,
       });
       state.channels[move.channel] = req.version;
-      return move;
+      return withUpgrade(move);
     },
     {
       validator: (req) => {
@@ -255,7 +258,10 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
 
     // A foundation line whose stable moved starts the upgrade of its `auto` application lines. Patched: histories
     // recorded before upgrades existed replay without these commands.
-    if (result.verdict === 'promoted' && result.version !== undefined && patched('foundation-upgrade-v1')) await startAutoUpgrade(result.version);
+    if (result.verdict === 'promoted' && result.version !== undefined && patched('foundation-upgrade-v1')) {
+      const upgrade = await startAutoUpgrade(result.version);
+      if (upgrade) state.lastUpgrade = upgrade;
+    }
 
     // Carry the queue and counters into a fresh history once every handler has finished its work.
     await condition(allHandlersFinished);
@@ -263,30 +269,68 @@ export async function lineWorkflow(input: LineWorkflowInput): Promise<never> {
   }
 
   /**
-   * Starts `upgrade:<line>@<version>` over the application lines built on this line whose policy is `auto`, when
-   * there are any. An application line (the plan refuses it) and a foundation without `auto` dependents start
-   * nothing. The upgrade is abandoned, not owned: it outlives this run's continue-as-new.
+   * An operator's rollback or override moved this line's `stable`: on a foundation line its `auto` dependents
+   * follow as after a promotion, and the move says which upgrade started or why none did. Patched: histories
+   * recorded before moves started upgrades replay without the plan.
    */
-  async function startAutoUpgrade(version: number): Promise<void> {
-    let lines: string[];
+  async function withUpgrade(move: ChannelMove): Promise<ChannelMove> {
+    if (move.to === null || move.from === move.to || !patched('upgrade-on-move-v1')) return move;
+    const upgrade = await startAutoUpgrade(move.to);
+    if (!upgrade) return move;
+    state.lastUpgrade = upgrade;
+    return { ...move, upgrade };
+  }
+
+  /**
+   * Starts `upgrade:<line>@<version>` over the application lines built on this line whose policy is `auto`, when
+   * any is due or refused (a refused line's reason is the upgrade's outcome for it, and no transfer starts for it).
+   * Returns what it started or why nothing started; null on an application line, or a foundation without
+   * dependents. The upgrade is abandoned, not owned: it outlives this run's continue-as-new.
+   */
+  async function startAutoUpgrade(version: number): Promise<UpgradeStart | null> {
+    const none = (reason: string, plan: UpgradePlan = { lines: [] }): UpgradeStart => ({
+      foundation: line,
+      version,
+      lines: [],
+      refused: plan.refused ?? [],
+      skipped: plan.skipped ?? [],
+      reason,
+    });
+    let plan: UpgradePlan;
     try {
-      ({ lines } = await acts.upgradePlan({ foundation: line, version }));
+      plan = await acts.upgradePlan({ foundation: line, version });
     } catch (err) {
       // Stable moved on meanwhile, say: there is nothing to upgrade to (an application line gets an empty plan).
       log.info('no automatic upgrade', { line, version, reason: failureMessage(err) });
-      return;
+      return none(failureMessage(err));
     }
-    if (lines.length === 0) return;
+    const refused = plan.refused ?? [];
+    const skipped = plan.skipped ?? [];
+    // Patched: a plan recorded before refusals existed started nothing without a due line.
+    if (plan.lines.length === 0 && !(refused.length > 0 && patched('upgrade-refused-v1'))) {
+      if (skipped.length === 0) return null;
+      return none(`no dependent line is due (${skipped.map((s) => `${s.line}: ${s.reason}`).join('; ')})`, plan);
+    }
+    const workflowId = upgradeWorkflowId(line, version);
     try {
       await startChild<typeof upgradeWorkflow>(WorkflowType.upgrade, {
-        workflowId: upgradeWorkflowId(line, version),
-        args: [{ foundation: line, version, pending: lines }],
+        workflowId,
+        args: [
+          {
+            foundation: line,
+            version,
+            pending: plan.lines,
+            ...(refused.length ? { done: refused.map((r) => ({ line: r.line, verdict: 'refused' as const, reason: r.reason })) } : {}),
+          },
+        ],
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });
     } catch (err) {
-      // Already started (a retried promotion): that one carries on.
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      // Already started (a retried promotion): that one carries on. Anything else is said, not thrown: the
+      // channel has moved, and a thrown error would retry this workflow task for ever.
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) return none(`the upgrade did not start: ${failureMessage(err)}`, plan);
     }
+    return { foundation: line, version, workflowId, lines: [...plan.lines], refused, skipped };
   }
 }
 

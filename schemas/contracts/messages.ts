@@ -61,6 +61,8 @@ export interface LineState {
    * data to quarantine, so the line counts them, logs them and goes on serving. Optional for older histories.
    */
   malformedSignals?: number;
+  /** The last move of this foundation line's `stable`: the upgrade of its dependents it started, or why none started. */
+  lastUpgrade?: UpgradeStart;
   /** The audit seal after this line's last cycle failed (cleared by the next that succeeds). Optional for older histories. */
   sealFailure?: SealFailureState;
 }
@@ -89,6 +91,8 @@ export interface ChannelMove {
   to: number | null;
   epoch: number;
   releaseId: number;
+  /** A move of a foundation's `stable` by a rollback or an override: the upgrade it started, or why none started. */
+  upgrade?: UpgradeStart;
 }
 
 export interface RegressionReport {
@@ -196,6 +200,20 @@ export interface UpgradePlan {
   skipped?: UpgradeLineNote[];
   /** `auto` lines whose model cannot teach one of the foundation's shape: refused before any transfer starts. */
   refused?: UpgradeLineNote[];
+}
+
+/** What a move of a foundation's `stable` did about its dependents: the upgrade it started, or why none started. */
+export interface UpgradeStart {
+  foundation: string;
+  version: number;
+  /** The upgrade workflow started (or already running under this id); absent when none started. */
+  workflowId?: string;
+  /** The lines it transfers. */
+  lines: string[];
+  refused: UpgradeLineNote[];
+  skipped: UpgradeLineNote[];
+  /** Why no upgrade started, when none did. */
+  reason?: string;
 }
 
 export interface UpgradeLineOutcome {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { CliArgs, parseCliArgs } from '../../schemas/io.ts';
 import { overrideGate, reportRegression, review, rollback } from '../../client/ops.ts';
+import { describeUpgradeStart } from '../../client/upgrades.ts';
 import { rollbackRefusal } from '../../activities/release.ts';
 import { openClient, openRegistry, output, readableFile, UserError } from './context.ts';
 
@@ -43,6 +44,7 @@ export function register(program: Command) {
         output(o.json, { ...move, override: overriding ? { actor: req.actor, reason: req.reason } : null }, () => {
           if (overriding) console.log(`gate override recorded for ${line}@${move.to} by ${req.actor}: ${req.reason}`);
           console.log(`${line}@${move.channel}: ${move.from ?? 'none'} -> ${move.to} (epoch ${move.epoch}, release ${move.releaseId})`);
+          for (const l of move.upgrade ? describeUpgradeStart(move.upgrade) : []) console.log(l);
         });
       } finally {
         await close();
@@ -67,7 +69,10 @@ export function register(program: Command) {
         try {
           if (o.override) {
             const move = await overrideGate({ client, taskQueue: target.taskQueue }, line, { ...req, reason: req.reason! });
-            return output(o.json, move, () => console.log(`override recorded; ${line}@stable: ${move.from ?? 'none'} -> ${move.to} by ${req.actor}`));
+            return output(o.json, move, () => {
+              console.log(`override recorded; ${line}@stable: ${move.from ?? 'none'} -> ${move.to} by ${req.actor}`);
+              for (const l of move.upgrade ? describeUpgradeStart(move.upgrade) : []) console.log(l);
+            });
           }
           const result = await review(client, line, decision, req);
           output(o.json, result, () => console.log(`${decision === 'approve' ? 'approved' : 'rejected'} ${line}@${req.version} as ${req.actor}`));

@@ -7,7 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-in-process.ts';
-import { sendDrop, waitForCycle } from '../../client/ops.ts';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { lineState, sendDrop, waitForCycle } from '../../client/ops.ts';
 import { upgradeIdFor, upgradeProgress, upgradeResult } from '../../client/upgrades.ts';
 import { transferCycleId, upgradeWorkflowId } from '../../schemas/contracts/ids.ts';
 import { cycleStateQuery } from '../../schemas/contracts/messages.ts';
@@ -224,5 +225,62 @@ describe('a foundation upgrade on real Temporal and PostgreSQL', () => {
     expect(flips!.reason).toMatch(/\(allowed <= 0\.5000\)$/);
     const audit = await loop.registry.listAudit({ subject: `${reviewed}@2` });
     expect(audit.some((e) => e.action === 'release.approved' && e.actor === 'rita')).toBe(true);
+  });
+
+  // One foundation and two application lines for the next two tests: rapp, and narrow, whose recorded shape is
+  // changed to one that cannot teach its foundation's.
+  const rbase = `urb-${suffix}`;
+  const rapp = `urapp-${suffix}`;
+  const narrow = `unarrow-${suffix}`;
+
+  it('a rollback that moves a foundation stable starts the upgrade of its auto lines, or says why none starts', async () => {
+    // Before: only a promoted cycle started an upgrade; a rollback (or an override) moved stable and said nothing.
+    await loop.createLine(rbase);
+    await loop.createLine(rapp, { kind: 'application', foundation: rbase, gateRules: { minFoundationGainShare: 0.4 } });
+    await loop.createLine(narrow, { kind: 'application', foundation: rbase });
+    expect(await promote(rbase, writeDrop('rb1.jsonl', generalText(rng(15), 40)))).toBe(1);
+    expect(await promote(rapp, writeDrop('rapp1.jsonl', generalText(rng(16), 30)))).toBe(1);
+    expect(await promote(narrow, writeDrop('narrow1.jsonl', generalText(rng(13), 30)))).toBe(1);
+    // Both follow by hand for now: rbase@2's promotion starts nothing, and the line's query says why.
+    expect(await promote(rbase, writeDrop('rb2.jsonl', generalText(rng(17), 40)))).toBe(2);
+    const held = await until(async () => {
+      const u = (await lineState(loop.client, rbase))?.lastUpgrade;
+      return u?.version === 2 ? u : undefined;
+    }, 30_000);
+    expect(held.workflowId).toBeUndefined();
+    expect(held.skipped).toContainEqual({ line: rapp, reason: `upgrade policy manual: perennial upgrade ${rapp} --to ${rbase}@2` });
+    for (const l of [rapp, narrow]) expect((await cli('line', 'upgrade-policy', l, 'auto', '--reason', 'follow the foundation')).code).toBe(0);
+    await loop.registry.updateLine({ name: narrow, modelConfig: { ...PRESETS.tiny, context: 16 }, actor: 'test', reason: 'serves short prompts only' });
+
+    // Back to rbase@1, which both stand on already: no upgrade, and the rollback says so.
+    const back = await cli('rollback', rbase, '--to', '1', '--reason', 'rbase@2 answers worse');
+    expect(back.code, back.err).toBe(0);
+    expect(back.out).toContain(`no upgrade onto ${rbase}@1 started: no dependent line is due (`);
+    expect(back.out).toContain(`${rapp}: ${rapp}@1 stands on ${rbase}@1 already`);
+    await expect(loop.client.workflow.getHandle(upgradeWorkflowId(rbase, 1)).describe()).rejects.toThrow(WorkflowNotFoundError);
+
+    // Forward to rbase@2 again: rapp (auto, on rbase@1) is due, and the rollback starts its upgrade.
+    const forward = await cli('rollback', rbase, '--to', '2', '--reason', 'rbase@2 was fine after all', '--json');
+    expect(forward.code, forward.err).toBe(0);
+    const move = JSON.parse(forward.out) as { to: number; upgrade?: { workflowId?: string; lines: string[] } };
+    const id = upgradeWorkflowId(rbase, 2);
+    expect(move).toMatchObject({ to: 2, upgrade: { workflowId: id, lines: [rapp] } });
+    expect((await lineState(loop.client, rbase))?.lastUpgrade).toMatchObject({ version: 2, workflowId: id, lines: [rapp] });
+    expect((await upgradeResult(loop, id)).done).toContainEqual(expect.objectContaining({ line: rapp, cycleId: transferCycleId(rapp, rbase, 2) }));
+  });
+
+  it('the automatic upgrade refuses a line whose model cannot teach the foundation shape before any transfer, with the named upgrade reason', async () => {
+    // Before: the automatic plan took narrow (only a named upgrade checked the shape), and its transfer ran.
+    const id = upgradeWorkflowId(rbase, 2);
+    const result = await upgradeResult(loop, id);
+    const named = await cli('upgrade', narrow, '--to', `${rbase}@2`);
+    expect(named.code).toBe(1);
+    const refused = result.done.find((d) => d.line === narrow);
+    expect(refused).toEqual({ line: narrow, verdict: 'refused', reason: expect.stringContaining(`${narrow} (context 16, vocabulary 259) cannot teach`) });
+    expect(named.err).toContain(refused!.reason);
+    await expect(loop.client.workflow.getHandle(transferCycleId(narrow, rbase, 2)).describe()).rejects.toThrow(WorkflowNotFoundError);
+    expect((await lineState(loop.client, rbase))?.lastUpgrade?.refused).toEqual([{ line: narrow, reason: refused!.reason }]);
+    const status = await cli('status');
+    expect(status.out).toMatch(new RegExp(`${narrow}\\s+refused\\s+.*cannot teach`));
   });
 });
