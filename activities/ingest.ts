@@ -12,8 +12,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, realpath, rename, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, lstat, mkdir, open, readdir, readlink, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, delimiter, join, resolve, sep } from 'node:path';
 import { DropRequest, type GateRules, SourceName, explain } from '../schemas/io.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
@@ -58,8 +57,9 @@ export function protectedFolders(dataDir: string, env: NodeJS.ProcessEnv = proce
 
 /**
  * The folders drops may be read from: PERENNIAL_DROP_ROOTS (separated by `:`, `;` on Windows), else
- * `<data>/drops`, `<data>/demo-drops` (the demo's) and the system's temporary folder (where the tests, the
- * benchmarks and most scripts write theirs). Read on every drop, so a worker's environment decides.
+ * `<data>/drops` and `<data>/demo-drops` (the demo's). Not the system's temporary folder: anyone on the machine
+ * can write there, so a drop there could be a link swapped in by another user. Read on every drop, so a
+ * worker's environment decides.
  */
 export function dropRoots(dataDir: string, env: NodeJS.ProcessEnv = process.env): string[] {
   const listed = (env.PERENNIAL_DROP_ROOTS ?? '')
@@ -68,47 +68,59 @@ export function dropRoots(dataDir: string, env: NodeJS.ProcessEnv = process.env)
     .filter((p) => p !== '');
   if (listed.length > 0) return listed.map((p) => resolve(p));
   const root = resolve(dataDir);
-  return [join(root, 'drops'), join(root, 'demo-drops'), resolve(tmpdir())];
+  return [join(root, 'drops'), join(root, 'demo-drops')];
 }
 
 const isInside = (p: string, folder: string) => p === folder || p.startsWith(folder.endsWith(sep) ? folder : folder + sep);
 
-/** The bytes of a drop file, or why they cannot be read; never blocks on a pipe or reads past MAX_DROP_BYTES. */
-export async function readDropFile(path: string, dataDir: string): Promise<{ bytes: Uint8Array } | { problem: string }> {
-  const roots = dropRoots(dataDir);
+/**
+ * The bytes of a drop file, or why they cannot be read; never blocks on a pipe or reads past MAX_DROP_BYTES.
+ *
+ * The file is opened once, by the name given, without following a link in its last part (O_NOFOLLOW), and what
+ * was opened is what is checked and read: its real path (from /proc/self/fd where there is one) must lie in a
+ * root and outside the installation's folders, and be the same file (device and inode) as the descriptor. A
+ * check on the name followed by a second open could be raced by swapping in a link between the two.
+ */
+export async function readDropFile(path: string, dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ bytes: Uint8Array } | { problem: string }> {
+  const roots = dropRoots(dataDir, env);
   const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => r)));
   const outside = {
     problem: `the path is outside the drop roots (${roots.join(', ')}); drops are read only from there: move the file into one, or add its folder to PERENNIAL_DROP_ROOTS where the workers run`,
   };
-  // Checked on the name first, so a path outside is not even resolved (no probing which files exist there).
+  /** Why a file whose real path is `real` may not be read, if it may not. */
+  const refusal = async (real: string): Promise<{ problem: string } | undefined> => {
+    if (!realRoots.some((r) => isInside(real, r))) return outside;
+    for (const folder of protectedFolders(dataDir, env)) {
+      const resolved = await realpath(folder.path).catch(() => folder.path);
+      if (isInside(real, folder.path) || isInside(real, resolved) || isInside(resolve(path), folder.path))
+        return { problem: `the path is inside the installation's ${folder.name} folder; drops are read from elsewhere` };
+    }
+    return undefined;
+  };
+  // Checked on the name first, so a path outside is not even opened (no probing which files exist there).
   if (![...roots, ...realRoots].some((r) => isInside(resolve(path), r))) return outside;
-  let real: string;
-  try {
-    real = await realpath(path);
-  } catch (err) {
-    return { problem: fileProblem(err) };
-  }
-  // Then on the file it resolves to: a link in a root to a file elsewhere is elsewhere.
-  if (!realRoots.some((r) => isInside(real, r))) return outside;
-  for (const folder of protectedFolders(dataDir)) {
-    const inside = (p: string) => p === folder.path || p.startsWith(folder.path + sep);
-    const resolved = await realpath(folder.path).catch(() => folder.path);
-    if (inside(real) || inside(resolve(path)) || real === resolved || real.startsWith(resolved + sep))
-      return { problem: `the path is inside the installation's ${folder.name} folder; drops are read from elsewhere` };
-  }
   let handle;
   try {
     // O_NONBLOCK: opening a named pipe must not wait for a writer; regular files are unaffected.
-    handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK);
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') return linkProblem(path, refusal);
     return { problem: fileProblem(err) };
   }
   try {
     const st = await handle.stat();
+    // The real path of what was opened: a link swapped in for a folder of the path led the open elsewhere.
+    const real = await openedPath(handle.fd, path);
+    if (real === undefined) return { problem: 'the file was moved or replaced while it was opened; send it again' };
+    const refused = await refusal(real);
+    if (refused) return refused;
     // A hard link to the signing key has a path of its own; it is the same file all the same.
-    if (await isKeyFile(st, dataDir)) return { problem: "the file is the installation's signing key; drops are read from elsewhere" };
+    if (await isKeyFile(st, dataDir, env)) return { problem: "the file is the installation's signing key; drops are read from elsewhere" };
     if (st.isDirectory()) return { problem: 'the path is a folder, not a file' };
     if (!st.isFile()) return { problem: 'the path is not a regular file (a device, pipe or socket)' };
+    // The real path must still name the opened file (where /proc is missing, it is all the check there is).
+    const named = await stat(real).catch(() => undefined);
+    if (!named || named.dev !== st.dev || named.ino !== st.ino) return { problem: 'the file was moved or replaced while it was opened; send it again' };
     if (st.size > MAX_DROP_BYTES) return { problem: `the file is ${st.size} bytes, over the ${MAX_DROP_BYTES}-byte limit` };
     // Read what is there now, up to one byte past the limit (a file that grows while it is read is caught).
     const chunks: Buffer[] = [];
@@ -130,8 +142,32 @@ export async function readDropFile(path: string, dataDir: string): Promise<{ byt
   }
 }
 
-async function isKeyFile(st: { dev: number; ino: number }, dataDir: string): Promise<boolean> {
-  const keys = protectedFolders(dataDir)[0]!.path;
+/**
+ * The real path of an open descriptor: /proc/self/fd/N's target on Linux, else the name's real path (then only
+ * the device and inode check ties it to the descriptor). Undefined when the file was deleted after the open.
+ */
+async function openedPath(fd: number, path: string): Promise<string | undefined> {
+  const viaProc = await readlink(`/proc/self/fd/${fd}`).catch(() => undefined);
+  if (viaProc !== undefined) return viaProc.endsWith(' (deleted)') || !viaProc.startsWith(sep) ? undefined : viaProc;
+  return realpath(path).catch(() => undefined);
+}
+
+/**
+ * Why a path whose last part is a symbolic link is refused: nothing is read through a link. Where it leads
+ * (outside the roots, into the keys folder) is named when that is the better reason.
+ */
+async function linkProblem(path: string, refusal: (real: string) => Promise<{ problem: string } | undefined>): Promise<{ problem: string }> {
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (err) {
+    return { problem: fileProblem(err) };
+  }
+  return (await refusal(real)) ?? { problem: "the path is a symbolic link; drops are not read through links: send the file's own path" };
+}
+
+async function isKeyFile(st: { dev: number; ino: number }, dataDir: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const keys = protectedFolders(dataDir, env)[0]!.path;
   const names = await readdir(keys).catch(() => [] as string[]);
   for (const name of names) {
     const k = await lstat(join(keys, name)).catch(() => undefined);

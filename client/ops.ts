@@ -3,7 +3,7 @@
  * sending drops (signal-with-start), reading a line's live state, waiting for cycles, approvals, reports
  * and rollbacks (workflow updates). Every payload is a path, a digest or a number, never data.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { QueryNotRegisteredError, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
@@ -71,7 +71,8 @@ export function sourceName(path: string): string {
 
 /** Hashes the file and signals it to the line workflow, starting that workflow when it is not running. */
 export async function sendDrop(t: LoopTarget, line: string, file: string, opts: { source?: string; recipe?: RecipeOverride; requestedBy?: string; kind?: 'feedback' } = {}) {
-  const path = resolve(file);
+  // The workers read no drop through a link: the sender, who may, names the file itself.
+  const path = await realpath(resolve(file)).catch(() => resolve(file));
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -83,7 +84,7 @@ export async function sendDrop(t: LoopTarget, line: string, file: string, opts: 
   const request = DropRequest.parse({
     path,
     digest: sha256Hex(bytes),
-    source: opts.source ?? sourceName(path),
+    source: opts.source ?? sourceName(resolve(file)),
     recipe: opts.recipe,
     requestedBy: opts.requestedBy,
     ...(opts.kind ? { kind: opts.kind } : {}),
@@ -209,7 +210,7 @@ export async function review(client: Client, line: string, decision: 'approve' |
 export async function reportRegression(client: Client, line: string, report: { reason: string; actor: string; evidence?: string }) {
   let evidence: { evidence: string; evidenceDigest: string } | undefined;
   if (report.evidence) {
-    const path = resolve(report.evidence);
+    const path = await realpath(resolve(report.evidence)).catch(() => resolve(report.evidence!));
     evidence = { evidence: path, evidenceDigest: sha256Hex(await readFile(path)) };
   }
   return update(

@@ -26,6 +26,9 @@ declare module 'vitest' {
 export default async function setup(project: TestProject) {
   const runDir = mkdtempSync(join(tmpdir(), 'perennial-test-'));
   chmodSync(runDir, 0o755); // the embedded PostgreSQL runs as `postgres` when we are root and must reach its folder
+  // The tests write their drops beside their data folders in this run's folder: that is their drop root (the
+  // system's temporary folder is no default root). Set before the test processes start, so they inherit it.
+  process.env.PERENNIAL_DROP_ROOTS = runDir;
   const [pgPort, temporalPort] = [await freePort(), await freePort()];
   const [pg, temporal, bundle] = await Promise.all([
     startPostgres({ root: join(runDir, 'postgres'), port: pgPort }),

@@ -5,8 +5,9 @@
  * accepted, or quarantined with a reason that names the file (and record); none hangs, crashes, copies a
  * secret, or writes outside the data folder's quarantine/.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import fc from 'fast-check';
@@ -265,6 +266,104 @@ describe('drop roots and file modes', () => {
     expect(statSync(join(kept, 'content')).mode & 0o777).toBe(0o600);
     expect(statSync(join(kept, 'reason.json')).mode & 0o777).toBe(0o600);
   });
+});
+
+describe('links and the temporary folder', () => {
+  it('refuses a drop in the system temporary folder unless a root is configured, naming the roots', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'perennial-tmpdrop-'));
+    try {
+      const file = join(tmp, 'dropped.jsonl');
+      const body = '{"text": "anyone can write here"}\n{"text": "and swap it for a link"}\n';
+      writeFileSync(file, body);
+      // No PERENNIAL_DROP_ROOTS: the defaults, which are the data folder's drops/ and demo-drops/ only.
+      await withDropRoots([], async () => {
+        const roots = `${join(t.dir, 'drops')}, ${join(t.dir, 'demo-drops')}`;
+        await expectQuarantined(
+          { path: file, digest: sha256Hex(body), source: 'tmp' },
+          new RegExp(`^${escapeRe(file)}: the path is outside the drop roots \\(${escapeRe(roots)}\\); drops are read only from there`),
+        );
+      });
+      // Made a root by the one who runs the workers, it is read (a fresh file: the first one's digest is taken).
+      const again = join(tmp, 'configured.jsonl');
+      writeFileSync(again, `${body}{"text": "in a configured root"}\n`);
+      await withDropRoots([tmp], async () => {
+        expect(await ingestRequest({ path: again, digest: sha256Hex(readFileSync(again)), source: 'tmp-configured' })).toEqual({ status: 'accepted' });
+      });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('reads no file through a link: not as the last part, nor a linked folder that leads outside the roots', async () => {
+    const root = join(dropDir, 'linked');
+    const outside = join(t.dir, 'outside-links');
+    mkdirSync(root, { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    const body = '{"text": "a file in the root"}\n{"text": "read through a link"}\n';
+    writeFileSync(join(root, 'real.jsonl'), body);
+    symlinkSync(join(root, 'real.jsonl'), join(root, 'alias.jsonl'));
+    writeFileSync(join(outside, 'private.jsonl'), '{"text": "outside, behind a linked folder"}\n');
+    symlinkSync(outside, join(root, 'folder'));
+    await withDropRoots([root], async () => {
+      // A link to a file in the root is refused too (O_NOFOLLOW): the name is what was checked.
+      await expectQuarantined({ path: join(root, 'alias.jsonl'), digest: sha256Hex(`${body} via the alias`), source: 'alias' }, /alias\.jsonl: the path is a symbolic link; drops are not read through links/);
+      await expectQuarantined(
+        { path: join(root, 'folder', 'private.jsonl'), digest: sha256Hex('{"text": "outside, behind a linked folder"}\n'), source: 'folder' },
+        /folder\/private\.jsonl: the path is outside the drop roots/,
+      );
+      expect(await ingestRequest({ path: join(root, 'real.jsonl'), digest: sha256Hex(body), source: 'real' })).toEqual({ status: 'accepted' });
+    });
+  });
+
+  it('never reads the file outside while another process swaps a file in the root for a link to it', async () => {
+    const root = join(dropDir, 'race');
+    mkdirSync(root, { recursive: true });
+    const outside = join(t.dir, 'outside-race.jsonl');
+    const secretBody = '{"text": "OUTSIDE-RACE-SECRET of the worker\'s user"}\n';
+    writeFileSync(outside, secretBody);
+    const inside = join(root, 'inside.master');
+    writeFileSync(inside, '{"text": "the file that belongs in the root"}\n');
+    const target = join(root, 'swapped.jsonl');
+    const readOf = (digest: string) => digest.slice(0, 12);
+    const [insideRead, outsideRead] = [readOf(sha256Hex(readFileSync(inside))), readOf(sha256Hex(secretBody))];
+    // Renames are atomic: the name is always either a regular file (a hard link of the master) or a link outside.
+    const swapper = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs'); const [inside, outside, target] = process.argv.slice(1);
+         for (let i = 0; ; i++) { const tmp = target + '.' + (i % 2); fs.rmSync(tmp, { force: true });
+           if (i % 2) fs.symlinkSync(outside, tmp); else fs.linkSync(inside, tmp); fs.renameSync(tmp, target); }`,
+        inside,
+        outside,
+        target,
+      ],
+      { stdio: 'ignore' },
+    );
+    const tally = { inside: 0, refused: 0, outside: 0, tries: 0 };
+    try {
+      await withDropRoots([root], async () => {
+        const deadline = Date.now() + 10_000;
+        while (tally.tries < 2000 && Date.now() < deadline) {
+          // A digest of its own per try (a digest is taken once per line); what was read shows in the reason.
+          const outcome = await ingestRequest({ path: target, digest: sha256Hex(`race try ${tally.tries++}`), source: 'race' });
+          if (outcome.status === 'crash') throw outcome.error;
+          const why = outcome.status === 'quarantined' ? outcome.reason : '';
+          if (outcome.status === 'accepted' || why.includes(`read ${outsideRead}`)) tally.outside++;
+          else if (why.includes(`read ${insideRead}`)) tally.inside++;
+          else tally.refused++;
+        }
+      });
+    } finally {
+      swapper.kill('SIGKILL');
+    }
+    // Both states were seen (the race ran), and the file outside was never read.
+    expect(tally.inside).toBeGreaterThan(0);
+    expect(tally.refused).toBeGreaterThan(0);
+    expect(tally.outside, JSON.stringify(tally)).toBe(0);
+    const copies = execFileSync('grep', ['-rlF', 'OUTSIDE-RACE-SECRET', t.dir], { encoding: 'utf8' }).trim().split('\n');
+    expect(copies.map((p) => relative(t.dir, p))).toEqual(['outside-race.jsonl']);
+  }, 60_000);
 });
 
 describe('drop requests no CLI would send', () => {

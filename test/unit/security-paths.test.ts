@@ -36,17 +36,21 @@ describe('path traversal', () => {
 
   it("reads no drop from the installation's own folders, however the path gets there", async () => {
     const data = join(dir, 'install');
+    // The test's whole folder is a root, so only the installation's folders stand in the way.
+    const env = { PERENNIAL_DROP_ROOTS: dir };
     const { mkdirSync, writeFileSync, symlinkSync } = await import('node:fs');
     for (const f of protectedFolders(data)) mkdirSync(f.path, { recursive: true });
     mkdirSync(join(data, 'drops'), { recursive: true });
     writeFileSync(join(data, 'keys', 'ed25519.key'), '-----BEGIN PRIVATE KEY-----\n', { mode: 0o600 });
     symlinkSync(join(data, 'keys'), join(data, 'drops', 'k'));
     for (const p of [join(data, 'keys', 'ed25519.key'), join(data, 'drops', '..', 'keys', 'ed25519.key'), join(data, 'drops', 'k', 'ed25519.key')])
-      expect(await readDropFile(p, data)).toEqual({ problem: "the path is inside the installation's keys folder; drops are read from elsewhere" });
+      expect(await readDropFile(p, data, env)).toEqual({ problem: "the path is inside the installation's keys folder; drops are read from elsewhere" });
     writeFileSync(join(data, 'artifacts', 'x'), 'y');
-    expect(await readDropFile(join(data, 'artifacts', 'x'), data)).toMatchObject({ problem: expect.stringMatching(/artifacts folder/) });
+    expect(await readDropFile(join(data, 'artifacts', 'x'), data, env)).toMatchObject({ problem: expect.stringMatching(/artifacts folder/) });
     writeFileSync(join(data, 'drops', 'ok.jsonl'), '{"text":"fine"}\n');
-    expect(await readDropFile(join(data, 'drops', 'ok.jsonl'), data)).toEqual({ bytes: Buffer.from('{"text":"fine"}\n') });
+    expect(await readDropFile(join(data, 'drops', 'ok.jsonl'), data, env)).toEqual({ bytes: Buffer.from('{"text":"fine"}\n') });
+    // With no roots configured, only <data>/drops and <data>/demo-drops are read.
+    expect(await readDropFile(join(data, 'drops', 'ok.jsonl'), data, {})).toEqual({ bytes: Buffer.from('{"text":"fine"}\n') });
   });
 
   it('names what is wrong with a name, in words a user can act on', () => {
