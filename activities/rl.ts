@@ -12,7 +12,7 @@ import { RL_DEFAULTS, type RlRecipe, type RlTask, rlInterventions, rlTrain } fro
 import { loadModel, saveModel } from '../model/weights.ts';
 import { parseFeedback, type VerifierPrompt } from '../domain/feedback.ts';
 import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict, type RlGuardPolicy } from '../domain/rl-guards.ts';
-import { verify } from '../domain/verifiers.ts';
+import { hasIndependentGold, verify } from '../domain/verifiers.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import type { ModelConfig, Recipe } from '../schemas/io.ts';
 import type { ActivityDeps } from './deps.ts';
@@ -29,7 +29,13 @@ export interface RlTrainInput {
   modelConfig: ModelConfig;
 }
 
-const toTask = (p: VerifierPrompt): RlTask => ({ prompt: p.prompt, reward: (c) => verify(p.verifier, c), gold: (c) => verify(p.gold ?? p.verifier, c) });
+// A gold only where the prompt has one of its own: without it the check scores gold as the reward (and the guard
+// cannot tell them apart), which ingest allows only on a line with gate rule allowFeedbackWithoutGold.
+const toTask = (p: VerifierPrompt): RlTask => ({
+  prompt: p.prompt,
+  reward: (c) => verify(p.verifier, c),
+  ...(hasIndependentGold(p) ? { gold: (c: string) => verify(p.gold!, c) } : {}),
+});
 
 /** The RL recipe a cycle runs: RL_DEFAULTS under the recipe's `rl` fields; the line recipe's seed. */
 export function rlRecipeOf(recipe: Recipe): RlRecipe {
@@ -76,6 +82,9 @@ export function rlActivities(deps: ActivityDeps) {
       }
       const guard: RlGuardPolicy = { ...RL_GUARD_DEFAULTS, klBudget: recipe.klBudget };
       const started = Date.now();
+      // Alive before the first held-out check and sampling round: a slow first step must not read as a dead worker.
+      ctx.heartbeat({ step: 0, steps: recipe.steps });
+      await new Promise((r) => setImmediate(r));
       let result;
       try {
         result = await rlTrain({
@@ -159,6 +168,8 @@ export function rlActivities(deps: ActivityDeps) {
             heldOutRatings: fb.heldOutRatings.length,
             sampledTokens: result.spent.sampledTokens,
             trainedTokens: result.spent.trainedTokens,
+            // Held-out prompts whose gold is a check of its own; 0: the run had no gold check (report and CLI say so).
+            goldPrompts: fb.heldOutPrompts.filter(hasIndependentGold).length,
             ...(first.ratings === undefined ? {} : { ratingsBefore: first.ratings, ratingsAfter: last.ratings }),
           },
         },

@@ -4,6 +4,19 @@ import type { RlRunInfo } from '../registry/registry.ts';
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3));
 
+/**
+ * Whether the run's reward-hacking guard had a gold of its own to compare with: "no gold check" when no held-out
+ * prompt had one (the line allowed feedback without gold; gold then equals the reward), null for a run recorded
+ * before this was kept.
+ */
+export function goldCheckWords(rewardStats: Record<string, unknown>): string | null {
+  const gold = rewardStats.goldPrompts;
+  const prompts = rewardStats.heldOutPrompts;
+  if (typeof gold !== 'number') return null;
+  if (gold === 0) return 'no gold check';
+  return typeof prompts === 'number' && gold < prompts ? `gold on ${gold} of ${prompts} held-out prompts` : `gold on every held-out prompt`;
+}
+
 /** One run's curves: reward (blue) and gold (green) on [0, 1], KL (red, dashed) scaled to its budget when known. */
 export function rlCurvesSvg(run: RlRunInfo): string {
   const W = 360;
@@ -41,12 +54,12 @@ export function rlSection(runs: RlRunInfo[]): string {
   const rows = runs
     .map(
       (r) =>
-        `<tr><td>v${r.version}</td><td>${esc(r.stoppedBy)}</td><td>${fmt(r.finalKl)}</td><td>${esc(r.feedbackDigests.map((d) => d.slice(0, 12)).join(', '))}</td></tr>`,
+        `<tr><td>v${r.version}</td><td>${esc(r.stoppedBy)}</td><td>${fmt(r.finalKl)}</td><td>${esc(goldCheckWords(r.rewardStats) ?? '-')}</td><td>${esc(r.feedbackDigests.map((d) => d.slice(0, 12)).join(', '))}</td></tr>`,
     )
     .join('');
   return [
     `<h3>Learning from feedback (RL runs)</h3><p><small>Held-out checks of each RL run: training reward, gold reward (the stricter check) and mean per-token KL to the released version.</small></p>`,
     `<div class="curves">${runs.map(rlCurvesSvg).join('')}</div>`,
-    `<table><tr><th>version</th><th>stopped by</th><th>final KL</th><th>feedback</th></tr>${rows}</table>`,
+    `<table><tr><th>version</th><th>stopped by</th><th>final KL</th><th>gold check</th><th>feedback</th></tr>${rows}</table>`,
   ].join('');
 }

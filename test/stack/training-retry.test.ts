@@ -147,7 +147,9 @@ describe('trainRl retried after its run was recorded', () => {
     reference = { line, version: v.version };
     const file = join(t.dir, 'drops', 'say.jsonl');
     const text =
-      ['one', 'two', 'three', 'four', 'five'].map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' } })).join('\n') + '\n';
+      ['one', 'two', 'three', 'four', 'five']
+        .map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' }, gold: { kind: 'exact', answer: w } }))
+        .join('\n') + '\n';
     writeFileSync(file, text);
     const ingested = await ingestActivities(deps()).ingestDrop({
       line,
@@ -171,6 +173,16 @@ describe('trainRl retried after its run was recorded', () => {
     const err = await rlAttempt('rl-other').catch((e: unknown) => e);
     expect(err).toMatchObject({ nonRetryable: true, type: 'RegistryConflictError' });
     expect((err as Error).message).toMatch(new RegExp(`already completed by an earlier attempt with weights ${other.slice(0, 12)}`));
+  });
+
+  it('heartbeats before the first held-out check and sampling round, not only after the first step', { timeout: 120_000 }, async () => {
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    await env.run(() => rlActivities(deps()).trainRl(rlInput('rl-beat')));
+    // Step 0: sent before rlTrain checks the released model and samples, so a slow first step is not a dead worker.
+    expect(beats[0]).toEqual({ step: 0, steps: rl.steps });
+    expect(beats.at(-1)).toEqual({ step: rl.steps, steps: rl.steps });
   });
 
   it('fails a retry of a run recorded as failed with the recorded reason', async () => {
