@@ -1,11 +1,12 @@
 /**
  * `lineWorkflow` with stub activities: it queues and deduplicates drops while a cycle runs, and carries the
  * queue, the dedup set and the counters through continue-as-new into the next run; it forwards a regression
- * report to the cycle in its canary window; and a cycle that fails outright is closed as a rejected, failed drop.
+ * report to the cycle in its canary window; a cycle that fails outright is closed as a rejected, failed drop; and an
+ * override that moves a foundation's stable starts the upgrade of its dependents.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { lineWorkflow } from '../../workflows/line-workflow.ts';
-import { dataDropSignal, reportRegressionUpdate, stateQuery } from '../../schemas/contracts/messages.ts';
+import { dataDropSignal, overrideUpdate, reportRegressionUpdate, stateQuery } from '../../schemas/contracts/messages.ts';
 import type { DropRequest } from '../../schemas/io.ts';
 import { ApplicationFailure } from '@temporalio/common';
 import {
@@ -13,6 +14,7 @@ import {
   digestOf,
   passingEvaluation,
   dropRequest,
+  moved,
   promotingStubs,
   startStubHarness,
   until,
@@ -186,6 +188,31 @@ describe('lineWorkflow with stub activities', () => {
         expect(second.duplicatesIgnored).toBe(0);
       } finally {
         await handle.terminate('test done').catch(() => undefined);
+      }
+    });
+  });
+
+  it('an override that moves a foundation stable starts the upgrade of its auto lines and says so', async () => {
+    // Before: only a promoted cycle started an upgrade; `approve --override` moved stable and started nothing.
+    const line = `wf-found-${suffix}`;
+    const app = `wf-app-${suffix}`;
+    const stubs: StubActivities = {
+      ...promotingStubs(line),
+      overrideGate: async (req) => moved(line, 'stable', 1, req.version, 5),
+      upgradePlan: async () => ({ lines: [app], refused: [], skipped: [] }),
+    };
+    await harness.withStubs(line, stubs, async (run) => {
+      const handle = await run.client.workflow.start<typeof lineWorkflow>('lineWorkflow', { taskQueue: run.taskQueue, workflowId: `line:${line}`, args: [{ line }] });
+      try {
+        const move = await handle.executeUpdate(overrideUpdate, { args: [{ version: 2, actor: 'carol', reason: 'accepted risk' }] });
+        const id = `upgrade:${line}@2`;
+        expect(move).toMatchObject({ channel: 'stable', from: 1, to: 2, upgrade: { foundation: line, version: 2, workflowId: id, lines: [app] } });
+        expect(run.inputs('upgradePlan')).toEqual([{ foundation: line, version: 2 }]);
+        expect((await run.client.workflow.getHandle(id).describe()).type).toBe('upgradeWorkflow');
+        expect((await handle.query(stateQuery)).lastUpgrade).toMatchObject({ workflowId: id, lines: [app] });
+      } finally {
+        await handle.terminate('test done').catch(() => undefined);
+        await run.client.workflow.getHandle(`upgrade:${line}@2`).terminate('test done').catch(() => undefined);
       }
     });
   });
