@@ -9,13 +9,17 @@ export default defineConfig({
     hookTimeout: 180_000,
     maxWorkers: 2,
     projects: [
-      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'test/model/**/*.test.ts'] } },
+      // test/helpers/tmp-guard.ts gives the run a temporary folder of its own and fails it if anything is left there.
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'test/model/**/*.test.ts'], globalSetup: ['test/helpers/tmp-guard.ts'] },
+      },
       {
         extends: true,
         test: {
           name: 'stack',
           include: ['test/stack/**/*.test.ts'],
-          globalSetup: ['test/helpers/global-setup.ts'],
+          globalSetup: ['test/helpers/tmp-guard.ts', 'test/helpers/global-setup.ts'],
         },
       },
     ],

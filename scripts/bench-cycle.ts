@@ -25,17 +25,22 @@ const opts = new Command('bench:cycle')
   .parse()
   .opts<{ cycles: number; steps: number; keep?: boolean; timeline?: boolean }>();
 
-const { root, stack, client, installation, close } = await startPrivateStack('bench-cycle', { taskQueue: 'bench', keep: opts.keep });
+const { dropDir, stack, client, installation, close } = await startPrivateStack('bench-cycle', { taskQueue: 'bench', keep: opts.keep });
 const line = 'bench';
-await installation.registry.ensureLine({
-  name: line,
-  kind: 'foundation',
-  modelConfig: PRESETS.tiny,
-  recipe: { ...DEFAULT_RECIPE, steps: opts.steps, batchSize: 8, warmupSteps: 5, checkpointEvery: 20 },
-  gateRules: { ...DEFAULT_GATE_RULES, minImprovement: { loss: 0, exactMatch: 0 }, maxRegression: { loss: 10, exactMatch: 1 } },
-  promotion: DEFAULT_PROMOTION,
-  actor: 'bench',
-});
+await installation.registry
+  .ensureLine({
+    name: line,
+    kind: 'foundation',
+    modelConfig: PRESETS.tiny,
+    recipe: { ...DEFAULT_RECIPE, steps: opts.steps, batchSize: 8, warmupSteps: 5, checkpointEvery: 20 },
+    gateRules: { ...DEFAULT_GATE_RULES, minImprovement: { loss: 0, exactMatch: 0 }, maxRegression: { loss: 10, exactMatch: 1 } },
+    promotion: DEFAULT_PROMOTION,
+    actor: 'bench',
+  })
+  .catch(async (err: unknown) => {
+    await close(); // removes the temporary folder (unless --keep) before the error ends the run
+    throw err;
+  });
 
 interface Split {
   total: number;
@@ -73,7 +78,7 @@ async function split(cycleId: string): Promise<Omit<Split, 'verdict'>> {
 const results: Split[] = [];
 try {
   for (let i = 0; i < opts.cycles; i++) {
-    const file = join(root, `drop-${i}.jsonl`);
+    const file = join(dropDir, `drop-${i}.jsonl`);
     writeFileSync(
       file,
       generalText(rng(100 + i), 40)

@@ -67,10 +67,10 @@ const config = PRESETS[presetName];
 const recipe = { ...defaultRecipe('foundation', presetName), steps };
 const { root, stack, client, installation, close } = await startPrivateStack('bench-prose', { taskQueue: 'bench', keep: opts.keep });
 const dropFile = join(root, 'drops', 'pride-and-prejudice.txt'); // <data>/drops is a default drop root
-mkdirSync(dirname(dropFile), { recursive: true });
-copyFileSync(opts.corpus, dropFile);
 const line = 'prose';
 try {
+  mkdirSync(dirname(dropFile), { recursive: true });
+  copyFileSync(opts.corpus, dropFile);
   const registry = installation.registry;
   await registry.ensureLine({
     name: line,

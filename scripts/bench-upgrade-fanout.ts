@@ -35,7 +35,7 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 export async function runFanout(opts: { lines: number; log: (s: string) => void; keep?: boolean }): Promise<FanoutResult> {
   const taskQueue = 'bench';
   const t0 = performance.now();
-  const { root, client, installation, close } = await startPrivateStack('bench-upgrade', { taskQueue, keep: opts.keep });
+  const { dropDir, client, installation, close } = await startPrivateStack('bench-upgrade', { taskQueue, keep: opts.keep });
   const t = { client, taskQueue };
   const reg = installation.registry;
   // Training is not what is measured: two steps, no checkpoints; gates that pass any trained model, no probes (so no flips).
@@ -43,7 +43,7 @@ export async function runFanout(opts: { lines: number; log: (s: string) => void;
   const gateRules = { ...DEFAULT_GATE_RULES, minImprovement: { loss: -10, exactMatch: -1 }, maxRegression: { loss: 10, exactMatch: 1 } };
   const foundation = 'fbase';
   const write = (name: string, seed: number, n: number) => {
-    const path = join(root, name);
+    const path = join(dropDir, name);
     writeFileSync(path, generalText(rng(seed), n).map((r) => JSON.stringify(r)).join('\n') + '\n');
     return path;
   };

@@ -50,6 +50,7 @@ const { values: args } = scriptArgs('chaos', {
     rounds: { type: 'string' },
     json: { type: 'boolean', default: false },
     'keep-data': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
     'netns-cycle': { type: 'string' },
   },
 });
@@ -85,6 +86,11 @@ const plan = {
 const broken: string[] = [];
 const ledger = new FaultLedger();
 const base = chaosBaseDir('perennial-chaos');
+// Removed however the run ends (a verdict, process.exit or a throw), unless kept with --keep (or --keep-data).
+const keep = args.keep || args['keep-data'];
+process.on('exit', () => {
+  if (!keep) rmSync(base, { recursive: true, force: true });
+});
 const netLog = join(base, 'net.log');
 writeFileSync(netLog, '');
 const guardEnv = { NODE_OPTIONS: `--import ${pathToFileURL(join(PROJECT_ROOT, 'scripts', 'chaos', 'net-guard.mjs')).href}`, PERENNIAL_NET_LOG: netLog };
@@ -130,8 +136,12 @@ check('fuzz (parser)', fuzz.violations.slice(0, 10));
 // ---- 2. traversal ---------------------------------------------------------------------------------------------
 say(`trying traversal strings (${plan.traversalRuns} generated + the fixed list)`);
 const traversalDir = mkdtempSync(join(tmpdir(), 'perennial-traversal-'));
-const traversal = await probeTraversal(traversalDir, plan.traversalRuns, 99);
-rmSync(traversalDir, { recursive: true, force: true });
+let traversal: Awaited<ReturnType<typeof probeTraversal>>;
+try {
+  traversal = await probeTraversal(traversalDir, plan.traversalRuns, 99);
+} finally {
+  rmSync(traversalDir, { recursive: true, force: true });
+}
 check('traversal', traversal.escapes.slice(0, 10));
 
 // ---- 3. faults on stack A -------------------------------------------------------------------------------------
@@ -388,7 +398,7 @@ else {
   out.push(...verdictLines(verdict));
   console.log(out.join('\n'));
 }
-if (!args['keep-data']) rmSync(base, { recursive: true, force: true });
+if (keep) say(`kept ${base}`);
 process.exit(verdictExitCode(verdict));
 
 function hasUnshare(): boolean {

@@ -4,16 +4,22 @@
  * (`node_modules/.bin/perennial`). `env` is its whole environment (default: the test's).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
 
 export const BIN = fileURLToPath(new URL('../../bin/perennial.mjs', import.meta.url));
 
-/** A folder like a project's node_modules/.bin holding `perennial` -> the real bin; returns the link's path. */
+/**
+ * A folder like a project's node_modules/.bin holding `perennial` -> the real bin; returns the link's path.
+ * Call it inside a test: the folder is removed when that test finishes, passed or failed.
+ */
 export function npxStyleLink(): string {
-  const dir = join(mkdtempSync(join(tmpdir(), 'perennial-npx-')), 'node_modules', '.bin');
+  const root = mkdtempSync(join(tmpdir(), 'perennial-npx-'));
+  onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, 'node_modules', '.bin');
   mkdirSync(dir, { recursive: true });
   const link = join(dir, 'perennial');
   symlinkSync(BIN, link);

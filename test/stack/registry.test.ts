@@ -1,6 +1,6 @@
 /** The registry's plumbing: migrations and roles, keys, the Merkle tree, and the idempotency of each write. */
 import { createHash, createPublicKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -58,17 +58,21 @@ describe('migrations and the application role', () => {
 describe('keys', () => {
   it('creates the key pair once with mode 0600, exports the public key, and names it by the sha256 of its SPKI', () => {
     const dir = mkdtempSync(join(tmpdir(), 'perennial-keys-'));
-    const a = loadOrCreateKeys(dir);
-    const b = loadOrCreateKeys(dir);
-    expect(b.keyId).toBe(a.keyId);
-    expect(statSync(join(dir, 'ed25519.key')).mode & 0o777).toBe(0o600);
-    const pem = readFileSync(join(dir, 'ed25519.pub.pem'), 'utf8');
-    expect(pem).toBe(a.publicKeyPem);
-    const der = createPublicKey(pem).export({ type: 'spki', format: 'der' });
-    expect(a.keyId).toBe(createHash('sha256').update(der).digest('hex'));
-    const message = Buffer.from('hello');
-    expect(a.verify(message, a.sign(message))).toBe(true);
-    expect(a.verify(Buffer.from('hellO'), a.sign(message))).toBe(false);
+    try {
+      const a = loadOrCreateKeys(dir);
+      const b = loadOrCreateKeys(dir);
+      expect(b.keyId).toBe(a.keyId);
+      expect(statSync(join(dir, 'ed25519.key')).mode & 0o777).toBe(0o600);
+      const pem = readFileSync(join(dir, 'ed25519.pub.pem'), 'utf8');
+      expect(pem).toBe(a.publicKeyPem);
+      const der = createPublicKey(pem).export({ type: 'spki', format: 'der' });
+      expect(a.keyId).toBe(createHash('sha256').update(der).digest('hex'));
+      const message = Buffer.from('hello');
+      expect(a.verify(message, a.sign(message))).toBe(true);
+      expect(a.verify(Buffer.from('hellO'), a.sign(message))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true }); // a private key: never left in the shared temporary folder
+    }
   });
 
   it('encodes DSSE PAE as the spec says', () => {

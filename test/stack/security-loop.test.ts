@@ -15,7 +15,7 @@
  *   quarantined with their reasons and crash no worker.
  */
 import { execFileSync } from 'node:child_process';
-import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import postgres from 'postgres';
@@ -31,6 +31,7 @@ import { SocketWatch, procNetAvailable } from '../../scripts/chaos/netwatch.ts';
 let s: ChaosStack;
 let watch: SocketWatch | undefined;
 let netLog: string;
+let base: string | undefined;
 const marker = `SOVEREIGN${Date.now().toString(36)}X`;
 const texts: string[] = [];
 const sent: { line: string; digest: string }[] = [];
@@ -47,7 +48,7 @@ function markedDrop(name: string, n: number, probe = false): string {
 }
 
 beforeAll(async () => {
-  const base = chaosBaseDir('perennial-security');
+  base = chaosBaseDir('perennial-security');
   netLog = join(base, 'net.log');
   writeFileSync(netLog, '');
   s = await startChaosStack({
@@ -73,6 +74,8 @@ beforeAll(async () => {
 afterAll(async () => {
   watch?.stop();
   await s?.close();
+  // The installation (52 MB) is this file's to remove: the harness leaves a folder it was given alone.
+  if (base && !process.env.PERENNIAL_KEEP_TEST_DATA) rmSync(base, { recursive: true, force: true });
 });
 
 describe('hostile drops sent straight to a line workflow', () => {

@@ -1,5 +1,5 @@
 /** Workflow code must stay deterministic: bundling fails if a side-effecting module reaches it. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -30,11 +30,15 @@ describe('workflow bundle', () => {
 
   it('refuses workflow code that imports a side-effecting module (the check can fail)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'perennial-bundle-'));
-    const bad = join(dir, 'bad-workflow.ts');
-    writeFileSync(bad, `import { readFileSync } from 'node:fs';\nexport async function badWorkflow() { return readFileSync('/etc/hostname', 'utf8'); }\n`);
-    const errors: string[] = [];
-    const logger = { ...silent, error: (message: string) => void errors.push(message) };
-    await expect(bundleWorkflowCode({ workflowsPath: bad, logger })).rejects.toThrow(/Webpack finished with errors/);
-    expect(errors.join('\n')).toMatch(/node:fs/);
+    try {
+      const bad = join(dir, 'bad-workflow.ts');
+      writeFileSync(bad, `import { readFileSync } from 'node:fs';\nexport async function badWorkflow() { return readFileSync('/etc/hostname', 'utf8'); }\n`);
+      const errors: string[] = [];
+      const logger = { ...silent, error: (message: string) => void errors.push(message) };
+      await expect(bundleWorkflowCode({ workflowsPath: bad, logger })).rejects.toThrow(/Webpack finished with errors/);
+      expect(errors.join('\n')).toMatch(/node:fs/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });
