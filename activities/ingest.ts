@@ -20,6 +20,7 @@ import { DropFormatError, MAX_DROP_BYTES, parseDrop, sha256Hex } from '../domain
 import { parseFeedback } from '../domain/feedback.ts';
 import { hasIndependentGold } from '../domain/verifiers.ts';
 import type { ActivityDeps } from './deps.ts';
+import { recipeLimitProblems } from './limits.ts';
 import { suitesOfDrop } from '../domain/suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
 
@@ -239,6 +240,7 @@ export function ingestActivities(deps: ActivityDeps) {
           return request.kind === 'feedback' ? feedbackAccepted(request.digest, previous.counts) : accepted(line, request, previous);
         // A drop whose cycle failed was never judged: sent again, it is accepted anew (its file was checked then).
         if (previous.status === 'failed') {
+          await refuseOverLimit(to, request);
           const again = await deps.registry.reacceptDrop(line, request.digest, input.key);
           return request.kind === 'feedback' ? feedbackAccepted(request.digest, again.counts) : accepted(line, request, again);
         }
@@ -247,6 +249,7 @@ export function ingestActivities(deps: ActivityDeps) {
           return quarantined(line, request.digest, request.path, previous.reason ?? 'quarantined', previous.storedPath);
         return { status: 'duplicate', digest: request.digest, previousStatus: previous.status };
       }
+      await refuseOverLimit(to, request);
       const read = await readDropFile(request.path, deps.dataDir);
       if ('problem' in read) return reject(to, request, request.digest, undefined, `${request.path}: ${read.problem}`);
       const { bytes } = read;
@@ -336,6 +339,24 @@ export function ingestActivities(deps: ActivityDeps) {
     ingestDrop: (input: Parameters<typeof acts.ingestDrop>[0]) => withHeartbeat(() => acts.ingestDrop(input)),
     ingestEvidence: (input: Parameters<typeof acts.ingestEvidence>[0]) => withHeartbeat(() => acts.ingestEvidence(input)),
   };
+
+  /**
+   * A drop whose recipe override asks for more than its line's limits is refused before its file is read, naming
+   * the drop and each limit, non-retryable (RecipeLimitError): its cycle ends with that reason instead of training
+   * and failing on every retry. The request and reason are kept in quarantine; the drop is not recorded, so the
+   * same file may be sent again with a recipe within the limits.
+   */
+  async function refuseOverLimit(to: Target, request: DropRequest): Promise<void> {
+    if (!request.recipe) return;
+    const problems = await recipeLimitProblems(deps, to.line, request.recipe);
+    if (!problems.length) return;
+    const reason = clip(
+      `drop ${request.digest.slice(0, 12)} (${request.source}): its recipe is outside line ${to.line}'s limits: ${problems.join('; ')}`,
+      MAX_REASON,
+    );
+    const dir = await quarantine({ line: to.line, digest: request.digest, file: request.path, reason, at: new Date().toISOString() }, undefined);
+    throw ApplicationFailure.nonRetryable(reason, ErrorType.RecipeLimit, { line: to.line, digest: request.digest, file: request.path, quarantine: dir });
+  }
 
   /**
    * A request that fails validation (a client other than the CLI signalled it): quarantined with the reason

@@ -16,6 +16,7 @@ import type { ModelConfig } from '../schemas/io.ts';
 import type { TrialInput } from '../registry/trials.ts';
 import type { ActivityDeps } from './deps.ts';
 import { measureSuite } from './evaluate.ts';
+import { enforceRecipeLimits } from './limits.ts';
 import { trainingData } from './train.ts';
 import type { SuiteRef, TrainInput } from './types.ts';
 
@@ -59,6 +60,8 @@ export function trialActivities(deps: ActivityDeps) {
       const ctx = Context.current();
       const backend = await initBackend();
       const { init, reference, config } = await initialWeights(input);
+      // A trial's recipe (a warm start may come from another line's record) trains within this line's limits.
+      await enforceRecipeLimits(deps, `trial ${input.key}`, input.line, input.recipe, config);
       const sources = await trainingSources(input);
       const resume = input.resumeFrom ? await deps.store.get(input.resumeFrom) : undefined;
       const startStep = resume ? readCheckpoint(resume).step : 0;

@@ -13,7 +13,8 @@ import { withoutSuperseded } from '../domain/replay.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import { progressSignal } from '../schemas/contracts/messages.ts';
 import type { ActivityDeps } from './deps.ts';
-import type { ModelConfig } from '../schemas/io.ts';
+import { enforceRecipeLimits } from './limits.ts';
+import type { LineLimits, ModelConfig } from '../schemas/io.ts';
 import type { TrainingRunInfo } from '../registry/types.ts';
 import type { TrainInput, TrainingOutcome } from './types.ts';
 
@@ -175,16 +176,23 @@ export function trainingActivities(deps: ActivityDeps) {
         throw ApplicationFailure.create({ message: run.error ?? `training run ${input.key} failed`, type: 'TrainingRunFailedError', nonRetryable: true });
       let init: Weights, reference: Weights | undefined, sources: Awaited<ReturnType<typeof trainingSources>>;
       let config: ModelConfig, teacher: { config: ModelConfig; weights: Weights } | undefined;
+      let limits: LineLimits;
       try {
         ({ init, reference, config, teacher } = await initialWeights(input));
+        // Whatever asked for this run (a drop's override, a transfer, a forged input), it trains within its line's limits.
+        limits = await enforceRecipeLimits(deps, `training run ${input.key}`, input.line, input.recipe, config);
         sources = await trainingSources(input);
       } catch (err) {
-        // A model/config mismatch or a drop with nothing to train on: the run ends here, recorded as failed.
+        // A model/config mismatch, a recipe over the line's limits or a drop with nothing to train on: the run ends here, recorded as failed.
         if (err instanceof ApplicationFailure && err.nonRetryable) await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: err.message });
         throw err;
       }
       // A search's winning trial hands over its final checkpoint: the candidate is those weights, not a second training.
-      const resumeDigest = previous?.checkpoint ?? input.resumeFrom;
+      // The heartbeat the server hands a retry can lag (the SDK throttles it) and name a checkpoint the line's
+      // keepCheckpoints has since deleted: the run then starts again from where it began (training is
+      // deterministic, so it ends with the same weights; only time is lost).
+      const fromHeartbeat = previous?.checkpoint !== undefined && (await deps.store.has(previous.checkpoint));
+      const resumeDigest = fromHeartbeat ? previous!.checkpoint : input.resumeFrom;
       const resume = resumeDigest ? await deps.store.get(resumeDigest) : undefined;
       if (resume) {
         try {
@@ -198,13 +206,26 @@ export function trainingActivities(deps: ActivityDeps) {
         }
       }
 
-      const resumedFromStep = resume ? (previous?.checkpointStep ?? readCheckpoint(resume).step) : 0;
+      const resumedFromStep = resume ? ((fromHeartbeat ? previous?.checkpointStep : undefined) ?? readCheckpoint(resume).step) : 0;
       let lastCheckpoint = resumeDigest;
       // Recorded with the run, so `perennial verify` re-hashes every checkpoint the version was trained through.
       const checkpoints: { digest: string; step: number; resumed?: true }[] = lastCheckpoint
         ? [{ digest: lastCheckpoint, step: resumedFromStep, resumed: true }]
         : [];
       let lastCheckpointStep = resume ? resumedFromStep : undefined;
+      /**
+       * Keeps the newest `keepCheckpoints` checkpoints this attempt wrote (the line's limit) and deletes older ones
+       * from the store and the run's list; the one it resumed from stays (a search trial's record names it). Called
+       * after the heartbeat that names the newest, so a retry resumes from that one.
+       */
+      const prune = async () => {
+        const written = checkpoints.filter((c) => !c.resumed);
+        for (const old of written.slice(0, Math.max(0, written.length - limits.keepCheckpoints))) {
+          checkpoints.splice(checkpoints.indexOf(old), 1);
+          if (old.digest !== lastCheckpoint && old.digest !== resumeDigest && !checkpoints.some((c) => c.digest === old.digest))
+            await deps.store.remove(old.digest);
+        }
+      };
       let lastLoss = previous?.loss;
       let lastSignal = 0;
       let lastStep = resumedFromStep;
@@ -234,6 +255,7 @@ export function trainingActivities(deps: ActivityDeps) {
             lastStep = step;
             checkpoints.push({ digest: lastCheckpoint, step });
             ctx.heartbeat(details());
+            await prune();
           },
           onProgress: async (p) => {
             lastLoss = p.loss;
@@ -280,7 +302,15 @@ export function trainingActivities(deps: ActivityDeps) {
         resumedFromStep,
         lossCurve: result.lossCurve.slice(-50),
       };
-      const finished = await deps.registry.finishTrainingRun(input.key, { status: 'completed', ...outcome, wallMs: Math.round(outcome.wallMs), checkpoints });
+      // Only checkpoints still stored are recorded (`verify` re-hashes each): a stalled earlier attempt of this run
+      // writes the same checkpoints (training is deterministic) and prunes them as it goes.
+      const kept = (await Promise.all(checkpoints.map(async (c) => ((await deps.store.has(c.digest)) ? c : null)))).filter((c) => c !== null);
+      const finished = await deps.registry.finishTrainingRun(input.key, {
+        status: 'completed',
+        ...outcome,
+        wallMs: Math.round(outcome.wallMs),
+        checkpoints: kept,
+      });
       // Another attempt of this run (one the server had given up on, still running on a stalled worker) finished
       // first: its weights are the record, so they are the candidate.
       return finished.artifactDigest === weightsDigest ? outcome : recordedOutcome(finished);

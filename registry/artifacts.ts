@@ -106,6 +106,20 @@ export class ArtifactStore {
     return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
+  /**
+   * Deletes what is stored under `digest`: only for objects nothing records any more (a training run's checkpoints
+   * older than the last the line keeps). Absent is fine; idempotent.
+   */
+  async remove(digest: string): Promise<void> {
+    const path = this.pathOf(digest);
+    try {
+      await this.#folder(digest, false);
+    } catch {
+      return; // no shard folder: nothing stored under it
+    }
+    await rm(path, { force: true });
+  }
+
   /** True when a regular file (not a link) is stored under `digest`; does not re-hash. */
   async has(digest: string): Promise<boolean> {
     const path = this.pathOf(digest);

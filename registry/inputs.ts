@@ -33,6 +33,7 @@ export const EnsureLineInput = z
     recipe: JsonObject,
     gateRules: JsonObject,
     promotion: JsonObject.optional(),
+    limits: JsonObject.optional(),
     scheduled: z.boolean().optional(),
     actor: Actor,
   })
@@ -47,6 +48,7 @@ export const UpdateLineInput = z.object({
   recipe: JsonObject.optional(),
   gateRules: JsonObject.optional(),
   promotion: JsonObject.optional(),
+  limits: JsonObject.optional(),
   scheduled: z.boolean().optional(),
   upgradePolicy: z.enum(['auto', 'manual', 'off']).optional(),
   actor: Actor,

@@ -8,21 +8,37 @@ import type { DropInfo, Json, LineInfo, SuiteInfo } from './types.ts';
 import { DEFAULT_ACTOR, type Exec, NEXT_ACCEPTED, dropDigestOf, dropRow, lineRow, toDropInfo, toLineInfo } from './rows.ts';
 import { RegistryCore } from './core.ts';
 import { canonicalJson } from './canonical.ts';
-import { GateRules, Recipe } from '../schemas/io.ts';
+import { GateRules, Recipe, StoredLineLimits } from '../schemas/io.ts';
+import { effectiveLimits, limitProblems } from '../domain/recipe-limits.ts';
+import { TRANSFER_STEPS_FACTOR } from '../schemas/defaults.ts';
 
 /**
  * A recipe or gate rules that a cycle's line snapshot would refuse are refused when they are stored, naming the
  * field, so that no line is kept that can never run a cycle (its snapshot would fail on every retry).
  */
-function checkRunnable(op: string, p: { recipe?: unknown; gateRules?: unknown }): void {
+function checkRunnable(op: string, p: { recipe?: unknown; gateRules?: unknown; limits?: unknown }): void {
   for (const [field, schema] of [
     ['recipe', Recipe],
     ['gateRules', GateRules],
+    ['limits', StoredLineLimits],
   ] as const) {
     if (p[field] === undefined) continue;
     const r = schema.safeParse(p[field]);
     if (!r.success) throw new InvalidInputError(`${op}: ${r.error.issues.map((i) => `${[field, ...i.path].join('.')}: ${i.message}`).join('; ')}`);
   }
+}
+
+/**
+ * A line whose own recipe (or its transfer's) breaks its limits could run no cycle: refused when either is stored,
+ * naming the limit. The FLOPs limit needs the model's FLOPs, which the registry does not compute: the CLI checks it
+ * (scripts/commands/line.ts) and training enforces it.
+ */
+function checkWithinLimits(op: string, name: string, kind: string, recipe: Recipe, limits: StoredLineLimits): void {
+  const l = effectiveLimits(limits, recipe);
+  // Only an application line is transferred onto a new foundation version.
+  const transfer = kind === 'application' ? [{ ...recipe, steps: recipe.steps * TRANSFER_STEPS_FACTOR, ...recipe.transfer }] : [];
+  const problems = [...limitProblems(recipe, l), ...transfer.flatMap((t) => limitProblems(t, l).map((p) => `a transfer's ${p}`))];
+  if (problems.length) throw new InvalidInputError(`${op}: line ${name}'s recipe is outside its limits: ${problems.join('; ')}`);
 }
 
 /** Lines, their data drops and evaluation suites. */
@@ -38,11 +54,14 @@ export class LinesRegistry extends RegistryCore {
     recipe: Json;
     gateRules: Json;
     promotion?: Json;
+    /** The limits set on the line (schemas/io.ts StoredLineLimits); those not set default from its recipe. */
+    limits?: Json;
     scheduled?: boolean;
     actor: string;
   }): Promise<LineInfo> {
     const p = parseInput('ensureLine', EnsureLineInput, input);
     checkRunnable('ensureLine', p);
+    checkWithinLimits('ensureLine', p.name, p.kind, p.recipe as Recipe, (p.limits ?? {}) as StoredLineLimits);
     return this.db.transaction(async (tx) => {
       let foundationLineId: number | null = null;
       if (p.foundationLine !== undefined) {
@@ -61,6 +80,7 @@ export class LinesRegistry extends RegistryCore {
           defaultRecipe: p.recipe,
           gateRules: p.gateRules,
           promotion: p.promotion ?? {},
+          limits: p.limits ?? {},
           scheduled: p.scheduled ?? false,
         })
         .onConflictDoNothing({ target: lines.name })
@@ -86,6 +106,7 @@ export class LinesRegistry extends RegistryCore {
           recipe: p.recipe,
           gateRules: p.gateRules,
           promotion: p.promotion ?? {},
+          limits: p.limits ?? {},
           scheduled: p.scheduled ?? false,
         },
       });
@@ -100,6 +121,8 @@ export class LinesRegistry extends RegistryCore {
     recipe?: Json;
     gateRules?: Json;
     promotion?: Json;
+    /** The limits set on the line (the whole set: those left out take their defaults). */
+    limits?: Json;
     scheduled?: boolean;
     /** What a new stable foundation version does to this application line. */
     upgradePolicy?: 'auto' | 'manual' | 'off';
@@ -110,6 +133,7 @@ export class LinesRegistry extends RegistryCore {
     checkRunnable('updateLine', p);
     return this.db.transaction(async (tx) => {
       const before = await lineRow(tx, p.name, true);
+      checkWithinLimits('updateLine', p.name, before.kind, (p.recipe ?? before.defaultRecipe) as Recipe, (p.limits ?? before.limits) as StoredLineLimits);
       const [after] = await tx
         .update(lines)
         .set({
@@ -117,6 +141,7 @@ export class LinesRegistry extends RegistryCore {
           ...(p.recipe ? { defaultRecipe: p.recipe } : {}),
           ...(p.gateRules ? { gateRules: p.gateRules } : {}),
           ...(p.promotion ? { promotion: p.promotion } : {}),
+          ...(p.limits ? { limits: p.limits } : {}),
           ...(p.scheduled !== undefined ? { scheduled: p.scheduled } : {}),
           ...(p.upgradePolicy ? { upgradePolicy: p.upgradePolicy } : {}),
           updatedAt: new Date(),
@@ -133,6 +158,7 @@ export class LinesRegistry extends RegistryCore {
           ...(p.recipe ? { recipe: { from: before.defaultRecipe, to: p.recipe } } : {}),
           ...(p.gateRules ? { gateRules: { from: before.gateRules, to: p.gateRules } } : {}),
           ...(p.promotion ? { promotion: { from: before.promotion, to: p.promotion } } : {}),
+          ...(p.limits ? { limits: { from: before.limits, to: p.limits } } : {}),
           ...(p.scheduled !== undefined ? { scheduled: { from: before.scheduled, to: p.scheduled } } : {}),
           ...(p.upgradePolicy ? { upgradePolicy: { from: before.upgradePolicy, to: p.upgradePolicy } } : {}),
         },

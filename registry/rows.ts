@@ -115,6 +115,7 @@ export function toLineInfo(row: LineRow, foundationLine: string | null): LineInf
     recipe: row.defaultRecipe,
     gateRules: row.gateRules,
     promotion: row.promotion,
+    limits: row.limits,
     scheduled: row.scheduled,
     upgradePolicy: row.upgradePolicy,
     latestVersion: row.nextVersion > 1 ? row.nextVersion - 1 : null,

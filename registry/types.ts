@@ -30,6 +30,8 @@ export interface LineInfo {
   recipe: Json;
   gateRules: Json;
   promotion: Json;
+  /** The limits set on the line (schemas/io.ts StoredLineLimits); those not set default from its recipe (domain/recipe-limits.ts). */
+  limits: Json;
   scheduled: boolean;
   /** For an application line: what a new stable foundation version does to it. */
   upgradePolicy: 'auto' | 'manual' | 'off';

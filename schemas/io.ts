@@ -188,6 +188,39 @@ export type Recipe = z.infer<typeof Recipe>;
 export const RecipeOverride = Recipe.partial().strict();
 export type RecipeOverride = z.infer<typeof RecipeOverride>;
 
+/**
+ * What one cycle of a line may spend (issue 33): the recipe a cycle trains with (the line's, with a drop's override
+ * laid over it, a transfer's or a search trial's) must lie within them. Stored per line; each field not set takes
+ * its default from the line's recipe (domain/recipe-limits.ts defaultLimits).
+ */
+export const LineLimits = z
+  .object({
+    /** Most steps one training run takes. */
+    maxSteps: z.number().int().min(1).max(1_000_000),
+    /** Largest batch. */
+    maxBatchSize: z.number().int().min(1).max(1024),
+    /** Most training FLOPs one cycle spends: its training, or all its search trials together. */
+    maxFlopsPerCycle: z.number().finite().positive(),
+    /** Checkpoints of a run kept in the store (the newest); older ones are deleted as new ones are written. */
+    keepCheckpoints: z.number().int().min(1).max(1000),
+    /** Fewest steps between two checkpoints. */
+    minCheckpointEvery: z.number().int().min(1).max(1_000_000),
+    /** Most records in the replay buffer. */
+    maxReplayBudget: z.number().int().min(0).max(100_000_000),
+  })
+  .strict();
+export type LineLimits = z.infer<typeof LineLimits>;
+/** Limits set on a line (the rest take their defaults); `null` takes a set one back to its default. */
+export const LineLimitsOverride = z
+  .object(Object.fromEntries(Object.entries(LineLimits.shape).map(([k, v]) => [k, v.nullable().optional()])) as {
+    [K in keyof LineLimits]: z.ZodOptional<z.ZodNullable<(typeof LineLimits.shape)[K]>>;
+  })
+  .strict();
+export type LineLimitsOverride = z.infer<typeof LineLimitsOverride>;
+/** The limits stored with a line: only those set. */
+export const StoredLineLimits = LineLimits.partial().strict();
+export type StoredLineLimits = z.infer<typeof StoredLineLimits>;
+
 const Threshold = z.object({ loss: z.number().optional(), exactMatch: z.number().optional() }).strict();
 
 /**
@@ -373,6 +406,7 @@ export const CliArgs = {
     steps: wholeNumber('--steps', 1, 1_000_000).optional(),
     recipe: CliJson.pipe(RecipeOverride).optional(),
     gate: CliJson.pipe(GateRulesOverride).optional(),
+    limits: CliJson.pipe(LineLimitsOverride).optional(),
     canaryWindow: z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 5m or 2h'),
     actor: Actor,
   }),

@@ -145,6 +145,10 @@ export async function cycleWorkflow(input: CycleInput): Promise<CycleResult> {
     } catch (err) {
       const cause = err instanceof ActivityFailure ? err.cause : undefined;
       if (cause instanceof ApplicationFailure && cause.type === ErrorType.InvalidData) return finish('quarantined', cause.message);
+      // A recipe override beyond the line's limits: the drop was never judged nor recorded, so the line takes the
+      // same content again (`dropFailed`), sent with a recipe within them.
+      if (cause instanceof ApplicationFailure && cause.type === ErrorType.RecipeLimit)
+        return finish('rejected', cause.message, undefined, { dropFailed: true });
       throw err;
     }
     if (result.status === 'duplicate')

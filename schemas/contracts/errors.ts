@@ -14,6 +14,8 @@ export const ErrorType = {
   GateRefused: 'GateRefusedError',
   InvalidDigest: 'InvalidDigestError',
   ArtifactIntegrity: 'ArtifactIntegrityError',
+  /** A recipe asks for more than its line's limits allow (schemas/io.ts LineLimits): the same recipe is refused on every try. */
+  RecipeLimit: 'RecipeLimitError',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 

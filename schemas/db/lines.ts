@@ -24,6 +24,8 @@ export const lines = pgTable(
     gateRules: jsonb().$type<Record<string, unknown>>().notNull(),
     /** How a passing candidate travels candidate -> canary -> stable (windows, approvals). */
     promotion: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+    /** What one cycle may spend (schemas/io.ts LineLimits), only the limits set; the rest default from the recipe (0010_line_limits.sql). */
+    limits: jsonb().$type<Record<string, unknown>>().notNull().default({}),
     /** Whether cycles wait for schedule ticks rather than starting on each drop. */
     scheduled: boolean().notNull().default(false),
     /** What a new stable version of the foundation line does to this application line (0005_upgrades.sql). */

@@ -1,9 +1,21 @@
 /** `perennial line create|list`: model lines and their recipes, gate rules and promotion policy (data, not code). */
 import { isDeepStrictEqual } from 'node:util';
 import type { Command } from 'commander';
-import { PRESETS } from '../../model/config.ts';
-import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, FOUNDATION_STEPS, defaultRecipe } from '../../schemas/defaults.ts';
-import { CliArgs, GateRules, LineSpec, mergeDeep, parseCliArgs, Recipe } from '../../schemas/io.ts';
+import { PRESETS, flopsPerToken, type ModelConfig } from '../../model/config.ts';
+import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION, DEFAULT_RECIPE, FOUNDATION_STEPS, TRANSFER_STEPS_FACTOR, defaultRecipe } from '../../schemas/defaults.ts';
+import {
+  CliArgs,
+  CliJson,
+  GateRules,
+  LineLimits,
+  LineLimitsOverride,
+  LineSpec,
+  mergeDeep,
+  parseCliArgs,
+  Recipe,
+  StoredLineLimits,
+} from '../../schemas/io.ts';
+import { effectiveLimits, limitProblems } from '../../domain/recipe-limits.ts';
 import { openRegistry, output, UserError } from './context.ts';
 import { SEARCH_BUDGET, STOP_EARLY } from '../../domain/recipe-search.ts';
 
@@ -19,6 +31,7 @@ export function register(program: Command) {
     .option('--recipe <json>', 'recipe fields to override, e.g. {"replayRatio":0.5}, or auto (search the cheapest passing recipe each cycle)')
     .option('--search-budget <flops|Nx>', "with --recipe auto: training FLOPs for all trials of one cycle, or N times the recipe's (default 1.5x)")
     .option('--gate <json>', 'gate rules to override, e.g. {"maxRegression":{"loss":0.02}}')
+    .option('--limits <json>', `what one cycle may spend, e.g. {"maxSteps":2000,"keepCheckpoints":2} (${Object.keys(LineLimits.shape).join(', ')}; the rest default from the recipe)`)
     .option('--canary-window <duration>', 'how long a canary waits for regression reports (e.g. 30s, 1h)', DEFAULT_PROMOTION.canaryWindow)
     .option('--require-approval', 'a human approves every release to stable')
     .option('--actor <name>', 'who creates it', process.env.USER ?? 'operator')
@@ -35,6 +48,7 @@ export function register(program: Command) {
             steps: opts.steps,
             recipe: autoRecipeArg(opts.recipe, opts.searchBudget),
             gate: opts.gate,
+            limits: opts.limits,
             canaryWindow: opts.canaryWindow,
             actor: opts.actor,
           },
@@ -61,13 +75,15 @@ export function register(program: Command) {
           gateRules,
           promotion: { ...DEFAULT_PROMOTION, canaryWindow: o.canaryWindow, requireApproval: Boolean(o.requireApproval) },
         });
-        const created = await registry.ensureLine({ ...spec, foundationLine: spec.foundation, actor: o.actor });
+        const limits = parseCliArgs(StoredLineLimits, mergeDeep({}, o.limits), {}, '--limits');
+        checkWithinLimits(name, spec.kind, spec.recipe, limits, spec.modelConfig);
+        const created = await registry.ensureLine({ ...spec, foundationLine: spec.foundation, limits, actor: o.actor });
         output(o.json, created, () => {
           console.log(`line ${name} (${spec.kind}${spec.foundation ? ` on ${spec.foundation}` : ''}) is ready`);
           // What the line will run with, as stored: an existing line keeps the rules it was created with.
           const kept = !isDeepStrictEqual([created.recipe, created.gateRules], [spec.recipe, spec.gateRules]);
           if (kept) console.log('  (it already existed: its stored recipe and gate rules were kept, not the ones given)');
-          console.log(kept ? formatRules(created.gateRules as GateRules, created.recipe as Recipe) : formatRules(spec.gateRules, spec.recipe));
+          console.log(formatRules(created.gateRules as GateRules, created.recipe as Recipe, limitsOf(created)));
         });
       } finally {
         await close();
@@ -111,8 +127,58 @@ export function register(program: Command) {
           throw new UserError(`line ${name} does not exist`);
         });
         const recipe = parseCliArgs(Recipe, mergeDeep(current.recipe, override), {}, '<recipe>');
+        checkWithinLimits(name, current.kind, recipe, current.limits as StoredLineLimits, current.modelConfig as unknown as ModelConfig);
         const updated = await registry.updateLine({ name, recipe, actor: o.actor, reason: o.reason });
-        output(o.json, updated, () => console.log(`${name}: ${formatRules(updated.gateRules as GateRules, updated.recipe as Recipe)}`));
+        output(o.json, updated, () => console.log(`${name}: ${formatRules(updated.gateRules as GateRules, updated.recipe as Recipe, limitsOf(updated))}`));
+      } finally {
+        await close();
+      }
+    });
+
+  line
+    .command('limits <name> [limits]')
+    .description(
+      `show a line's limits on what one cycle may spend, or set some: JSON like {"maxSteps":2000} (null takes one back to its default); a drop's recipe may only move within them`,
+    )
+    .option('--reason <text>', 'why (audited)', 'limits changed')
+    .option('--actor <name>', 'who changes them', process.env.USER ?? 'operator')
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, value: string | undefined, o) => {
+      parseCliArgs(CliArgs.line, { line: name }, { line: '<name>' });
+      const override = value === undefined ? undefined : parseCliArgs(CliJson.pipe(LineLimitsOverride), value, {}, '<limits>');
+      const { registry, close } = openRegistry();
+      try {
+        const current = await registry.getLine(name).catch(() => {
+          throw new UserError(`line ${name} does not exist`);
+        });
+        let line = current;
+        if (override) {
+          const limits = parseCliArgs(StoredLineLimits, mergeDeep(current.limits, override), {}, '<limits>');
+          checkWithinLimits(name, current.kind, current.recipe as Recipe, limits, current.modelConfig as unknown as ModelConfig);
+          line = await registry.updateLine({ name, limits, actor: o.actor, reason: o.reason });
+        }
+        output(o.json, { ...line, effectiveLimits: limitsOf(line) }, () => console.log(`${name}: ${formatLimits(limitsOf(line), line.limits as StoredLineLimits)}`));
+      } finally {
+        await close();
+      }
+    });
+
+  line
+    .command('show <name>')
+    .description("show a line's gate rules, recipe and limits")
+    .option('--json', 'print the line as JSON')
+    .action(async (name: string, o) => {
+      parseCliArgs(CliArgs.line, { line: name }, { line: '<name>' });
+      const { registry, close } = openRegistry();
+      try {
+        const line = await registry.getLine(name).catch(() => {
+          throw new UserError(`line ${name} does not exist`);
+        });
+        output(o.json, { ...line, effectiveLimits: limitsOf(line) }, () =>
+          console.log(
+            `line ${name} (${line.kind}${line.foundationLine ? ` on ${line.foundationLine}` : ''})\n${formatRules(line.gateRules as GateRules, line.recipe as Recipe, limitsOf(line), line.limits as StoredLineLimits)}`,
+          ),
+        );
       } finally {
         await close();
       }
@@ -162,8 +228,48 @@ export function register(program: Command) {
     });
 }
 
-/** The effective gate rules and recipe of a line, one rule kind per line. */
-export function formatRules(rules: GateRules, recipe: Recipe): string {
+/** Training FLOPs of one sequence (batch 1) of a model of `config`: what the FLOPs limit scales by. */
+const flopsPerSample = (config: ModelConfig) => config.context * flopsPerToken(config);
+
+/** The limits a stored line runs under (those set on it, the rest its defaults). */
+export function limitsOf(line: { recipe: unknown; limits: unknown; modelConfig: unknown }): LineLimits {
+  return effectiveLimits(line.limits as StoredLineLimits, line.recipe as Recipe, flopsPerSample(line.modelConfig as ModelConfig));
+}
+
+/** A line's own recipe (and its transfer's) must fit the limits it is given, or no cycle could run. */
+function checkWithinLimits(name: string, kind: string, recipe: Recipe, stored: StoredLineLimits, config: ModelConfig): void {
+  const limits = effectiveLimits(stored, recipe, flopsPerSample(config));
+  // Only an application line is transferred onto a new foundation version.
+  const transfer = kind === 'application' ? [{ ...recipe, steps: recipe.steps * TRANSFER_STEPS_FACTOR, ...recipe.transfer }] : [];
+  const f = { flopsPerSample: flopsPerSample(config) };
+  const problems = [
+    ...limitProblems(recipe, limits, f),
+    ...transfer.flatMap((t) => limitProblems(t, limits, { ...f, search: false }).map((p) => `a transfer's ${p}`)),
+  ];
+  if (problems.length) throw new UserError(`line ${name}'s recipe is outside its limits: ${problems.join('; ')}`, 2);
+}
+
+/** A line's limits, one a line, each marked set or default. */
+export function formatLimits(limits: LineLimits, set: StoredLineLimits = {}): string {
+  const words: Record<keyof LineLimits, string> = {
+    maxSteps: 'steps of one training run',
+    maxBatchSize: 'batch size',
+    maxFlopsPerCycle: "training FLOPs of one cycle (its training, or its search's budget)",
+    keepCheckpoints: 'checkpoints of a run kept (the newest)',
+    minCheckpointEvery: 'fewest steps between checkpoints',
+    maxReplayBudget: 'records in the replay buffer',
+  };
+  return [
+    "limits (a drop's recipe may only move within them):",
+    ...(Object.keys(words) as (keyof LineLimits)[]).map((k) => {
+      const v = k === 'maxFlopsPerCycle' ? limits[k].toExponential(2) : String(limits[k]);
+      return `  ${k.padEnd(19)} ${v.padEnd(10)} ${words[k]}${set[k] === undefined ? ' (default)' : ''}`;
+    }),
+  ].join('\n');
+}
+
+/** The effective gate rules and recipe of a line, one rule kind per line; with `limits`, those too. */
+export function formatRules(rules: GateRules, recipe: Recipe, limits?: LineLimits, set?: StoredLineLimits): string {
   const bounds = (t: { loss?: number; exactMatch?: number } | undefined) =>
     Object.entries(t ?? {})
       .map(([k, v]) => `${k} ${v}`)
@@ -192,6 +298,7 @@ export function formatRules(rules: GateRules, recipe: Recipe): string {
     out.push(
       `recipe search: auto (${describeSearch(recipe.search)}): each cycle searches the cheapest recipe that passes the gate, starting from the recipe above`,
     );
+  if (limits) out.push(formatLimits(limits, set));
   return out.join('\n');
 }
 
