@@ -235,7 +235,13 @@ try {
     await a.send('fuzz-loop', file);
     loopSent.push({ line: 'fuzz-loop', digest, input });
   }
-  const loopDone = await waitForDrops(a, loopSent, 900_000);
+  // A drop whose recipe asks far past its line's limits (issue 33, item 2): refused at ingest, naming the limit.
+  const greedyText = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `a drop that asks for too much, line ${i}.` })).join('\n') + '\n';
+  const greedy = await a.send('fuzz-loop', a.writeRaw('loop-over-limit.jsonl', greedyText), { recipe: { steps: 320_000, checkpointEvery: 1 } });
+  const loopDone = await waitForDrops(a, [...loopSent, { line: 'fuzz-loop', digest: greedy.digest }], 900_000);
+  const overLimit = loopDone.get(`fuzz-loop/${greedy.digest}`)!;
+  if (overLimit.verdict !== 'rejected' || !/over the line's limit maxSteps/.test(overLimit.reason))
+    check('fuzz (loop)', [`a drop over its line's limits ended ${overLimit.verdict}: ${overLimit.reason}`]);
   for (const d of loopSent) {
     fuzz.throughLoop++;
     const c = loopDone.get(`fuzz-loop/${d.digest}`)!;
