@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { ProbeRecord, TextRecord } from '../schemas/io.ts';
+import { ProbeRecord, TextRecord, unexpectedFields } from '../schemas/io.ts';
 import { sha256Hex } from './digest.ts';
 
 export const MAX_DROP_BYTES = 256 * 1024 * 1024;
@@ -145,14 +145,14 @@ export function jsonProblem(err: unknown): string {
   return lowerFirst(message.replace(/(["'`]).*?\1/gs, '…').slice(0, 200));
 }
 
-/** A record's schema problems, one line, naming fields but quoting no values (long field names are cut). */
+/**
+ * A record's schema problems, one line, naming the known fields at fault and quoting nothing of the record:
+ * unknown fields are counted, not named, since a field's name is the record's content too.
+ */
 function recordProblem(error: z.ZodError): string {
   return error.issues
     .map((i) => {
-      if (i.code === 'unrecognized_keys') {
-        const keys = i.keys.slice(0, 5).map((k) => JSON.stringify(k.length > 40 ? `${k.slice(0, 40)}…` : k));
-        return `unexpected field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}${i.keys.length > 5 ? ', …' : ''} (a record is {"text", "split"?} or {"prompt", "completion"})`;
-      }
+      if (i.code === 'unrecognized_keys') return `${unexpectedFields(i.keys.length)} (a record is {"text", "split"?} or {"prompt", "completion"})`;
       return i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message;
     })
     .join('; ');

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { DropFormatError, forEachRecord, jsonProblem, MAX_DROP_BYTES, MAX_RECORD_BYTES } from './drops.ts';
+import { unexpectedFields } from '../schemas/io.ts';
 import { type VerifierSpec, validateVerifier } from './verifiers.ts';
 
 /** A logged answer with its rating in [0, 1]. */
@@ -49,7 +50,8 @@ function record(value: unknown, file: string, line: number): Rating | VerifierPr
   if (v.prompt.length > MAX_PROMPT_CHARS) return fail(`prompt: over ${MAX_PROMPT_CHARS} characters`);
   if ('verifier' in v) {
     const bad = Object.keys(v).filter((k) => !['prompt', 'verifier', 'gold'].includes(k));
-    if (bad.length) return fail(`unexpected field ${JSON.stringify(bad[0]!.slice(0, 40))} (a verifier record is {"prompt", "verifier", "gold"?})`);
+    // Counted, not named: a field's name is the record's content too.
+    if (bad.length) return fail(`${unexpectedFields(bad.length)} (a verifier record is {"prompt", "verifier", "gold"?})`);
     try {
       const verifier = validateVerifier(v.verifier);
       const gold = v.gold === undefined ? undefined : validateVerifier(v.gold);
@@ -59,7 +61,7 @@ function record(value: unknown, file: string, line: number): Rating | VerifierPr
     }
   }
   const bad = Object.keys(v).filter((k) => !['prompt', 'completion', 'reward'].includes(k));
-  if (bad.length) return fail(`unexpected field ${JSON.stringify(bad[0]!.slice(0, 40))} (a rating is {"prompt", "completion", "reward"})`);
+  if (bad.length) return fail(`${unexpectedFields(bad.length)} (a rating is {"prompt", "completion", "reward"})`);
   if (typeof v.completion !== 'string') return fail('completion: must be a string');
   if (typeof v.reward !== 'number' || !Number.isFinite(v.reward) || v.reward < 0 || v.reward > 1) return fail('reward: must be a number between 0 and 1');
   return { prompt: v.prompt, completion: v.completion, reward: v.reward };

@@ -349,9 +349,22 @@ export type DropRequest = z.infer<typeof DropRequest>;
 export const TextRecord = z.object({ text: z.string().min(1, 'text is empty'), split: z.enum(['train', 'heldout']).optional() }).strict();
 export const ProbeRecord = z.object({ prompt: z.string().min(1, 'prompt is empty'), completion: z.string().min(1, 'completion is empty') }).strict();
 
-/** Formats zod issues as one line a user can act on. */
-export function explain(error: z.ZodError): string {
-  return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+/** "1 unexpected field", "3 unexpected fields": a count, because a field's name is input too. */
+export const unexpectedFields = (n: number) => `${n} unexpected field${n === 1 ? '' : 's'}`;
+
+/**
+ * Formats zod issues as one line a user can act on. Unknown fields are counted, not named (zod's own message
+ * quotes them), unless `names` is set: the CLI answering its own user may name them, but a reason from ingest
+ * goes into workflow histories, quarantine and the audit log, where no input may go (an API key once did, as
+ * a field name).
+ */
+export function explain(error: z.ZodError, opts: { names?: boolean } = {}): string {
+  return error.issues
+    .map((i) => {
+      const message = i.code === 'unrecognized_keys' && !opts.names ? unexpectedFields(i.keys.length) : i.message;
+      return i.path.length ? `${i.path.join('.')}: ${message}` : message;
+    })
+    .join('; ');
 }
 
 // ---- CLI arguments ------------------------------------------------------------------------------------------

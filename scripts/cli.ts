@@ -50,7 +50,8 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
     if (err instanceof ZodError) {
-      console.error(`perennial: ${explain(err)}`);
+      // The user's own input, answered to them: unknown fields are named (ingest only counts them).
+      console.error(`perennial: ${explain(err, { names: true })}`);
       return 2;
     }
     const e = err as { message?: string; cause?: { message?: string } };

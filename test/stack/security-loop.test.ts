@@ -102,7 +102,7 @@ describe('hostile drops sent straight to a line workflow', () => {
       [{ path: fifo, digest: fresh('fifo'), source: 'hostile' }, /pipe\.jsonl: the path is not a regular file/],
       [{ path: keyFile, digest: sha256Hex(readFileSync(keyFile)), source: 'hostile' }, /ed25519\.key: the path is inside the installation's keys folder/],
       [{ path: '/tmp/x.jsonl', digest: fresh('recipe'), source: 'hostile', recipe: { steps: 'forever' } }, /recipe\.steps: /],
-      [{ path: '/tmp/x.jsonl', digest: fresh('extra'), source: 'hostile', weights: 'AAAA' }, /weights/],
+      [{ path: '/tmp/x.jsonl', digest: fresh('extra'), source: 'hostile', weights: 'AAAA' }, /1 unexpected field/],
     ];
     for (const [i, [request]] of cases.entries()) await signal(lineOf(i), request);
     const good = s.writeDrop('after-hostile.jsonl', 5, 20);

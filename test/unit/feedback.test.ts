@@ -108,7 +108,7 @@ describe('reading a feedback drop', () => {
       /line 1: reward: must be a number between 0 and 1; 1 more bad line: 3$/,
     );
     expect(fails('{"prompt":"","verifier":{"kind":"exact","answer":"1"}}')).toMatch(/line 1: prompt: must be a non-empty string/);
-    expect(fails('{"prompt":"a","verifier":{"kind":"exact","answer":"1"},"note":1}')).toMatch(/line 1: unexpected field "note"/);
+    expect(fails('{"prompt":"a","verifier":{"kind":"exact","answer":"1"},"note":1}')).toMatch(/line 1: 1 unexpected field \(a verifier record/);
     expect(fails('')).toMatch(/the file is empty/);
     expect(fails('\n\n')).toMatch(/holds no records/);
   });

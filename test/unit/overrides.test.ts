@@ -29,7 +29,7 @@ describe('mergeDeep', () => {
         const o = parseCliArgs(CliArgs.lineCreate, { name: 'x', kind: 'foundation', canaryWindow: '0s', actor: 'me', gate });
         parseCliArgs(GateRules, mergeDeep(DEFAULT_GATE_RULES, o.gate), {}, '--gate');
       } catch (err) {
-        if (err instanceof ZodError) return explain(err);
+        if (err instanceof ZodError) return explain(err, { names: true }); // as scripts/cli.ts answers its user
         throw err;
       }
       return 'accepted';
