@@ -11,6 +11,7 @@ import { listUpgrades, upgradeProgress } from '../../client/upgrades.ts';
 import { openClient, openRegistry, output } from './context.ts';
 import type { TrialInfo } from '../../registry/registry.ts';
 import { rlRunLines } from './rl-status.ts';
+import { limitsOf } from './line.ts';
 import { isStoppedEarly } from '../../domain/recipe-search.ts';
 
 function describe(state: LineState | null): string {
@@ -63,6 +64,8 @@ export function register(program: Command) {
             trials: line ? await registry.listTrials(l.name) : [],
             // Feedback cycles: the RL runs of this line's versions.
             rlRuns: line ? await registry.getRlRuns(l.name) : [],
+            // What one cycle may spend (a drop's recipe moves only within it).
+            ...(line ? { limits: limitsOf(l) } : {}),
           })),
         );
         // An application that holds its version while its channel moved on (a release, a foundation upgrade's
@@ -98,6 +101,12 @@ export function register(program: Command) {
                 console.log(`  ${c.cycleId.padEnd(24)} ${c.verdict.padEnd(20)} ${c.version ? `v${c.version}` : '  '}  ${c.source}: ${c.reason}`);
             if (line) for (const row of searchLines(r.trials)) console.log(row);
             if (line) for (const row of rlRunLines(r.rlRuns)) console.log(row);
+            if (r.limits)
+              console.log(
+                `  limits: ${Object.entries(r.limits)
+                  .map(([k, v]) => `${k} ${k === 'maxFlopsPerCycle' ? v.toExponential(2) : v}`)
+                  .join(', ')} (perennial line limits ${r.line})`,
+              );
           }
           if (upgrades.length) console.log('upgrades:');
           for (const u of upgrades) {

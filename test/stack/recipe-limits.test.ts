@@ -65,6 +65,7 @@ describe("a line's limits on a drop's recipe", () => {
     expect(shown.out).toMatch(/maxBatchSize\s+64\s/);
     expect(shown.out).toMatch(/keepCheckpoints\s+3\s/);
     expect(shown.out).toMatch(/minCheckpointEvery\s+10\s/);
+    expect((await cli('status', line)).out).toMatch(/limits: maxSteps 2000, maxBatchSize 64, maxFlopsPerCycle [\d.e+]+, keepCheckpoints 3/);
 
     const file = writeDrop('a.jsonl', 1);
     for (const [recipe, limit] of [
