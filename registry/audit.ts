@@ -12,6 +12,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asc, desc, gt, sql } from 'drizzle-orm';
+import { AuditLogBrokenError } from '../schemas/contracts/errors.ts';
 import { AUDIT_GENESIS_HASH, auditLog, auditRoots } from '../schemas/db/index.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 import { LOCKS, prepared, type Database } from './db.ts';
@@ -382,7 +383,7 @@ export async function exportAuditRoot(db: Database, auditDir: string, keys: Keys
     const { verification, tree, hashes } = await verifyWithTree(tx, auditDir, trusted);
     // An earlier failed seal is what this root mends, not a reason to refuse it.
     const blocking = verification.problems.find((p) => p.kind !== 'seal');
-    if (blocking) throw new Error(`refusing to sign the audit root: ${(verification.firstBad?.kind === 'seal' ? blocking : verification.firstBad!).reason}`);
+    if (blocking) throw new AuditLogBrokenError((verification.firstBad?.kind === 'seal' ? blocking : verification.firstBad!).reason);
     const frontier = MerkleFrontier.of(tree);
     return { ...(await signAndRecord(tx, auditDir, keys, frontier, hashes[tree.size - 1] ?? AUDIT_GENESIS_HASH)), hashed: tree.size, ...(repaired ? { repaired } : {}) };
   });
@@ -396,7 +397,7 @@ export async function exportAuditRoot(db: Database, auditDir: string, keys: Keys
  * the rewritten log), and `audit verify` finds it. Without a recorded root it falls back to a full export.
  */
 export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, trusted: readonly Verifier[]): Promise<ExportedRoot> {
-  const refuse = (why: string) => new Error(`refusing to sign the audit root: ${why}`);
+  const refuse = (why: string) => new AuditLogBrokenError(why);
   const repaired = await repairRootsFile(db, auditDir, trusted);
   const sealed = await db.transaction(async (tx) => {
     await lockSeal(tx);

@@ -16,6 +16,8 @@ export const ErrorType = {
   ArtifactIntegrity: 'ArtifactIntegrityError',
   /** A recipe asks for more than its line's limits allow (schemas/io.ts LineLimits): the same recipe is refused on every try. */
   RecipeLimit: 'RecipeLimitError',
+  /** The audit log or its roots file fails verification, so no root may be signed: only a person's repair helps. */
+  AuditLogBroken: 'AuditLogBrokenError',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -89,5 +91,13 @@ export class ArtifactIntegrityError extends Error {
   ) {
     super(`artifact ${digest} at ${path}: ${problem}`);
     this.name = ErrorType.ArtifactIntegrity;
+  }
+}
+
+/** The audit log or its signed roots do not verify, so sealing refuses; retrying signs nothing until someone repairs it. */
+export class AuditLogBrokenError extends Error {
+  constructor(reason: string) {
+    super(`refusing to sign the audit root: ${reason}`);
+    this.name = ErrorType.AuditLogBroken;
   }
 }

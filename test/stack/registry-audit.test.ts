@@ -7,7 +7,9 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { entryBody, entryLeaf, MerkleTree, ROOTS_FILE } from '../../registry/audit.ts';
 import { canonicalJson, sha256Hex } from '../../registry/canonical.ts';
 import { AUDIT_ROOT_PAYLOAD_TYPE, generateKeys, signEnvelope } from '../../registry/signing.ts';
-import { openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
+import { createActivities } from '../../activities/index.ts';
+import { registry as registryPreset } from '../../workflows/options.ts';
+import { activityDeps, openTestRegistry, seedDrop, seedLine, seedVersion, type TestRegistry } from '../helpers/db.ts';
 
 let t: TestRegistry;
 let admin: postgres.Sql;
@@ -320,6 +322,21 @@ describe('sealing from the Merkle frontier', () => {
     await admin`insert into audit_roots (seq, tree_size, root_hash, last_hash, frontier, key_id, signed_at)
       values (${Number(row!.seq) + 1}, ${row!.tree_size}, ${'ab'.repeat(32)}, ${row!.last_hash}, ${JSON.stringify(['ab'.repeat(32)])}::text::jsonb, ${row!.key_id}, now())`;
     await expect(t.registry.sealAuditLog()).rejects.toThrow(/refusing to sign the audit root: .*not in roots.jsonl/);
+  });
+
+  it("fails the loop's seal activity without retries when the log is broken: no retry signs a root over it", async () => {
+    await t.registry.exportAuditRoot();
+    await t.registry.recordEvent({ actor: 'ops', action: 'note.add', line: 'audited', payload: { i: 2 } });
+    const last = (await t.registry.listAudit({ limit: 1000 })).at(-1)!;
+    await asSuperuser((tx) => tx`update audit_log set actor = 'mallory' where seq = ${last.seq}`);
+    const failure = await createActivities(activityDeps(t))
+      .sealAuditLog()
+      .then(() => null, (err: Error) => err);
+    // Temporal takes an activity error's name as its failure type; the preset lists the types it never retries.
+    expect(failure?.name).toBe('AuditLogBrokenError');
+    expect(failure?.message).toMatch(new RegExp(`refusing to sign the audit root: entry ${last.seq} .* was altered`));
+    expect(registryPreset.retry?.nonRetryableErrorTypes).toContain(failure?.name);
+    await asSuperuser((tx) => tx`update audit_log set actor = 'ops' where seq = ${last.seq}`);
   });
 });
 
