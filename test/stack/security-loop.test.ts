@@ -100,7 +100,8 @@ describe('hostile drops sent straight to a line workflow', () => {
       [{ path: 'relative/drop.jsonl', digest: fresh('relative'), source: 'hostile' }, /path: the drop path must be absolute/],
       [{ path: '/dev/zero', digest: fresh('zero'), source: 'hostile' }, /^\/dev\/zero: the path is outside the drop roots/],
       [{ path: fifo, digest: fresh('fifo'), source: 'hostile' }, /pipe\.jsonl: the path is not a regular file/],
-      [{ path: keyFile, digest: sha256Hex(readFileSync(keyFile)), source: 'hostile' }, /ed25519\.key: the path is inside the installation's keys folder/],
+      // Outside the default roots (<data>/drops, <data>/demo-drops) since the temporary folder is none of them.
+      [{ path: keyFile, digest: sha256Hex(readFileSync(keyFile)), source: 'hostile' }, /ed25519\.key: the path is outside the drop roots/],
       [{ path: '/tmp/x.jsonl', digest: fresh('recipe'), source: 'hostile', recipe: { steps: 'forever' } }, /recipe\.steps: /],
       [{ path: '/tmp/x.jsonl', digest: fresh('extra'), source: 'hostile', weights: 'AAAA' }, /1 unexpected field/],
     ];
