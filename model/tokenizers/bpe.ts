@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { GGUFTokenizer } from '../checkpoints/gguf.ts';
 import { type ChatMessage, ChatTemplate, type ChatTemplateOptions } from './chat-template.ts';
-import { type TokenizerJson, tokenizerJsonFromGGUF } from './tokenizer-json.ts';
+import { BYTE_TO_CHAR, type TokenizerJson, tokenizerJsonFromGGUF } from './tokenizer-json.ts';
 import {
   BPE,
   ByteLevelPreTokenizer,
@@ -88,6 +88,9 @@ function rustParity(tokenizer: HfTokenizer): void {
   };
 }
 
+const CHAR_TO_BYTE = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
+const utf8 = new TextEncoder();
+
 /** sha256 of the tokens in id order joined by newlines, a blank line, then the merges as "left right" lines. */
 export function vocabDigest(tokens: readonly string[], merges: readonly string[]): string {
   return createHash('sha256')
@@ -106,6 +109,7 @@ export class BpeTokenizer {
   /** Ids of the special added tokens (`<|im_start|>`, `<|endoftext|>`, ...). */
   readonly specialTokenIds: ReadonlySet<number>;
   readonly chatTemplate: ChatTemplate | undefined;
+  private readonly addedTokens: ReadonlySet<number>;
   private readonly tokenizer: HfTokenizer;
   private readonly tokens: string[];
 
@@ -129,6 +133,7 @@ export class BpeTokenizer {
     this.padTokenId = check('pad id', spec.padTokenId);
     this.unkTokenId = check('unk id', spec.unkTokenId);
     this.specialTokenIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
+    this.addedTokens = new Set(json.added_tokens.map((t) => t.id));
     const probe = this.tokenizer.encode('a', { add_special_tokens: true }).ids;
     this.addsBos = this.bosTokenId !== undefined && probe.length > 1 && probe[0] === this.bosTokenId;
     const name = (id: number | undefined) => (id === undefined ? undefined : this.tokens[id]);
@@ -167,6 +172,24 @@ export class BpeTokenizer {
     }
     if (list.length === 0) return '';
     return this.tokenizer.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+  }
+
+  /**
+   * The bytes token `id` stands for: an added token's text as UTF-8, else each character's byte (a character
+   * outside the byte alphabet as its own UTF-8, as the Rust decoder does). Generation joins these to print
+   * only whole characters while a multi-byte character is still arriving token by token.
+   */
+  tokenBytes(id: number): Uint8Array {
+    const token = this.tokens[id];
+    if (token === undefined) throw new TokenizerInputError(`token id ${id} is not in the vocabulary (ids 0-${this.vocabSize - 1})`);
+    if (this.addedTokens.has(id)) return utf8.encode(token);
+    const out: number[] = [];
+    for (const c of token) {
+      const b = CHAR_TO_BYTE.get(c);
+      if (b !== undefined) out.push(b);
+      else out.push(...utf8.encode(c));
+    }
+    return Uint8Array.from(out);
   }
 
   tokenToId(token: string): number | undefined {

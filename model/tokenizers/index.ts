@@ -13,7 +13,7 @@ export { BpeTokenizer, TokenizerInputError, vocabDigest } from './bpe.ts';
 export type { BpeTokenizerSpec, DecodeOptions, EncodeOptions } from './bpe.ts';
 export { ChatTemplate, ChatTemplateError, renderChatTemplate } from './chat-template.ts';
 export type { ChatMessage, ChatTemplateOptions, ChatTemplateTokens } from './chat-template.ts';
-export { GGUF_PRE_TOKENIZERS, GGUF_TOKEN_TYPE, tokenizerJsonFromGGUF } from './tokenizer-json.ts';
+export { BYTE_TO_CHAR, GGUF_PRE_TOKENIZERS, GGUF_TOKEN_TYPE, tokenizerJsonFromGGUF } from './tokenizer-json.ts';
 export type { AddedTokenJson, TokenizerJson } from './tokenizer-json.ts';
 
 /** The tokenizer a GGUF file describes (`tokenizer.ggml.*`, `tokenizer.chat_template`). */

@@ -40,6 +40,16 @@ export interface TokenizerJson {
   [key: string]: unknown;
 }
 
+/**
+ * GPT-2's `bytes_to_unicode`: the character that stands for each byte in a byte-level vocabulary. Printable
+ * bytes stand for themselves; the others (controls, space, 0x7f-0xa0, 0xad) for U+0100 onwards, in byte order.
+ */
+export const BYTE_TO_CHAR: readonly string[] = (() => {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  let next = 0x100;
+  return Array.from({ length: 256 }, (_, b) => String.fromCharCode(printable(b) ? b : next++));
+})();
+
 /** GGUF token types (llama.cpp's `llama_token_type`). */
 export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
