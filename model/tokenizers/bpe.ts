@@ -98,7 +98,17 @@ export function vocabDigest(tokens: readonly string[], merges: readonly string[]
     .digest('hex');
 }
 
-export class BpeTokenizer {
+/** What training, evaluation and generation need of any tokenizer (the tiny GPT's byte tokenizer fits it too). */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly padTokenId: number | undefined;
+  encode(text: string, options?: EncodeOptions): number[];
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
+}
+
+export class BpeTokenizer implements TextTokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | undefined;

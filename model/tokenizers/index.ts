@@ -10,7 +10,7 @@ import { BpeTokenizer, type BpeTokenizerSpec } from './bpe.ts';
 import type { TokenizerJson } from './tokenizer-json.ts';
 
 export { BpeTokenizer, TokenizerInputError, vocabDigest } from './bpe.ts';
-export type { BpeTokenizerSpec, DecodeOptions, EncodeOptions } from './bpe.ts';
+export type { BpeTokenizerSpec, DecodeOptions, EncodeOptions, TextTokenizer } from './bpe.ts';
 export { ChatTemplate, ChatTemplateError, renderChatTemplate } from './chat-template.ts';
 export type { ChatMessage, ChatTemplateOptions, ChatTemplateTokens } from './chat-template.ts';
 export { BYTE_TO_CHAR, GGUF_PRE_TOKENIZERS, GGUF_TOKEN_TYPE, tokenizerJsonFromGGUF } from './tokenizer-json.ts';
