@@ -21,6 +21,7 @@ import { parseFeedback } from '../domain/feedback.ts';
 import { hasIndependentGold } from '../domain/verifiers.ts';
 import type { ActivityDeps } from './deps.ts';
 import { recipeLimitProblems } from './limits.ts';
+import type { FeedbackCounts } from '../domain/recipe-limits.ts';
 import { suitesOfDrop } from '../domain/suites.ts';
 import type { IngestResult, SuiteRef } from './types.ts';
 
@@ -344,11 +345,13 @@ export function ingestActivities(deps: ActivityDeps) {
    * A drop whose recipe override asks for more than its line's limits is refused before its file is read, naming
    * the drop and each limit, non-retryable (RecipeLimitError): its cycle ends with that reason instead of training
    * and failing on every retry. The request and reason are kept in quarantine; the drop is not recorded, so the
-   * same file may be sent again with a recipe within the limits.
+   * same file may be sent again with a recipe within the limits. A feedback drop's RL update is checked too: before
+   * its file is read on its fields, after with `counts` (its held-out checks' cost).
    */
-  async function refuseOverLimit(to: Target, request: DropRequest): Promise<void> {
+  async function refuseOverLimit(to: Target, request: DropRequest, counts?: FeedbackCounts): Promise<void> {
     if (!request.recipe) return;
-    const problems = await recipeLimitProblems(deps, to.line, request.recipe);
+    const feedback = request.kind === 'feedback' ? { ...(counts ? { counts } : {}) } : undefined;
+    const problems = await recipeLimitProblems(deps, to.line, request.recipe, feedback);
     if (!problems.length) return;
     const reason = clip(
       `drop ${request.digest.slice(0, 12)} (${request.source}): its recipe is outside line ${to.line}'s limits: ${problems.join('; ')}`,
@@ -409,6 +412,8 @@ export function ingestActivities(deps: ActivityDeps) {
         `${request.path}: ${withoutGold} of ${prompts.length} verifier prompts have no gold of their own, so the reward-hacking guard could not fire; ` +
           `give each a "gold" (a stricter check than its verifier), or allow it on line ${line} with gate rule allowFeedbackWithoutGold (perennial line gate ${line} '{"allowFeedbackWithoutGold":true}')`,
       );
+    const counts = { prompts: fb.prompts.length, ratings: fb.ratings.length, heldOutPrompts: fb.heldOutPrompts.length, heldOutRatings: fb.heldOutRatings.length };
+    await refuseOverLimit(to, request, counts);
     const stored = await deps.store.put(bytes);
     await deps.registry.recordDrop({
       line,

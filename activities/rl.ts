@@ -13,9 +13,11 @@ import { loadModel, saveModel } from '../model/weights.ts';
 import { parseFeedback, type VerifierPrompt } from '../domain/feedback.ts';
 import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict, type RlGuardPolicy } from '../domain/rl-guards.ts';
 import { hasIndependentGold, verify } from '../domain/verifiers.ts';
+import { DEFAULT_RL } from '../schemas/defaults.ts';
 import { ErrorType } from '../schemas/contracts/errors.ts';
 import type { ModelConfig, Recipe } from '../schemas/io.ts';
 import type { ActivityDeps } from './deps.ts';
+import { enforceRlLimits } from './limits.ts';
 import type { RlOutcome, RlRecord, TrainingOutcome, VersionRef } from './types.ts';
 
 export interface RlTrainInput {
@@ -39,7 +41,7 @@ const toTask = (p: VerifierPrompt): RlTask => ({
 
 /** The RL recipe a cycle runs: RL_DEFAULTS under the recipe's `rl` fields; the line recipe's seed. */
 export function rlRecipeOf(recipe: Recipe): RlRecipe {
-  return { ...RL_DEFAULTS, steps: 20, ...recipe.rl, seed: recipe.seed };
+  return { ...RL_DEFAULTS, steps: DEFAULT_RL.steps, ...recipe.rl, seed: recipe.seed };
 }
 
 export function rlActivities(deps: ActivityDeps) {
@@ -67,6 +69,15 @@ export function rlActivities(deps: ActivityDeps) {
       if (fb.heldOutPrompts.length === 0) return fail(`feedback ${input.dropDigest.slice(0, 12)} has no held-out verifier prompts for the guards`);
       const version = await deps.registry.getVersion(input.reference.line, input.reference.version);
       const { config, weights } = loadModel(await deps.store.get(version.weightsDigest));
+      // Whatever asked for this update (a drop's rl fields, the line's, a forged input), it runs within its line's
+      // limits; refused, the run ends here, recorded as failed.
+      const counts = { prompts: fb.prompts.length, ratings: fb.ratings.length, heldOutPrompts: fb.heldOutPrompts.length, heldOutRatings: fb.heldOutRatings.length };
+      try {
+        await enforceRlLimits(deps, `RL run ${input.key}`, input.line, recipe, config, counts);
+      } catch (err) {
+        if (err instanceof ApplicationFailure && err.nonRetryable) await deps.registry.finishTrainingRun(input.key, { status: 'failed', error: err.message });
+        throw err;
+      }
       // Plasticity interventions the cycle asked for (its floor, or the drop's recipe): the RL update applies those
       // that keep the released model's function and refuses the others, and the record says which and why.
       const requested = input.recipe.interventions ?? [];

@@ -9,6 +9,7 @@
  * nothing of verifiers; the caller's `stopRule` sees every held-out check (the guards live in domain/).
  */
 import * as tf from '@tensorflow/tfjs';
+import { DEFAULT_RL } from '../schemas/defaults.ts';
 import { initBackend } from './backend.ts';
 import { type ModelConfig, flopsPerToken, validateConfig } from './config.ts';
 import { BatchSampler, type Source } from './data.ts';
@@ -40,18 +41,9 @@ export interface RlRecipe {
   seed: number;
 }
 
-export const RL_DEFAULTS: Omit<RlRecipe, 'steps' | 'seed'> = {
-  promptsPerStep: 4,
-  samplesPerPrompt: 8,
-  maxTokens: 6,
-  learningRate: 1e-3,
-  klCoef: 0.05,
-  klBudget: 0.5,
-  clip: 0.2,
-  replayWeight: 0.5,
-  replayBatch: 4,
-  checkEvery: 5,
-};
+// The defaults live with the line limits derived from them (schemas/defaults.ts); the steps are the cycle's.
+const { steps: _steps, ...defaults } = DEFAULT_RL;
+export const RL_DEFAULTS: Omit<RlRecipe, 'steps' | 'seed'> = defaults;
 
 /** A prompt with its training reward and, optionally, its gold (stricter) reward. */
 export interface RlTask {

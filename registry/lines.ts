@@ -9,7 +9,7 @@ import { DEFAULT_ACTOR, type Exec, NEXT_ACCEPTED, dropDigestOf, dropRow, lineRow
 import { RegistryCore } from './core.ts';
 import { canonicalJson } from './canonical.ts';
 import { GateRules, Recipe, StoredLineLimits } from '../schemas/io.ts';
-import { effectiveLimits, limitProblems } from '../domain/recipe-limits.ts';
+import { effectiveLimits, limitProblems, rlLimitProblems } from '../domain/recipe-limits.ts';
 import { TRANSFER_STEPS_FACTOR } from '../schemas/defaults.ts';
 
 /**
@@ -37,7 +37,11 @@ function checkWithinLimits(op: string, name: string, kind: string, recipe: Recip
   const l = effectiveLimits(limits, recipe);
   // Only an application line is transferred onto a new foundation version.
   const transfer = kind === 'application' ? [{ ...recipe, steps: recipe.steps * TRANSFER_STEPS_FACTOR, ...recipe.transfer }] : [];
-  const problems = [...limitProblems(recipe, l), ...transfer.flatMap((t) => limitProblems(t, l).map((p) => `a transfer's ${p}`))];
+  const problems = [
+    ...limitProblems(recipe, l),
+    ...transfer.flatMap((t) => limitProblems(t, l).map((p) => `a transfer's ${p}`)),
+    ...(recipe.rl ? rlLimitProblems(recipe.rl, l) : []),
+  ];
   if (problems.length) throw new InvalidInputError(`${op}: line ${name}'s recipe is outside its limits: ${problems.join('; ')}`);
 }
 

@@ -1,5 +1,5 @@
 /** The embedded defaults: the default recipe, gate rules and promotion policy (model presets: model/config.ts). Pure data. */
-import type { GateRules, PromotionPolicy, Recipe } from './io.ts';
+import type { GateRules, PromotionPolicy, Recipe, RlRecipeFields } from './io.ts';
 
 /** Replay + L2 pull toward the parent + learning-rate re-warming: the product's default update recipe. */
 export const DEFAULT_RECIPE: Recipe = {
@@ -16,6 +16,24 @@ export const DEFAULT_RECIPE: Recipe = {
   replayBudget: 5000,
   seed: 1,
   checkpointEvery: 50,
+};
+
+/**
+ * A feedback cycle's RL update where neither the line's recipe nor the drop's `rl` sets a field (model/rl.ts
+ * RL_DEFAULTS is this less its steps): 20 steps of 4 prompts x 8 samples of at most 6 tokens.
+ */
+export const DEFAULT_RL: Required<RlRecipeFields> = {
+  steps: 20,
+  promptsPerStep: 4,
+  samplesPerPrompt: 8,
+  maxTokens: 6,
+  learningRate: 1e-3,
+  klCoef: 0.05,
+  klBudget: 0.5,
+  clip: 0.2,
+  replayWeight: 0.5,
+  replayBatch: 4,
+  checkEvery: 5,
 };
 
 /**

@@ -199,7 +199,7 @@ export const LineLimits = z
     maxSteps: z.number().int().min(1).max(1_000_000),
     /** Largest batch. */
     maxBatchSize: z.number().int().min(1).max(1024),
-    /** Most training FLOPs one cycle spends: its training, or all its search trials together. */
+    /** Most training FLOPs one cycle spends: its training, all its search trials together, or its RL update. */
     maxFlopsPerCycle: z.number().finite().positive(),
     /** Checkpoints of a run kept in the store (the newest); older ones are deleted as new ones are written. */
     keepCheckpoints: z.number().int().min(1).max(1000),
@@ -207,6 +207,12 @@ export const LineLimits = z
     minCheckpointEvery: z.number().int().min(1).max(1_000_000),
     /** Most records in the replay buffer. */
     maxReplayBudget: z.number().int().min(0).max(100_000_000),
+    /** Most steps of a feedback cycle's RL update (`rl.steps`). */
+    maxRlSteps: z.number().int().min(1).max(100_000),
+    /** Most answers the RL update samples a step (`rl.promptsPerStep` x `rl.samplesPerPrompt`). */
+    maxRlSamplesPerStep: z.number().int().min(2).max(256 * 64),
+    /** Most tokens of one sampled answer (`rl.maxTokens`). */
+    maxRlTokens: z.number().int().min(1).max(256),
   })
   .strict();
 export type LineLimits = z.infer<typeof LineLimits>;

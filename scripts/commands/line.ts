@@ -15,7 +15,7 @@ import {
   Recipe,
   StoredLineLimits,
 } from '../../schemas/io.ts';
-import { effectiveLimits, limitProblems } from '../../domain/recipe-limits.ts';
+import { effectiveLimits, limitProblems, rlLimitProblems } from '../../domain/recipe-limits.ts';
 import { openRegistry, output, UserError } from './context.ts';
 import { SEARCH_BUDGET, STOP_EARLY } from '../../domain/recipe-search.ts';
 
@@ -245,6 +245,8 @@ function checkWithinLimits(name: string, kind: string, recipe: Recipe, stored: S
   const problems = [
     ...limitProblems(recipe, limits, f),
     ...transfer.flatMap((t) => limitProblems(t, limits, { ...f, search: false }).map((p) => `a transfer's ${p}`)),
+    // The line's own RL fields, where it sets any, are what its feedback cycles start from.
+    ...(recipe.rl ? rlLimitProblems(recipe.rl, limits, f) : []),
   ];
   if (problems.length) throw new UserError(`line ${name}'s recipe is outside its limits: ${problems.join('; ')}`, 2);
 }
@@ -258,6 +260,9 @@ export function formatLimits(limits: LineLimits, set: StoredLineLimits = {}): st
     keepCheckpoints: 'checkpoints of a run kept (the newest)',
     minCheckpointEvery: 'fewest steps between checkpoints',
     maxReplayBudget: 'records in the replay buffer',
+    maxRlSteps: "steps of a feedback cycle's RL update",
+    maxRlSamplesPerStep: 'answers the RL update samples a step (prompts x samples)',
+    maxRlTokens: 'tokens of one sampled answer',
   };
   return [
     "limits (a drop's recipe may only move within them):",

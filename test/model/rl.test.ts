@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rlFlops } from '../../domain/recipe-limits.ts';
 import { RL_GUARD_DEFAULTS, overOptimisation, rlVerdict } from '../../domain/rl-guards.ts';
 import { verify } from '../../domain/verifiers.ts';
 import { initBackend } from '../../model/backend.ts';
@@ -99,6 +100,10 @@ describe('policy-gradient update', () => {
     // Forward and backward over every trained position, as supervised training counts it, plus the forward passes.
     expect(plain.spent.trainedTokens).toBeGreaterThan(4 * recipe.replayBatch * config.context);
     expect(plain.spent.flops).toBeGreaterThan(plain.spent.trainedTokens * flopsPerToken(config));
+    // The line limits' up-front bound (every pass at the full context) is never below what the update spent.
+    const bound = rlFlops(recipe, config.context * flopsPerToken(config), { prompts: 4, ratings: 0, heldOutPrompts: 2, heldOutRatings: 0 });
+    expect(plain.spent.flops).toBeLessThanOrEqual(bound);
+    expect(plain.spent.flops).toBeGreaterThan(bound / 20);
     // The surrogate, β·KL and the replay cross-entropy of the last step.
     expect(plain.finalLoss).toBe(plain.curve.at(-1)!.loss);
     expect(plain.finalLoss).toBeGreaterThan(0.1);
@@ -140,6 +145,7 @@ describe('policy-gradient update', () => {
       heldOut: prompts.map((prompt) => ({ prompt, reward: gold })),
     });
     expect(off.checks[off.checks.length - 1]!.reward).toBeGreaterThan(off.checks[0]!.reward);
+    expect(off.spent.flops).toBeLessThanOrEqual(rlFlops(rl({ steps: 20 }), config.context * flopsPerToken(config), { prompts: 0, ratings: logged.length, heldOutPrompts: prompts.length, heldOutRatings: 0 }));
   }, 180_000);
 
   it('checks the update against held-out ratings: agreement rises when they agree with the training ratings, and a reversal is rejected', async () => {

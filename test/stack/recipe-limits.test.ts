@@ -4,7 +4,7 @@
  * is refused at ingest with the drop and the limit named, in one attempt, and the cycle ends with that reason; a
  * limit tightened with `perennial line limits` refuses an override that passed before.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-in-process.ts';
@@ -44,15 +44,19 @@ const writeDrop = (name: string, seed: number) => {
 async function send(file: string, recipe: object) {
   const r = await cli('drop', line, file, '--recipe', JSON.stringify(recipe), '--wait', '--json');
   const { result } = JSON.parse(r.out) as { result: { cycleId: string; verdict: string; reason: string; version?: number } };
-  const history = await loop.client.workflow.getHandle(result.cycleId).fetchHistory();
+  return { code: r.code, result, attempts: await attemptsOf(result.cycleId) };
+}
+
+/** Each activity attempt a cycle's history records, in order. */
+async function attemptsOf(cycleId: string) {
+  const history = await loop.client.workflow.getHandle(cycleId).fetchHistory();
   const events = history.events ?? [];
   const scheduled = new Map<string, string>();
   for (const e of events)
     if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
-  const attempts = events
+  return events
     .filter((e) => e.activityTaskStartedEventAttributes)
     .map((e) => ({ activity: scheduled.get(String(e.activityTaskStartedEventAttributes!.scheduledEventId)), attempt: e.activityTaskStartedEventAttributes!.attempt }));
-  return { code: r.code, result, attempts };
 }
 
 describe("a line's limits on a drop's recipe", () => {
@@ -106,5 +110,35 @@ describe("a line's limits on a drop's recipe", () => {
     // null takes it back to its default.
     const reset = await cli('line', 'limits', line, '{"maxSteps":null}', '--json');
     expect(JSON.parse(reset.out).effectiveLimits.maxSteps).toBe(2000);
+  });
+
+  it("refuses a feedback drop whose RL update is over the line's limits at ingest, in one attempt, kept in quarantine with the reason", async () => {
+    // The RL defaults, from DEFAULT_RL (20 steps of 4 prompts x 8 samples of up to 6 tokens): shown with the others.
+    const shown = await cli('line', 'limits', line);
+    expect(shown.out).toMatch(/maxRlSteps\s+200\s+steps of a feedback cycle's RL update \(default\)/);
+    expect(shown.out).toMatch(/maxRlSamplesPerStep\s+128\s/);
+    expect(shown.out).toMatch(/maxRlTokens\s+48\s/);
+    const words = Array.from({ length: 500 }, (_, i) => `w${i}`);
+    const file = join(drops, 'feedback.jsonl');
+    writeFileSync(file, words.map((w) => JSON.stringify({ prompt: `say ${w}:`, verifier: { kind: 'regex', pattern: 'e' }, gold: { kind: 'exact', answer: w } })).join('\n') + '\n');
+    for (const [rl, limit] of [
+      [{ steps: 100_000 }, /rl\.steps 100000 is over the line's limit maxRlSteps 200/],
+      [{ promptsPerStep: 256, samplesPerPrompt: 64 }, /rl\.promptsPerStep 256 x rl\.samplesPerPrompt 64 = 16384 samples a step is over the line's limit maxRlSamplesPerStep 128/],
+      [{ maxTokens: 256 }, /rl\.maxTokens 256 is over the line's limit maxRlTokens 48/],
+      // Each within its own limit, together ~9x the FLOPs cap.
+      [{ steps: 200, promptsPerStep: 16, samplesPerPrompt: 8, maxTokens: 20 }, /the RL update of 200 steps x 128 samples of up to 20 tokens = up to [\d.e+]+ FLOPs is over the line's limit maxFlopsPerCycle/],
+      // Within the cap on its fields alone; its held-out checks (~100 prompts, one check a step) are what break it, once the file is read.
+      [{ steps: 200, checkEvery: 1 }, /the RL update of 200 steps x 32 samples of up to 6 tokens = up to [\d.e+]+ FLOPs is over the line's limit maxFlopsPerCycle/],
+    ] as const) {
+      const r = await cli('feedback', line, file, '--recipe', JSON.stringify({ rl }), '--wait', '--json');
+      const { request, result } = JSON.parse(r.out) as { request: { digest: string }; result: { cycleId: string; verdict: string; reason: string } };
+      expect(result.verdict).toBe('rejected');
+      expect(result.reason).toMatch(/^drop [0-9a-f]{12} \(feedback\): its recipe is outside line limits-\w+'s limits: /);
+      expect(result.reason).toMatch(limit);
+      expect(await attemptsOf(result.cycleId)).toEqual([{ activity: 'ingestDrop', attempt: 1 }]);
+      expect(JSON.parse(readFileSync(join(loop.dataDir, 'quarantine', request.digest, 'reason.json'), 'utf8')).reason).toBe(result.reason);
+      // Not recorded: the same file may come again with an RL update within the limits.
+      expect(await loop.registry.getDrop(line, request.digest)).toBeNull();
+    }
   });
 });

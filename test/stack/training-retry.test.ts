@@ -189,4 +189,15 @@ describe('trainRl retried after its run was recorded', () => {
     await recordRun('rl-failed', { status: 'failed', error: 'rl: the recipe asks for 0 prompts a step' });
     await expect(rlAttempt('rl-failed')).rejects.toMatchObject({ nonRetryable: true, message: 'rl: the recipe asks for 0 prompts a step' });
   });
+
+  it('refuses an RL update over its line limits, non-retryable, naming the limit, with the run recorded as failed', async () => {
+    // What ingest would have refused (a limit tightened after the drop came in, or a forged activity input).
+    const forged = { ...rlInput('rl-too-long'), recipe: { ...rlInput('rl-too-long').recipe, rl: { ...rl, steps: 100_000, promptsPerStep: 4, samplesPerPrompt: 64 } } };
+    const err = await new MockActivityEnvironment().run(() => rlActivities(deps()).trainRl(forged)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ type: 'RecipeLimitError', nonRetryable: true });
+    expect((err as Error).message).toMatch(
+      /^RL run rl-too-long: the RL update is outside line retried's limits: rl\.steps 100000 is over the line's limit maxRlSteps 200; rl\.promptsPerStep 4 x rl\.samplesPerPrompt 64 = 256 samples a step is over the line's limit maxRlSamplesPerStep 128; the RL update of 100000 steps x 256 samples of up to 4 tokens = up to [\d.e+]+ FLOPs is over the line's limit maxFlopsPerCycle/,
+    );
+    expect(await t.registry.getTrainingRun('rl-too-long')).toMatchObject({ status: 'failed', error: (err as Error).message });
+  });
 });
