@@ -149,6 +149,7 @@ const trainingKills: TrainingKillResult[] = [];
 const runs: FaultRunResult[] = [];
 let pg: Awaited<ReturnType<typeof restartPostgresDuringPromotion>>[] = [];
 let netns: string = 'not run';
+let evilVerifier: { verdict: string; seconds: number; reason: string } | undefined;
 let driver = { caught: 0, driverCrashes: 0 };
 const a = await stack('faults', 1);
 try {
@@ -226,6 +227,9 @@ try {
 
   say(`fuzzing the running loop with ${plan.loopRuns} files through the worker processes`);
   await a.createLine('fuzz-loop');
+  // A line set up for feedback (a stable version to adapt), trained beside the fuzzed drops.
+  await a.createLine('fuzz-feedback');
+  const feedbackBase = await a.send('fuzz-feedback', a.writeDrop('feedback-base.jsonl', 5));
   const pids = a.live().map((w) => w.child.pid);
   const loopSent: { line: string; digest: string; input: FuzzDrop }[] = [];
   for (const [i, input] of fc.sample(anyDrop, { numRuns: plan.loopRuns, seed: 777 }).entries()) {
@@ -242,6 +246,22 @@ try {
   const overLimit = loopDone.get(`fuzz-loop/${greedy.digest}`)!;
   if (overLimit.verdict !== 'rejected' || !/over the line's limit maxSteps/.test(overLimit.reason))
     check('fuzz (loop)', [`a drop over its line's limits ended ${overLimit.verdict}: ${overLimit.reason}`]);
+  // Feedback whose verifier backtracks catastrophically under a JS RegExp (^(.+)+\0 on answers of up to 28
+  // characters: minutes per check): on RE2 it is accepted and judged by the gate within seconds, not a hang.
+  const base = (await waitForDrops(a, [{ line: 'fuzz-feedback', digest: feedbackBase.digest }], 600_000)).get(`fuzz-feedback/${feedbackBase.digest}`)!;
+  if (base.verdict !== 'promoted') check('fuzz (loop)', [`the feedback line's first drop ended ${base.verdict}: ${base.reason}`]);
+  else {
+    const evil = Array.from({ length: 10 }, (_, i) => JSON.stringify({ prompt: `q${i}:`, verifier: { kind: 'regex', pattern: '^(.+)+\u0000' }, gold: { kind: 'exact', answer: `${i}` } }));
+    const started = Date.now();
+    const sent = await a.send('fuzz-feedback', a.writeRaw('loop-evil-verifier.jsonl', evil.join('\n') + '\n'), {
+      kind: 'feedback',
+      recipe: { rl: { steps: 2, checkEvery: 1, promptsPerStep: 2, samplesPerPrompt: 4, maxTokens: 28 } },
+    });
+    const c = (await waitForDrops(a, [{ line: 'fuzz-feedback', digest: sent.digest }], 300_000)).get(`fuzz-feedback/${sent.digest}`)!;
+    evilVerifier = { verdict: c.verdict, seconds: Math.round((Date.now() - started) / 100) / 10, reason: c.reason };
+    if ((c.verdict !== 'promoted' && c.verdict !== 'rejected') || !/rl:/.test(c.reason) || evilVerifier.seconds > 60)
+      check('fuzz (loop)', [`feedback with a catastrophic-backtracking verifier ended ${c.verdict} after ${evilVerifier.seconds} s: ${c.reason}`]);
+  }
   for (const d of loopSent) {
     fuzz.throughLoop++;
     const c = loopDone.get(`fuzz-loop/${d.digest}`)!;
@@ -331,6 +351,8 @@ const summary = {
     loop: fuzz.throughLoop,
     crashes: fuzz.crashes,
     quarantined: fuzz.quarantined,
+    // A feedback drop whose verifier is ^(.+)+\0 (catastrophic backtracking under a JS RegExp): its verdict and time.
+    evilVerifier: evilVerifier ?? 'not run',
   },
   traversal: { attempts: traversal.attempts, byTarget: traversal.byTarget, escapes: traversal.escapes.length },
   network: {
