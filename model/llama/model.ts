@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Weights } from '../weights.ts';
 import { crossEntropy, embed } from '../ops.ts';
 import { type LlamaConfig, llamaWeightShapes, validateLlamaConfig } from './config.ts';
-import { applyRotary, dense, groupedAttention, outputHead, rmsNorm, rotaryAt, swiglu, toHeads } from './ops.ts';
+import { type Rotary, applyRotary, dense, groupedAttention, outputHead, rmsNorm, rotaryAt, swiglu, toHeads } from './ops.ts';
 import { checkLlamaWeights } from './weights.ts';
 
 interface Block {
@@ -50,6 +50,12 @@ export class LlamaModel {
   /** The untied head [vocab, dModel], or the embedding when tied. */
   private readonly headTable: tf.Variable<tf.Rank.R2>;
   private disposed = false;
+  /**
+   * Recompute each block in the backward pass instead of keeping its intermediates (gradient checkpointing): memory
+   * for one block's activations instead of every block's, for ~1/3 more compute. Off by default; the trainer of a
+   * large model turns it on. Values and gradients are the same either way.
+   */
+  recompute = false;
 
   private constructor(
     readonly config: LlamaConfig,
@@ -125,7 +131,7 @@ export class LlamaModel {
    * with the new keys and values appended to `cache`'s (positions 0..offset−1). Call inside tf.tidy.
    */
   private forward(ids: Int32Array, batch: number, cache?: LlamaKvCache): { hidden: tf.Tensor2D; keys: tf.Tensor3D[]; values: tf.Tensor3D[] } {
-    const { dModel: d, nHeads: h, nKvHeads: kv, headDim: hd, context, rmsEps: eps, ropeBase } = this.config;
+    const { nHeads: h, nKvHeads: kv, headDim: hd, context, rmsEps: eps, ropeBase } = this.config;
     const time = ids.length / batch;
     if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(time) || time < 1) throw new Error(`${ids.length} ids do not form ${batch} rows`);
     const offset = cache?.length ?? 0;
@@ -133,23 +139,18 @@ export class LlamaModel {
     if (offset + time > context) throw new Error(`sequence length ${offset + time} exceeds the model context ${context}`);
     const rotary = rotaryAt(offset, time, context, hd, ropeBase);
     let x = embed(this.tokEmb, ids);
-    if (x.shape[1] !== d) throw new Error('embedding width mismatch');
     const keys: tf.Tensor3D[] = [];
     const values: tf.Tensor3D[] = [];
+    const dims = { batch, time, offset, heads: h, kvHeads: kv, headDim: hd, eps };
     this.blocks.forEach((b, i) => {
-      const a = rmsNorm(x, b.attnNorm, eps);
-      const q = applyRotary(dense(a, b.q), rotary, batch, time, h, hd);
-      let k = toHeads(applyRotary(dense(a, b.k), rotary, batch, time, kv, hd), batch, time, kv, hd);
-      let v = toHeads(dense(a, b.v), batch, time, kv, hd);
-      if (cache) {
-        k = tf.concat([cache.keys[i]!, k], 1);
-        v = tf.concat([cache.values[i]!, v], 1);
+      if (this.recompute && !cache) {
+        x = recomputedBlock(x, blockWeights(b), rotary, dims);
+        return;
       }
-      keys.push(k);
-      values.push(v);
-      x = tf.add(x, dense(groupedAttention(q, k, v, { batch, time, offset, heads: h, kvHeads: kv, headDim: hd }), b.o));
-      const m = rmsNorm(x, b.mlpNorm, eps);
-      x = tf.add(x, dense(swiglu(dense(m, b.gate), dense(m, b.up)), b.down));
+      const out = runBlock(x, blockWeights(b), rotary, dims, cache && { k: cache.keys[i]!, v: cache.values[i]! });
+      x = out.x;
+      keys.push(out.k);
+      values.push(out.v);
     });
     return { hidden: rmsNorm(x, this.normF, eps), keys, values };
   }
@@ -201,6 +202,69 @@ export class LlamaModel {
     disposeKvCache(cache);
     return { logits: out.logits, cache: { batch, length: (cache?.length ?? 0) + time, keys: out.keys, values: out.values } };
   }
+}
+
+type BlockWeights = [tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+type BlockDims = { batch: number; time: number; offset: number; heads: number; kvHeads: number; headDim: number; eps: number };
+
+function blockWeights(b: Block): BlockWeights {
+  return [b.attnNorm, b.q, b.k, b.v, b.o, b.mlpNorm, b.gate, b.up, b.down];
+}
+
+/** One block: x + attention(norm(x)), then + mlp(norm(·)); with the new keys and values (after `past`'s, when given). */
+function runBlock(x: tf.Tensor2D, w: BlockWeights, rotary: Rotary, dims: BlockDims, past?: { k: tf.Tensor3D; v: tf.Tensor3D }): { x: tf.Tensor2D; k: tf.Tensor3D; v: tf.Tensor3D } {
+  const [attnNorm, wq, wk, wv, wo, mlpNorm, gate, up, down] = w;
+  const { batch, time, heads, kvHeads, headDim, eps } = dims;
+  const a = rmsNorm(x, attnNorm, eps);
+  const q = applyRotary(dense(a, wq), rotary, batch, time, heads, headDim);
+  let k = toHeads(applyRotary(dense(a, wk), rotary, batch, time, kvHeads, headDim), batch, time, kvHeads, headDim);
+  let v = toHeads(dense(a, wv), batch, time, kvHeads, headDim);
+  if (past) {
+    k = tf.concat([past.k, k], 1);
+    v = tf.concat([past.v, v], 1);
+  }
+  const h = tf.add(x, dense(groupedAttention(q, k, v, dims), wo)) as tf.Tensor2D;
+  const m = rmsNorm(h, mlpNorm, eps);
+  return { x: tf.add(h, dense(swiglu(dense(m, gate), dense(m, up)), down)) as tf.Tensor2D, k, v };
+}
+
+/**
+ * tf.grads called from inside a backward pass (a recomputed block's). tfjs 4's engine keeps one active tape: an inner
+ * gradients() that starts at depth 0 replaces it, then clears it, and the outer backward's clean-up reads it. So the
+ * outer tape is put back afterwards; the inner tape's saved tensors are freed by the inner call as usual.
+ */
+function gradsInsideBackward(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outer = state.activeTape;
+  try {
+    return tf.grads(f)(xs, dy);
+  } finally {
+    state.activeTape = outer;
+  }
+}
+
+/**
+ * A block whose forward keeps nothing but its input for the backward, which recomputes the block under its own tape
+ * (gradient checkpointing). tfjs frees a forward pass's intermediates only when the whole gradient is done, so a
+ * plain forward holds every block's (~100 MB per SmolLM2 block at 4 x 128 tokens); this holds one block's at a time,
+ * for one more forward pass of compute. Same values and gradients as runBlock.
+ */
+function recomputedBlock(x: tf.Tensor2D, w: BlockWeights, rotary: Rotary, dims: BlockDims): tf.Tensor2D {
+  const n = w.length;
+  const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const inputs = args.slice(0, -1) as tf.Tensor[];
+    save([...inputs, rotary.cos, rotary.sin]);
+    return {
+      value: runBlock(inputs[0] as tf.Tensor2D, inputs.slice(1) as BlockWeights, rotary, dims).x,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const rot = { cos: saved[n + 1] as tf.Tensor3D, sin: saved[n + 2] as tf.Tensor3D };
+        const f = (...xs: tf.Tensor[]) => runBlock(xs[0] as tf.Tensor2D, xs.slice(1) as BlockWeights, rot, dims).x;
+        return gradsInsideBackward(f, saved.slice(0, n + 1), dy);
+      },
+    };
+  }) as Parameters<typeof tf.customGrad<tf.Tensor2D>>[0]);
+  return op(x, ...w);
 }
 
 /** 1 for each target in the vocabulary, 0 for a negative (padding) one, which becomes 0 so every one-hot row stays in range. */

@@ -17,6 +17,11 @@ export interface LlamaTrainerOptions extends AdamWOptions {
   reference?: Weights;
   /** Optimiser on the device (default: on native TensorFlow only, as model/train.ts decides). */
   deviceStep?: boolean;
+  /**
+   * Recompute each block in the backward pass (LlamaModel.recompute): one block's activations in memory instead of
+   * every block's. Default: on for models of 8 or more layers, where the activations are the larger part.
+   */
+  recompute?: boolean;
 }
 
 /**
@@ -35,7 +40,8 @@ export class LlamaTrainer {
   ) {
     this.variables = [...model.variables.values()];
     this.names = [...model.variables.keys()];
-    const { reference, deviceStep, ...adam } = options;
+    const { reference, deviceStep, recompute, ...adam } = options;
+    model.recompute = recompute ?? model.config.nLayers >= 8;
     if (deviceStep ?? onDevice()) {
       this.device = new DeviceAdamW(model.variables, adam, reference);
     } else {
