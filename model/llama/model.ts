@@ -137,7 +137,7 @@ export class LlamaModel {
     const offset = cache?.length ?? 0;
     if (cache && cache.batch !== batch) throw new Error(`the cache holds ${cache.batch} rows, not ${batch}`);
     if (offset + time > context) throw new Error(`sequence length ${offset + time} exceeds the model context ${context}`);
-    const rotary = rotaryAt(offset, time, context, hd, ropeBase);
+    const rotary = rotaryAt(offset, time, hd, ropeBase);
     let x = embed(this.tokEmb, ids);
     const keys: tf.Tensor3D[] = [];
     const values: tf.Tensor3D[] = [];

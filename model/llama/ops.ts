@@ -84,27 +84,29 @@ export const swiglu = customOp<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((gate, u
   };
 });
 
-const rotaryTables = new Map<string, { cos: Float32Array; sin: Float32Array }>();
+const rotaryTables = new Map<string, { positions: number; cos: Float32Array; sin: Float32Array }>();
 
 /**
- * cos and sin of position · base^(−2i/headDim) for positions 0..context−1 and i < headDim/2, in float64 then
- * rounded (Hugging Face computes the angles in float32; the difference is below float32 rounding of the logits).
+ * cos and sin of position · base^(−2i/headDim) for positions 0..positions−1 (at least) and i < headDim/2, in
+ * float64 then rounded (Hugging Face computes the angles in float32; the difference is below float32 rounding of
+ * the logits). Grown by doubling as longer sequences come, so a 128k-context model does not pay for 128k positions.
  */
-function rotaryTable(context: number, headDim: number, base: number): { cos: Float32Array; sin: Float32Array } {
-  const key = `${context}:${headDim}:${base}`;
+function rotaryTable(positions: number, headDim: number, base: number): { cos: Float32Array; sin: Float32Array } {
+  const key = `${headDim}:${base}`;
   let table = rotaryTables.get(key);
-  if (!table) {
+  if (!table || table.positions < positions) {
+    const n = Math.max(positions, 2 * (table?.positions ?? 64));
     const half = headDim / 2;
-    const cos = new Float32Array(context * half);
-    const sin = new Float32Array(context * half);
+    const cos = new Float32Array(n * half);
+    const sin = new Float32Array(n * half);
     for (let i = 0; i < half; i++) {
       const freq = 1 / base ** ((2 * i) / headDim);
-      for (let p = 0; p < context; p++) {
+      for (let p = 0; p < n; p++) {
         cos[p * half + i] = Math.cos(p * freq);
         sin[p * half + i] = Math.sin(p * freq);
       }
     }
-    table = { cos, sin };
+    table = { positions: n, cos, sin };
     rotaryTables.set(key, table);
   }
   return table;
@@ -116,10 +118,10 @@ export interface Rotary {
   sin: tf.Tensor3D;
 }
 
-/** Rotary tables for positions offset..offset+time−1 of a model with `context` positions. Call inside tf.tidy. */
-export function rotaryAt(offset: number, time: number, context: number, headDim: number, base: number): Rotary {
+/** Rotary tables for positions offset..offset+time−1. Call inside tf.tidy. */
+export function rotaryAt(offset: number, time: number, headDim: number, base: number): Rotary {
   const half = headDim / 2;
-  const { cos, sin } = rotaryTable(context, headDim, base);
+  const { cos, sin } = rotaryTable(offset + time, headDim, base);
   const part = (a: Float32Array) => tf.tensor3d(a.subarray(offset * half, (offset + time) * half), [time, 1, half]);
   return { cos: part(cos), sin: part(sin) };
 }

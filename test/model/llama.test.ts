@@ -92,7 +92,7 @@ describe('llama ops', () => {
       expect(maxAbsDiff(sb!.dataSync() as Float32Array, qb!.dataSync() as Float32Array)).toBeLessThan(1e-5);
 
       // 2 rows x 3 positions x 2 heads of 8, from position 5: rotate_half written out per element.
-      const rot = rotaryAt(5, 3, 16, 8, 10000);
+      const rot = rotaryAt(5, 3, 8, 10000);
       const plainRotary = (a: tf.Tensor) => {
         const cos = tf.concat([rot.cos, rot.cos], 2);
         const sin = tf.concat([rot.sin, rot.sin], 2);
@@ -106,6 +106,8 @@ describe('llama ops', () => {
       expect(maxAbsDiff(rx.dataSync() as Float32Array, px2.dataSync() as Float32Array)).toBeLessThan(1e-5);
       // Position 5, frequency index 1 of 4: angle 5 · 10000^(−2/8).
       expect(rot.cos.dataSync()[1]).toBeCloseTo(Math.cos(5 * 10000 ** -0.25), 6);
+      // Past the first table's positions (it grows): position 300 + 1, frequency index 3.
+      expect(rotaryAt(300, 2, 8, 10000).sin.dataSync()[4 + 3]).toBeCloseTo(Math.sin(301 * 10000 ** -0.75), 6);
     });
     expect(tf.memory().numTensors).toBe(before);
   });
