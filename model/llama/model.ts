@@ -128,9 +128,9 @@ export class LlamaModel {
 
   /**
    * Final hidden states [batch·time, dModel] of row-major ids [batch, time] at positions offset..offset+time−1,
-   * with the new keys and values appended to `cache`'s (positions 0..offset−1). Call inside tf.tidy.
+   * with the new keys and values appended to `cache`'s (positions 0..offset−1) when `withCache`. Call inside tf.tidy.
    */
-  private forward(ids: Int32Array, batch: number, cache?: LlamaKvCache): { hidden: tf.Tensor2D; keys: tf.Tensor3D[]; values: tf.Tensor3D[] } {
+  private forward(ids: Int32Array, batch: number, cache?: LlamaKvCache, withCache = false): { hidden: tf.Tensor2D; keys: tf.Tensor3D[]; values: tf.Tensor3D[] } {
     const { nHeads: h, nKvHeads: kv, headDim: hd, context, rmsEps: eps, ropeBase } = this.config;
     const time = ids.length / batch;
     if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(time) || time < 1) throw new Error(`${ids.length} ids do not form ${batch} rows`);
@@ -143,7 +143,7 @@ export class LlamaModel {
     const values: tf.Tensor3D[] = [];
     const dims = { batch, time, offset, heads: h, kvHeads: kv, headDim: hd, eps };
     this.blocks.forEach((b, i) => {
-      if (this.recompute && !cache) {
+      if (this.recompute && !withCache) {
         x = recomputedBlock(x, blockWeights(b), rotary, dims);
         return;
       }
@@ -195,7 +195,7 @@ export class LlamaModel {
   forwardStep(ids: Int32Array, batch: number, cache?: LlamaKvCache, opts: { all?: boolean } = {}): { logits: tf.Tensor2D; cache: LlamaKvCache } {
     const time = ids.length / batch;
     const out = tf.tidy(() => {
-      const { hidden, keys, values } = this.forward(ids, batch, cache);
+      const { hidden, keys, values } = this.forward(ids, batch, cache, true);
       const rows = opts.all || time === 1 ? hidden : (tf.reshape(tf.slice(tf.reshape(hidden, [batch, time, -1]), [0, time - 1, 0], [batch, 1, -1]), [batch, -1]) as tf.Tensor2D);
       return { logits: this.head(rows), keys, values };
     });
