@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { wasmBatchMatMul, wasmBatchMatMulAvailable } from './wasm-gemm.ts';
 
 /** What a custom op's forward returns: its value, tensors the backward needs, and the backward. */
-interface OpResult<A extends tf.Tensor[], R extends tf.Tensor> {
+export interface OpResult<A extends tf.Tensor[], R extends tf.Tensor> {
   value: R;
   /** Forward intermediates (or closed-over tensors) the backward reads; the inputs are kept anyway. */
   keep?: tf.Tensor[];
@@ -23,7 +23,7 @@ interface OpResult<A extends tf.Tensor[], R extends tf.Tensor> {
  * unless it is passed to `save`; reading a disposed tensor in the backward fails, so this saves the
  * inputs and `keep` and hands them back to the backward. (Plain JS arrays can simply be closed over.)
  */
-function customOp<A extends [tf.Tensor, ...tf.Tensor[]], R extends tf.Tensor>(f: (...inputs: A) => OpResult<A, R>): (...inputs: A) => R {
+export function customOp<A extends [tf.Tensor, ...tf.Tensor[]], R extends tf.Tensor>(f: (...inputs: A) => OpResult<A, R>): (...inputs: A) => R {
   const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const inputs = args.slice(0, -1) as A;

@@ -9,6 +9,7 @@ import { type ModelConfig, validateConfig, weightShapes } from './config.ts';
 import { causalAttention, crossEntropy, distillKL, embed, gelu, layerNorm, linear, tiedHead } from './ops.ts';
 import { Rng, deriveSeed, hashString } from './random.ts';
 import { PAD } from './tokenizer.ts';
+import { assignVariables, readVariables } from './variables.ts';
 import { type Weights, checkWeights } from './weights.ts';
 
 const INIT_STD = 0.02;
@@ -110,21 +111,13 @@ export class LanguageModel {
 
   /** Copies the current weights out of the backend (fresh arrays, safe to keep after dispose). */
   exportWeights(): Weights {
-    const out: Weights = new Map();
-    for (const [name, v] of this.variables) {
-      // dataSync may return the backend's own buffer (cpu); copy so later training cannot change it.
-      out.set(name, { shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) });
-    }
-    return out;
+    return readVariables(this.variables);
   }
 
   /** Overwrites every variable with `weights` (same config). */
   loadWeights(weights: Weights): void {
     checkWeights(this.config, weights);
-    for (const [name, v] of this.variables) {
-      const w = weights.get(name)!;
-      tf.tidy(() => v.assign(tf.tensor(w.data, w.shape, 'float32')));
-    }
+    assignVariables(this.variables, weights);
   }
 
   /** Frees the variables; the model is unusable afterwards. Safe to call twice. */

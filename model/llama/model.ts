@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Weights } from '../weights.ts';
 import { crossEntropy, embed } from '../ops.ts';
+import { assignVariables, readVariables } from '../variables.ts';
 import { type LlamaConfig, llamaWeightShapes, validateLlamaConfig } from './config.ts';
 import { type Rotary, applyRotary, dense, groupedAttention, outputHead, rmsNorm, rotaryAt, swiglu, toHeads } from './ops.ts';
 import { checkLlamaWeights } from './weights.ts';
@@ -105,18 +106,13 @@ export class LlamaModel {
 
   /** Copies the current weights out of the backend (fresh arrays, safe to keep after dispose). */
   exportWeights(): Weights {
-    const out: Weights = new Map();
-    for (const [name, v] of this.variables) out.set(name, { shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) });
-    return out;
+    return readVariables(this.variables);
   }
 
   /** Overwrites every variable with `weights` (same config). */
   loadWeights(weights: Weights): void {
     checkLlamaWeights(this.config, weights);
-    for (const [name, v] of this.variables) {
-      const w = weights.get(name)!;
-      tf.tidy(() => v.assign(tf.tensor(w.data, w.shape, 'float32')));
-    }
+    assignVariables(this.variables, weights);
   }
 
   /** Frees the variables; the model is unusable afterwards. Safe to call twice. */

@@ -6,33 +6,8 @@
  * modeling_llama.py); test/model/llama-parity.test.ts checks them against a NumPy implementation.
  */
 import * as tf from '@tensorflow/tfjs';
-import { matMul as hostMatMul, onDevice, tiedHead } from '../ops.ts';
+import { customOp, matMul as hostMatMul, onDevice, tiedHead } from '../ops.ts';
 import { wasmBatchMatMul, wasmBatchMatMulAvailable } from '../wasm-gemm.ts';
-
-interface OpResult<A extends tf.Tensor[], R extends tf.Tensor> {
-  value: R;
-  /** Tensors the backward reads beyond the inputs (intermediates, or constants made inside the tape). */
-  keep?: tf.Tensor[];
-  gradFunc: (dy: tf.Tensor, inputs: A, kept: tf.Tensor[]) => tf.Tensor[];
-}
-
-/**
- * tf.customGrad with the inputs and `keep` saved for the backward (tfjs disposes every other tensor of the forward
- * pass before the backward runs). The same helper as model/ops.ts's, which does not export it.
- */
-function customOp<A extends [tf.Tensor, ...tf.Tensor[]], R extends tf.Tensor>(f: (...inputs: A) => OpResult<A, R>): (...inputs: A) => R {
-  const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const save = args[args.length - 1] as tf.GradSaveFunc;
-    const inputs = args.slice(0, -1) as A;
-    const { value, keep = [], gradFunc } = f(...inputs);
-    save([...inputs, ...keep]);
-    return {
-      value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => gradFunc(dy, saved.slice(0, inputs.length) as A, saved.slice(inputs.length)),
-    };
-  }) as Parameters<typeof tf.customGrad<R>>[0]);
-  return (...inputs: A) => op(...inputs);
-}
 
 /** Column sums of a 2-D tensor (tfjs-wasm reduces axis 0 by a transpose; a matmul with ones is its fast path). */
 function columnSums(x: tf.Tensor2D): tf.Tensor1D {
