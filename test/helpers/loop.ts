@@ -57,6 +57,16 @@ export interface TestLoop {
   close(): Promise<void>;
 }
 
+/** The environment the CLI reads to reach this loop: its Temporal server, database, data folder and task queue. */
+export function cliEnv(loop: TestLoop): Record<string, string> {
+  return {
+    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
+    DATABASE_URL: loop.databaseUrl,
+    PERENNIAL_DATA_DIR: loop.dataDir,
+    PERENNIAL_TASK_QUEUE: loop.taskQueue,
+  };
+}
+
 /** Test-sized recipe: the tiny model learns a few sentences in ~60 steps. */
 export const TEST_RECIPE: Recipe = { ...DEFAULT_RECIPE, steps: 60, batchSize: 8, warmupSteps: 5, checkpointEvery: 20, learningRate: 5e-3 };
 

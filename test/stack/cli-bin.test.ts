@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generalText, rng } from '../../bench/scenario.ts';
 import { RequestRefusedError, rollback } from '../../client/ops.ts';
 import { BIN, npxStyleLink, runBin } from '../helpers/bin.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { cliEnv, startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 let env: NodeJS.ProcessEnv;
@@ -21,13 +21,7 @@ const perennial = (...args: string[]) => runBin(args, { env });
 beforeAll(async () => {
   loop = await startTestLoop('clibin');
   await loop.startWorkers();
-  env = {
-    ...process.env,
-    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
-    DATABASE_URL: loop.databaseUrl,
-    PERENNIAL_DATA_DIR: loop.dataDir,
-    PERENNIAL_TASK_QUEUE: loop.taskQueue,
-  };
+  env = { ...process.env, ...cliEnv(loop) };
 });
 afterAll(async () => {
   await loop?.close();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-in-process.ts';
 import { generalText, rng } from '../../bench/scenario.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { cliEnv, startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 const line = `cli-${Date.now().toString(36).slice(-5)}`;
@@ -16,12 +16,7 @@ const saved = { ...process.env };
 beforeAll(async () => {
   loop = await startTestLoop('cli');
   await loop.startWorkers();
-  Object.assign(process.env, {
-    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
-    DATABASE_URL: loop.databaseUrl,
-    PERENNIAL_DATA_DIR: loop.dataDir,
-    PERENNIAL_TASK_QUEUE: loop.taskQueue,
-  });
+  Object.assign(process.env, cliEnv(loop));
 });
 afterAll(async () => {
   process.env = saved;

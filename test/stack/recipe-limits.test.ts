@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli-in-process.ts';
 import { generalText, rng } from '../../bench/scenario.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { cliEnv, startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 const line = `limits-${Date.now().toString(36).slice(-5)}`;
@@ -19,12 +19,7 @@ let drops: string;
 beforeAll(async () => {
   loop = await startTestLoop('limits');
   await loop.startWorkers();
-  Object.assign(process.env, {
-    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
-    DATABASE_URL: loop.databaseUrl,
-    PERENNIAL_DATA_DIR: loop.dataDir,
-    PERENNIAL_TASK_QUEUE: loop.taskQueue,
-  });
+  Object.assign(process.env, cliEnv(loop));
   // The loop's drop root (<data>/drops), where ingest reads drops from.
   drops = join(loop.dataDir, 'drops');
   mkdirSync(drops, { recursive: true });

@@ -11,7 +11,7 @@ import { sendDrop, waitForCycle } from '../../client/ops.ts';
 import { generalText, rng } from '../../bench/scenario.ts';
 import { flopsPerToken, PRESETS } from '../../model/config.ts';
 import { cli } from '../helpers/cli-in-process.ts';
-import { startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { cliEnv, startTestLoop, type TestLoop } from '../helpers/loop.ts';
 
 let loop: TestLoop;
 const line = `rll-${Date.now().toString(36).slice(-5)}`;
@@ -21,12 +21,7 @@ beforeAll(async () => {
   loop = await startTestLoop('rllineage');
   await loop.createLine(line);
   await loop.startWorkers();
-  Object.assign(process.env, {
-    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
-    DATABASE_URL: loop.databaseUrl,
-    PERENNIAL_DATA_DIR: loop.dataDir,
-    PERENNIAL_TASK_QUEUE: loop.taskQueue,
-  });
+  Object.assign(process.env, cliEnv(loop));
 });
 afterAll(async () => {
   process.env = saved;

@@ -16,7 +16,7 @@ import { until } from '../helpers/stub-worker.ts';
 import { planUpgrade } from '../../registry/upgrades.ts';
 import { buildReport } from '../../report/report.ts';
 import { catalogue, faq, generalText, products, rng, type DropRecord } from '../../bench/scenario.ts';
-import { TEST_RECIPE, startTestLoop, type TestLoop } from '../helpers/loop.ts';
+import { TEST_RECIPE, cliEnv, startTestLoop, type TestLoop } from '../helpers/loop.ts';
 import { PRESETS } from '../../model/config.ts';
 import { DEFAULT_GATE_RULES, DEFAULT_PROMOTION } from '../../schemas/defaults.ts';
 
@@ -44,12 +44,7 @@ const saved = { ...process.env };
 
 beforeAll(async () => {
   loop = await startTestLoop('upgrade');
-  Object.assign(process.env, {
-    TEMPORAL_ADDRESS: (loop.client.connection as unknown as { options: { address: string } }).options.address,
-    DATABASE_URL: loop.databaseUrl,
-    PERENNIAL_DATA_DIR: loop.dataDir,
-    PERENNIAL_TASK_QUEUE: loop.taskQueue,
-  });
+  Object.assign(process.env, cliEnv(loop));
   await loop.createLine(base);
   await loop.createLine(support, { kind: 'application', foundation: base });
   await loop.startWorkers();
