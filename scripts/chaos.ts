@@ -150,6 +150,7 @@ const runs: FaultRunResult[] = [];
 let pg: Awaited<ReturnType<typeof restartPostgresDuringPromotion>>[] = [];
 let netns: string = 'not run';
 let evilVerifier: { verdict: string; seconds: number; reason: string } | undefined;
+let overLimitDrop: { verdict: string; reason: string } | undefined;
 let driver = { caught: 0, driverCrashes: 0 };
 const a = await stack('faults', 1);
 try {
@@ -244,6 +245,7 @@ try {
   const greedy = await a.send('fuzz-loop', a.writeRaw('loop-over-limit.jsonl', greedyText), { recipe: { steps: 320_000, checkpointEvery: 1 } });
   const loopDone = await waitForDrops(a, [...loopSent, { line: 'fuzz-loop', digest: greedy.digest }], 900_000);
   const overLimit = loopDone.get(`fuzz-loop/${greedy.digest}`)!;
+  overLimitDrop = { verdict: overLimit.verdict, reason: overLimit.reason };
   if (overLimit.verdict !== 'rejected' || !/over the line's limit maxSteps/.test(overLimit.reason))
     check('fuzz (loop)', [`a drop over its line's limits ended ${overLimit.verdict}: ${overLimit.reason}`]);
   // Feedback whose verifier backtracks catastrophically under a JS RegExp (^(.+)+\0 on answers of up to 28
@@ -352,6 +354,7 @@ const summary = {
     crashes: fuzz.crashes,
     quarantined: fuzz.quarantined,
     // A feedback drop whose verifier is ^(.+)+\0 (catastrophic backtracking under a JS RegExp): its verdict and time.
+    overLimitDrop: overLimitDrop ?? 'not run',
     evilVerifier: evilVerifier ?? 'not run',
   },
   traversal: { attempts: traversal.attempts, byTarget: traversal.byTarget, escapes: traversal.escapes.length },
