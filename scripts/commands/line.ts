@@ -274,6 +274,14 @@ export function formatLimits(limits: LineLimits, set: StoredLineLimits = {}): st
 }
 
 /** The effective gate rules and recipe of a line, one rule kind per line; with `limits`, those too. */
+/** A recipe value in words; a nested one (the transfer's recipe) as {field value, ...}, not "[object Object]". */
+const words = (v: unknown): string =>
+  typeof v === 'object' && v !== null
+    ? `{${Object.entries(v)
+        .map(([k, x]) => `${k} ${words(x)}`)
+        .join(', ')}}`
+    : String(v);
+
 export function formatRules(rules: GateRules, recipe: Recipe, limits?: LineLimits, set?: StoredLineLimits): string {
   const bounds = (t: { loss?: number; exactMatch?: number } | undefined) =>
     Object.entries(t ?? {})
@@ -296,7 +304,7 @@ export function formatRules(rules: GateRules, recipe: Recipe, limits?: LineLimit
     // In the schema's order (a stored recipe comes back from jsonb with its keys reordered).
     `recipe: ${Object.keys(Recipe.shape)
       .filter((k) => k in recipe && k !== 'search')
-      .map((k) => `${k} ${recipe[k as keyof Recipe]}`)
+      .map((k) => `${k} ${words(recipe[k as keyof Recipe])}`)
       .join(', ')}`,
   );
   if (recipe.search)

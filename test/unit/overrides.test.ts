@@ -69,6 +69,12 @@ describe('recipe auto in words', () => {
     expect(formatRules(rules, DEFAULT_RECIPE)).not.toContain('recipe search');
   });
 
+  it("prints an application line's transfer recipe field by field (line show printed [object Object])", () => {
+    const shown = formatRules(GateRules.parse(DEFAULT_GATE_RULES), { ...DEFAULT_RECIPE, transfer: { steps: 1000, distillWeight: 0.5 } });
+    expect(shown).not.toContain('[object Object]');
+    expect(shown).toMatch(/recipe: .*transfer \{steps 1000, distillWeight 0\.5\}/);
+  });
+
   it("takes the budget in FLOPs or as a multiple of the recipe's, and says which", () => {
     expect(autoRecipeArg('auto', undefined)).toBe('{"search":{}}');
     expect(autoRecipeArg('auto', '2e12')).toBe('{"search":{"budgetFlops":2000000000000}}');
