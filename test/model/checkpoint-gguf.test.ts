@@ -14,6 +14,7 @@ import { CheckpointFormatError } from '../../model/checkpoints/errors.ts';
 import { type GGUFValue, ggufTokenizer, llamaHyperparameters, openGGUF, requireLlama } from '../../model/checkpoints/gguf.ts';
 import { GGML_TYPE, type GgmlTypeName, floatToBfloat16, floatToHalf, halfToFloat, quantize } from '../../model/checkpoints/gguf-quants.ts';
 import { writeGGUF } from '../../model/checkpoints/gguf-write.ts';
+import { findSmolLMGGUF } from './smollm-file.ts';
 
 // Counts the bytes the reader asks for, to show that opening reads the header and not the tensor data.
 vi.mock('node:fs', async (importOriginal) => {
@@ -410,29 +411,7 @@ describe('files it refuses, and why', () => {
   });
 });
 
-/** The embedded model, where installed: PERENNIAL_SMOLLM_GGUF, or anywhere under .tools/ (four folders deep). */
-function findSmolLM(): string | undefined {
-  const name = 'SmolLM2-135M-Instruct.Q4_1.gguf';
-  if (process.env.PERENNIAL_SMOLLM_GGUF) return process.env.PERENNIAL_SMOLLM_GGUF;
-  const walk = (dir: string, depth: number): string | undefined => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return undefined;
-    }
-    for (const e of entries) if (e.isFile() && e.name === name) return join(dir, e.name);
-    if (depth === 0) return undefined;
-    for (const e of entries)
-      if (e.isDirectory()) {
-        const found = walk(join(dir, e.name), depth - 1);
-        if (found) return found;
-      }
-    return undefined;
-  };
-  return walk(join(import.meta.dirname, '../../.tools'), 4);
-}
-const smollm = findSmolLM();
+const smollm = findSmolLMGGUF();
 
 // Skipped where the model is not installed; the values are gguf-py 0.19.0's reading of the same file.
 describe.skipIf(smollm === undefined)('the embedded SmolLM2-135M-Instruct Q4_1 file', () => {
