@@ -385,7 +385,11 @@ export async function exportAuditRoot(db: Database, auditDir: string, keys: Keys
     const blocking = verification.problems.find((p) => p.kind !== 'seal');
     if (blocking) throw new AuditLogBrokenError((verification.firstBad?.kind === 'seal' ? blocking : verification.firstBad!).reason);
     const frontier = MerkleFrontier.of(tree);
-    return { ...(await signAndRecord(tx, auditDir, keys, frontier, hashes[tree.size - 1] ?? AUDIT_GENESIS_HASH)), hashed: tree.size, ...(repaired ? { repaired } : {}) };
+    return {
+      ...(await signAndRecord(tx, auditDir, keys, frontier, hashes[tree.size - 1] ?? AUDIT_GENESIS_HASH)),
+      hashed: tree.size,
+      ...(repaired ? { repaired } : {}),
+    };
   });
 }
 
@@ -436,7 +440,7 @@ export async function sealAuditRoot(db: Database, auditDir: string, keys: Keys, 
 
 /** The newest row of audit_roots with a valid signature (or from before signatures were kept); rows without one are passed over. */
 async function lastSignedRow(tx: Tx, trusted: readonly Verifier[]) {
-  for (let before = Number.MAX_SAFE_INTEGER; ; ) {
+  for (let before = Number.MAX_SAFE_INTEGER; ;) {
     const rows = await tx
       .select()
       .from(auditRoots)
@@ -561,22 +565,12 @@ async function repairRootsFile(db: Database, auditDir: string, trusted: readonly
   if (!(await endsTorn(file))) return null;
   return db.transaction(async (tx) => {
     await lockSeal(tx);
-    let handle: FileHandle;
-    try {
-      handle = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    try {
-      const { size } = await handle.stat();
-      if (size === 0) return null;
-      const lastByte = Buffer.alloc(1);
-      await handle.read(lastByte, 0, 1, size - 1);
-      if (lastByte[0] === 0x0a) return null;
+    return withFile(file, constants.O_RDWR, async (handle) => {
+      const size = await tornSize(handle);
+      if (size === null) return null;
       // Find the last newline, reading back in 64 KiB blocks (a root line is under 1 KiB).
       let offset = 0;
-      for (let end = size; end > 0 && offset === 0; ) {
+      for (let end = size; end > 0 && offset === 0;) {
         const start = Math.max(0, end - 64 * 1024);
         const block = Buffer.alloc(end - start);
         await handle.read(block, 0, block.length, start);
@@ -605,27 +599,35 @@ async function repairRootsFile(db: Database, auditDir: string, trusted: readonly
       else await handle.truncate(offset);
       await handle.sync();
       return { action, size, offset, seq: entry.seq };
-    } finally {
-      await handle.close();
-    }
+    });
   });
 }
 
 /** Whether the roots file exists and its last byte is not a newline. */
 async function endsTorn(file: string): Promise<boolean> {
+  return (await withFile(file, constants.O_RDONLY, tornSize)) !== null;
+}
+
+/** The size of an open file whose last byte is not a newline; null when it is empty or ends in one. */
+async function tornSize(handle: FileHandle): Promise<number | null> {
+  const { size } = await handle.stat();
+  if (size === 0) return null;
+  const last = Buffer.alloc(1);
+  await handle.read(last, 0, 1, size - 1);
+  return last[0] === 0x0a ? null : size;
+}
+
+/** Runs `fn` on the file opened without following a link, closing it after; null when there is no file. */
+async function withFile<T>(file: string, flags: number, fn: (handle: FileHandle) => Promise<T | null>): Promise<T | null> {
   let handle: FileHandle;
   try {
-    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    handle = await open(file, flags | constants.O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
   try {
-    const { size } = await handle.stat();
-    if (size === 0) return false;
-    const last = Buffer.alloc(1);
-    await handle.read(last, 0, 1, size - 1);
-    return last[0] !== 0x0a;
+    return await fn(handle);
   } finally {
     await handle.close();
   }

