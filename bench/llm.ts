@@ -4,13 +4,13 @@
  * 4 x 128 and 4 x 256 tokens, achieved GFLOP/s against numpy's sgemm measured in the same run, peak RSS, and the
  * logits' parity with a committed NumPy reference where one exists. scripts/bench-llm.ts is the entry point.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackendInfo } from '../model/backend.ts';
 import { type LlamaConfig, type LlamaKvCache, LlamaModel, LlamaTrainer, disposeKvCache, generateGreedy, llamaFlopsPerToken, llamaForwardFlopsPerToken, llamaParameterCount, loadLlamaGGUF } from '../model/llama/index.ts';
 import { Rng } from '../model/random.ts';
+import { numpyGflops } from './numpy.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 /** The embedded model, as `npm run setup:models` installs it. */
@@ -18,7 +18,6 @@ export const EMBEDDED_LLM = join(ROOT, '.tools/models/smollm2-135m/SmolLM2-135M-
 /** The NumPy reference logits of the embedded model, where committed. */
 export const SMOLLM_REFERENCE = join(ROOT, 'test/fixtures/llama/smollm-reference.json');
 /** The venv `npm run setup:bench` fills with numpy. */
-export const BENCH_PYTHON = join(ROOT, '.tools/bench-venv/bin/python');
 
 /** Options of runLlmBench. */
 export interface LlmBenchOptions {
@@ -66,21 +65,6 @@ export interface LlmBenchResult {
   tensorGrowth: Record<string, number>;
   parity: { maxRelLogitError: number | null; prompts?: number; argmaxAgree?: string; reference?: string };
   notes: Record<string, string>;
-}
-
-/** numpy's float32 n x n x n matmul GFLOP/s (best of 5), or why it could not be measured. */
-export function numpySgemmGflops(python: string, n = 1024): { gflops?: number; why?: string } {
-  if (!existsSync(python)) return { why: `${python} is missing (npm run setup:bench makes it)` };
-  const script = [
-    'import time, numpy as np',
-    `n=${n}; a=np.random.rand(n,n).astype(np.float32); b=np.random.rand(n,n).astype(np.float32); a@b`,
-    'best=min((lambda t: (a@b, time.perf_counter()-t)[1])(time.perf_counter()) for _ in range(5))',
-    'print(2*n**3/best/1e9)',
-  ].join('\n');
-  const run = spawnSync(python, ['-c', script], { encoding: 'utf8', timeout: 60_000 });
-  if (run.error) return { why: `${python} could not be run (${run.error.message})` };
-  if (run.status !== 0) return { why: `${python}: ${run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}`}` };
-  return { gflops: Number(run.stdout.trim()) };
 }
 
 /** One prompt of test/fixtures/llama/make-smollm-reference.py's output. */
@@ -198,8 +182,7 @@ export async function runLlmBench(opts: LlmBenchOptions): Promise<LlmBenchResult
   const growth: Record<string, number> = {};
   const info = await initBackendInfo(opts.backend ? { force: opts.backend } : {});
   say(`backend: ${info.label}`);
-  const python = opts.python ?? BENCH_PYTHON;
-  const npBefore = numpySgemmGflops(python);
+  const npBefore = numpyGflops(1024, opts.python);
 
   let loaded!: ReturnType<typeof loadLlamaGGUF>;
   let model!: LlamaModel;
@@ -256,7 +239,7 @@ export async function runLlmBench(opts: LlmBenchOptions): Promise<LlmBenchResult
     if (model.recompute) notes.trainGflops = 'FLOPs counted as 6 per weight per token plus attention; the recomputed forward pass of each block (gradient checkpointing) is not counted';
 
     // numpy before and after, the better kept: one run can land in another process's burst.
-    const npAfter = numpySgemmGflops(python);
+    const npAfter = numpyGflops(1024, opts.python);
     const np = (npAfter.gflops ?? -1) > (npBefore.gflops ?? -1) ? npAfter : npBefore;
     if (np.why) notes.numpy = np.why;
     const trainGflops = runs[0]!.gflops;

@@ -8,10 +8,7 @@
  * and stdout gets one JSON object: backend (precise), preset, parameters, tokensPerSecond, achievedGflops,
  * backendMatmulGflops, numpyGflops, modelOverNumpy (achieved / numpy sgemm 1024^3, both measured here).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackendInfo } from '../model/backend.ts';
 import { PRESETS, type PresetName, flopsPerToken, parameterCount, preset } from '../model/config.ts';
@@ -20,6 +17,7 @@ import { Rng } from '../model/random.ts';
 import { trainModel } from '../model/train.ts';
 import { LanguageModel, initWeights } from '../model/transformer.ts';
 import { scriptArgs } from '../bench/args.ts';
+import { numpyGflops } from '../bench/numpy.ts';
 
 const { values: args } = scriptArgs('bench:train', {
   options: {
@@ -78,35 +76,6 @@ function matmulGflops(n: number): number {
   }
   tf.dispose([a, b]);
   return (2 * n ** 3) / (best * 1e6);
-}
-
-/** numpy's float32 matmul GFLOP/s, or why it could not be measured. */
-function numpyGflops(n: number): { gflops?: number; why?: string } {
-  // python3 when it has numpy, else the venv that `npm run setup:bench` fills.
-  const venv = join(dirname(fileURLToPath(import.meta.url)), '..', '.tools', 'bench-venv', 'bin', 'python');
-  const pythons = ['python3', ...(existsSync(venv) ? [venv] : [])];
-  let result: { gflops?: number; why?: string } = { why: 'no python3' };
-  for (const python of pythons) {
-    result = numpyGflopsWith(python, n);
-    if (result.gflops !== undefined) return result;
-  }
-  return result;
-}
-
-function numpyGflopsWith(python: string, n: number): { gflops?: number; why?: string } {
-  const script = [
-    'import time, numpy as np',
-    `n=${n}; a=np.random.rand(n,n).astype(np.float32); b=np.random.rand(n,n).astype(np.float32); a@b`,
-    'best=min((lambda t: (a@b, time.perf_counter()-t)[1])(time.perf_counter()) for _ in range(5))',
-    'print(2*n**3/best/1e9)',
-  ].join('\n');
-  const run = spawnSync(python, ['-c', script], { encoding: 'utf8', timeout: 60_000 });
-  if (run.error) return { why: `python3 could not be run (${run.error.message})` };
-  if (run.status !== 0) {
-    const last = run.stderr.trim().split('\n').at(-1) ?? `exit ${run.status}`;
-    return { why: `${python} -c 'import numpy' failed: ${last} (npm run setup:bench installs numpy into .tools/bench-venv)` };
-  }
-  return { gflops: Number(run.stdout.trim()) };
 }
 
 const info = await initBackendInfo(args.backend ? { force: args.backend } : {});
